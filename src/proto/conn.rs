@@ -1,0 +1,832 @@
+//! The server side of an open WebSocket connection (RFC 6455 §5–§7).
+//!
+//! Bytes in ([`WebSocket::handle_input`]), events out through a callback
+//! that may reply through a [`Sender`], bytes to write out
+//! ([`WebSocket::output`] / [`WebSocket::consume_output`]), deadlines in and
+//! out ([`WebSocket::poll_timeout`] / [`WebSocket::handle_timeout`]). No
+//! socket, no clock: the caller passes `now`.
+//!
+//! A complete unfragmented frame that is wholly inside the input is unmasked
+//! in place and handed out as a borrowed slice; only a frame split across
+//! reads, or a fragmented message, is copied into the reassembly buffer.
+//! Every size check is made on the header, before a payload byte is kept.
+
+use std::time::Instant;
+
+use super::Limits;
+use super::close::{encode_close_payload, parse_close_payload};
+use super::error::{ProtocolError, SendError, code};
+use super::frame::{MAX_HEADER_LEN, decode_header, header_len, opcode, write_frame};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+
+/// Something the peer sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete text message (validated UTF-8).
+    Text(&'a str),
+    /// A complete binary message.
+    Binary(&'a [u8]),
+    /// A ping; the pong is already queued.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The peer's close frame; the reply (or the end of the exchange) is queued.
+    Close {
+        /// Status code, if the frame had one.
+        code: Option<u16>,
+        /// Reason text.
+        reason: &'a str,
+    },
+}
+
+/// Why [`WebSocket::handle_timeout`] gave up on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// No frame within `limits.idle_timeout_ms` after the idle ping.
+    Idle,
+    /// The peer did not finish the close within `limits.close_timeout_ms`.
+    Close,
+}
+
+/// Who started the close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Initiator {
+    /// This server.
+    Server,
+    /// The peer.
+    Client,
+}
+
+/// How the connection ended or is ending, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// Close code sent or received (1006 when the TCP connection ended without one).
+    pub code: u16,
+    /// Who started it.
+    pub by: Initiator,
+    /// A short reason for closes the server started.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close and wait for the peer's (§7.1.2); data is discarded.
+    CloseSent,
+    /// We failed the connection (§7.1.7): close sent, input ignored, the
+    /// write side is shut once the close frame is out.
+    Failed,
+    /// The close exchange is over or the connection is dead: flush, then
+    /// close TCP (§7.1.1: the server closes first).
+    Closed,
+}
+
+/// The output half: what the application may use while handling an event.
+#[derive(Debug, Default)]
+struct Output {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Output {
+    fn queued(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+/// Lets the application send while it handles an event.
+pub struct Sender<'a> {
+    out: &'a mut Output,
+    state: &'a mut State,
+    close: &'a mut Option<CloseInfo>,
+    limits: &'a Limits,
+}
+
+impl Sender<'_> {
+    fn check(&mut self) -> Result<(), SendError> {
+        if *self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        if self.out.queued() > self.limits.max_outbound_bytes {
+            self.fail(code::POLICY_VIOLATION, "slow consumer");
+            return Err(SendError::SlowConsumer);
+        }
+        Ok(())
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.check()?;
+        write_frame(&mut self.out.buf, opcode::TEXT, text.as_bytes());
+        Ok(())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.check()?;
+        write_frame(&mut self.out.buf, opcode::BINARY, data);
+        Ok(())
+    }
+
+    /// Queues a text message that `write` appends straight into the output
+    /// buffer (no intermediate allocation). What it writes must be UTF-8;
+    /// otherwise nothing is sent and the result is `Err(SendError::NotUtf8)`.
+    pub fn send_text_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), SendError> {
+        self.check()?;
+        let buf = &mut self.out.buf;
+        let start = buf.len();
+        // Reserve a 4-byte header (the 126 form); most replies fit it.
+        buf.extend_from_slice(&[0; 4]);
+        write(buf);
+        let len = buf.len() - start - 4;
+        if core::str::from_utf8(&buf[start + 4..]).is_err() {
+            buf.truncate(start);
+            return Err(SendError::NotUtf8);
+        }
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = super::frame::encode_header(true, opcode::TEXT, len as u64, None, &mut h);
+        match n {
+            2 => {
+                buf.copy_within(start + 4.., start + 2);
+                buf.truncate(buf.len() - 2);
+            }
+            4 => {}
+            _ => {
+                buf.splice(start + 4..start + 4, [0u8; 6]);
+            }
+        }
+        buf[start..start + n].copy_from_slice(&h[..n]);
+        Ok(())
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (§7.1.2). Further
+    /// data from the peer is discarded until its close arrives.
+    pub fn close(&mut self, code: u16, reason: &'static str) {
+        if *self.state != State::Open {
+            return;
+        }
+        write_close(&mut self.out.buf, code, reason);
+        *self.state = State::CloseSent;
+        *self.close = Some(CloseInfo {
+            code,
+            by: Initiator::Server,
+            reason,
+        });
+    }
+
+    fn fail(&mut self, code: u16, reason: &'static str) {
+        if matches!(*self.state, State::Open | State::CloseSent) {
+            if *self.state == State::Open {
+                write_close(&mut self.out.buf, code, reason);
+            }
+            *self.state = State::Failed;
+            *self.close = Some(CloseInfo {
+                code,
+                by: Initiator::Server,
+                reason,
+            });
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.out.queued()
+    }
+}
+
+fn write_close(out: &mut Vec<u8>, code: u16, reason: &str) {
+    let mut payload = [0u8; 125];
+    let n = encode_close_payload(code, reason, &mut payload);
+    write_frame(out, opcode::CLOSE, &payload[..n]);
+}
+
+const NO_MESSAGE: u8 = 0xff;
+
+/// Frame and message reassembly state.
+#[derive(Debug)]
+struct Decoder {
+    hdr: [u8; MAX_HEADER_LEN],
+    hdr_len: u8,
+    in_frame: bool,
+    fin: bool,
+    opcode: u8,
+    key: [u8; 4],
+    key_pos: u8,
+    remaining: u64,
+    /// Opcode of the data message in progress, or `NO_MESSAGE`.
+    message: u8,
+    fragments: u32,
+    message_len: u64,
+    utf8: Utf8Validator,
+    payload: Vec<u8>,
+    control: Vec<u8>,
+    /// The last message delivered from `payload`; clear it on the next call.
+    clear_payload: bool,
+    /// The last control frame delivered from `control`; clear it likewise.
+    clear_control: bool,
+}
+
+/// What the decoder produced; borrows the input or the reassembly buffer.
+enum Decoded<'a> {
+    Text(&'a [u8]),
+    Binary(&'a [u8]),
+    Control(u8, &'a [u8]),
+}
+
+enum Step {
+    NeedMore,
+    Continue,
+    /// A control frame whose whole payload is in the input: `n` bytes at `pos`.
+    ControlInPlace(usize),
+    ControlBuffered,
+    /// A whole unfragmented data message in the input: `n` bytes at `pos`.
+    DataInPlace(usize),
+    DataBuffered,
+}
+
+impl Decoder {
+    fn new() -> Self {
+        Decoder {
+            hdr: [0; MAX_HEADER_LEN],
+            hdr_len: 0,
+            in_frame: false,
+            fin: false,
+            opcode: 0,
+            key: [0; 4],
+            key_pos: 0,
+            remaining: 0,
+            message: NO_MESSAGE,
+            fragments: 0,
+            message_len: 0,
+            utf8: Utf8Validator::new(),
+            payload: Vec::new(),
+            control: Vec::new(),
+            clear_payload: false,
+            clear_control: false,
+        }
+    }
+
+    fn clear_delivered(&mut self) {
+        if self.clear_payload {
+            self.payload.clear();
+            self.clear_payload = false;
+        }
+        if self.clear_control {
+            self.control.clear();
+            self.clear_control = false;
+        }
+    }
+
+    /// Whether a frame or message is partly received.
+    fn is_mid_message(&self) -> bool {
+        self.hdr_len > 0 || self.in_frame || self.message != NO_MESSAGE
+    }
+
+    /// Checks a new header against the protocol state and the limits.
+    fn begin_frame(
+        &mut self,
+        h: super::frame::FrameHeader,
+        limits: &Limits,
+    ) -> Result<(), ProtocolError> {
+        // §5.2: "RSV1, RSV2, RSV3: MUST be 0 unless an extension is negotiated".
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        // §5.2: "If an unknown opcode is received, the receiving endpoint MUST
+        // _Fail the WebSocket Connection_."
+        if !opcode::is_known(h.opcode) {
+            return Err(ProtocolError::ReservedOpcode);
+        }
+        // §5.1: "The server MUST close the connection upon receiving a frame
+        // that is not masked."
+        let Some(key) = h.mask else {
+            return Err(ProtocolError::UnmaskedFrame);
+        };
+        if opcode::is_control(h.opcode) {
+            // §5.5: "All control frames MUST have a payload length of 125
+            // bytes or less and MUST NOT be fragmented."
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if h.len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong);
+            }
+        } else {
+            let starts = h.opcode != opcode::CONTINUATION;
+            // §5.4: continuation only inside a message; no new message inside one.
+            if !starts && self.message == NO_MESSAGE {
+                return Err(ProtocolError::UnexpectedContinuation);
+            }
+            if starts && self.message != NO_MESSAGE {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            // Caps decided from the header, compared as u64 before any cast.
+            if h.len > limits.max_frame_bytes {
+                return Err(ProtocolError::FrameTooLarge);
+            }
+            let before = if starts { 0 } else { self.message_len };
+            let total = before.saturating_add(h.len);
+            if total > limits.max_message_bytes {
+                return Err(ProtocolError::MessageTooLarge);
+            }
+            let fragments = if starts { 1 } else { self.fragments + 1 };
+            if fragments > limits.max_fragments {
+                return Err(ProtocolError::TooManyFragments);
+            }
+            if starts {
+                self.message = h.opcode;
+                self.utf8.reset();
+                self.payload.clear();
+            }
+            self.fragments = fragments;
+            self.message_len = total;
+        }
+        self.in_frame = true;
+        self.fin = h.fin;
+        self.opcode = h.opcode;
+        self.key = key;
+        self.key_pos = 0;
+        self.remaining = h.len;
+        Ok(())
+    }
+
+    /// Reads a header from the stash and `input`; false when more is needed.
+    fn read_header(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        limits: &Limits,
+    ) -> Result<bool, ProtocolError> {
+        if self.hdr_len == 0 {
+            let rest = &input[*pos..];
+            return match decode_header(rest)? {
+                Some((h, n)) => {
+                    *pos += n;
+                    self.begin_frame(h, limits)?;
+                    Ok(true)
+                }
+                None => {
+                    self.hdr[..rest.len()].copy_from_slice(rest);
+                    self.hdr_len = rest.len() as u8;
+                    *pos = input.len();
+                    Ok(false)
+                }
+            };
+        }
+        loop {
+            let have = self.hdr_len as usize;
+            let need = if have < 2 { 2 } else { header_len(self.hdr[1]) };
+            if have == need {
+                break;
+            }
+            let take = (need - have).min(input.len() - *pos);
+            self.hdr[have..have + take].copy_from_slice(&input[*pos..*pos + take]);
+            self.hdr_len += take as u8;
+            *pos += take;
+            if (self.hdr_len as usize) < need && *pos == input.len() {
+                return Ok(false);
+            }
+        }
+        let n = self.hdr_len as usize;
+        self.hdr_len = 0;
+        let (h, _) = decode_header(&self.hdr[..n])?.expect("a whole header is stashed");
+        self.begin_frame(h, limits)?;
+        Ok(true)
+    }
+
+    /// Decides the next step with short borrows only.
+    fn step(
+        &mut self,
+        input: &mut [u8],
+        pos: &mut usize,
+        limits: &Limits,
+    ) -> Result<Step, ProtocolError> {
+        if !self.in_frame && !self.read_header(input, pos, limits)? {
+            return Ok(Step::NeedMore);
+        }
+        let avail = (input.len() - *pos) as u64;
+        if opcode::is_control(self.opcode) {
+            if self.control.is_empty() && self.remaining <= avail {
+                self.in_frame = false;
+                return Ok(Step::ControlInPlace(self.remaining as usize));
+            }
+            let n = self.remaining.min(avail) as usize;
+            let chunk = &mut input[*pos..*pos + n];
+            self.key_pos = apply_mask(chunk, self.key, self.key_pos as usize) as u8;
+            self.control.extend_from_slice(chunk);
+            *pos += n;
+            self.remaining -= n as u64;
+            if self.remaining > 0 {
+                return Ok(Step::NeedMore);
+            }
+            self.in_frame = false;
+            return Ok(Step::ControlBuffered);
+        }
+        if self.fin && self.fragments == 1 && self.payload.is_empty() && self.remaining <= avail {
+            self.in_frame = false;
+            return Ok(Step::DataInPlace(self.remaining as usize));
+        }
+        let n = self.remaining.min(avail) as usize;
+        let chunk = &mut input[*pos..*pos + n];
+        self.key_pos = apply_mask(chunk, self.key, self.key_pos as usize) as u8;
+        if self.message == opcode::TEXT {
+            // §8.1: fail as soon as the text cannot be UTF-8, even mid-frame.
+            self.utf8
+                .feed(chunk)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.payload.extend_from_slice(chunk);
+        *pos += n;
+        self.remaining -= n as u64;
+        if self.remaining > 0 {
+            return Ok(Step::NeedMore);
+        }
+        self.in_frame = false;
+        if !self.fin {
+            return Ok(Step::Continue);
+        }
+        if self.message == opcode::TEXT {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(Step::DataBuffered)
+    }
+
+    /// The next complete message or control frame in `input[*pos..]`.
+    fn next<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        pos: &mut usize,
+        limits: &Limits,
+    ) -> Result<Option<Decoded<'a>>, ProtocolError> {
+        self.clear_delivered();
+        let step = loop {
+            match self.step(input, pos, limits)? {
+                Step::NeedMore => return Ok(None),
+                Step::Continue => continue,
+                other => break other,
+            }
+        };
+        match step {
+            Step::ControlInPlace(n) => {
+                let start = *pos;
+                *pos += n;
+                let payload = &mut input[start..start + n];
+                apply_mask(payload, self.key, 0);
+                Ok(Some(Decoded::Control(self.opcode, payload)))
+            }
+            Step::ControlBuffered => {
+                self.clear_control = true;
+                Ok(Some(Decoded::Control(self.opcode, &self.control)))
+            }
+            Step::DataInPlace(n) => {
+                let start = *pos;
+                *pos += n;
+                let payload = &mut input[start..start + n];
+                apply_mask(payload, self.key, 0);
+                let op = self.message;
+                self.message = NO_MESSAGE;
+                if op == opcode::TEXT {
+                    // The whole text is here; std's validator is the fast path.
+                    if core::str::from_utf8(payload).is_err() {
+                        return Err(ProtocolError::InvalidUtf8);
+                    }
+                    Ok(Some(Decoded::Text(payload)))
+                } else {
+                    Ok(Some(Decoded::Binary(payload)))
+                }
+            }
+            Step::DataBuffered => {
+                self.clear_payload = true;
+                let op = self.message;
+                self.message = NO_MESSAGE;
+                if op == opcode::TEXT {
+                    Ok(Some(Decoded::Text(&self.payload)))
+                } else {
+                    Ok(Some(Decoded::Binary(&self.payload)))
+                }
+            }
+            Step::NeedMore | Step::Continue => unreachable!("handled in the loop"),
+        }
+    }
+}
+
+/// The server side of one WebSocket connection after the `101`.
+#[derive(Debug)]
+pub struct WebSocket {
+    state: State,
+    dec: Decoder,
+    out: Output,
+    close: Option<CloseInfo>,
+    /// When the last complete frame arrived (liveness).
+    last_frame: Instant,
+    /// Set while an idle ping is unanswered.
+    ping_sent: Option<Instant>,
+    /// When a closing connection is dropped regardless.
+    close_deadline: Option<Instant>,
+}
+
+impl WebSocket {
+    /// A connection that just sent its `101`; `out` may already hold it.
+    pub fn new(now: Instant, out: Vec<u8>) -> Self {
+        WebSocket {
+            state: State::Open,
+            dec: Decoder::new(),
+            out: Output { buf: out, pos: 0 },
+            close: None,
+            last_frame: now,
+            ping_sent: None,
+            close_deadline: None,
+        }
+    }
+
+    /// Processes bytes from the peer, in order, calling `on_event` for each
+    /// message and control frame. The input is unmasked in place.
+    ///
+    /// A protocol error fails the connection: replies already queued by
+    /// earlier messages stay ahead of the close frame, and later input is
+    /// ignored (§7.1.7).
+    pub fn handle_input<F>(
+        &mut self,
+        now: Instant,
+        input: &mut [u8],
+        limits: &Limits,
+        mut on_event: F,
+    ) where
+        F: FnMut(Event<'_>, &mut Sender<'_>),
+    {
+        if matches!(self.state, State::Failed | State::Closed) {
+            return;
+        }
+        let mut pos = 0;
+        while pos < input.len() {
+            let decoded = match self.dec.next(input, &mut pos, limits) {
+                Ok(Some(d)) => d,
+                Ok(None) => break,
+                Err(e) => {
+                    let mut tx = Sender {
+                        out: &mut self.out,
+                        state: &mut self.state,
+                        close: &mut self.close,
+                        limits,
+                    };
+                    tx.fail(e.close_code(), e.reason());
+                    break;
+                }
+            };
+            self.last_frame = now;
+            self.ping_sent = None;
+            let mut tx = Sender {
+                out: &mut self.out,
+                state: &mut self.state,
+                close: &mut self.close,
+                limits,
+            };
+            match decoded {
+                Decoded::Text(bytes) => {
+                    if *tx.state == State::Open {
+                        let text = core::str::from_utf8(bytes).expect("validated while decoding");
+                        on_event(Event::Text(text), &mut tx);
+                    }
+                }
+                Decoded::Binary(bytes) => {
+                    if *tx.state == State::Open {
+                        on_event(Event::Binary(bytes), &mut tx);
+                    }
+                }
+                Decoded::Control(op, payload) => {
+                    if let Err(e) = handle_control(op, payload, &mut tx, &mut on_event) {
+                        tx.fail(e.close_code(), e.reason());
+                    }
+                }
+            }
+            if matches!(self.state, State::Failed | State::Closed) {
+                break;
+            }
+        }
+        self.arm_close_deadline(now, limits);
+    }
+
+    fn arm_close_deadline(&mut self, now: Instant, limits: &Limits) {
+        if self.state != State::Open && self.close_deadline.is_none() {
+            self.close_deadline = Some(now + limits.close_timeout);
+        }
+    }
+
+    /// Runs `f` with a [`Sender`] (to send outside of an event).
+    pub fn with_sender<R>(
+        &mut self,
+        now: Instant,
+        limits: &Limits,
+        f: impl FnOnce(&mut Sender<'_>) -> R,
+    ) -> R {
+        let mut tx = Sender {
+            out: &mut self.out,
+            state: &mut self.state,
+            close: &mut self.close,
+            limits,
+        };
+        let r = f(&mut tx);
+        self.arm_close_deadline(now, limits);
+        r
+    }
+
+    /// Starts the closing handshake from the server side.
+    pub fn close(&mut self, now: Instant, limits: &Limits, code: u16, reason: &'static str) {
+        self.with_sender(now, limits, |tx| tx.close(code, reason));
+    }
+
+    /// The peer closed its side of TCP. Returns how the connection ended.
+    pub fn handle_eof(&mut self) -> CloseInfo {
+        if self.state == State::Open || self.close.is_none() {
+            // §7.1.5: a connection closed without a close frame is 1006.
+            self.close = Some(CloseInfo {
+                code: 1006,
+                by: Initiator::Client,
+                reason: "connection closed without a close frame",
+            });
+        }
+        self.state = State::Closed;
+        self.close.expect("set above")
+    }
+
+    /// The earliest moment [`WebSocket::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self, limits: &Limits) -> Instant {
+        match self.state {
+            State::Open => match self.ping_sent {
+                Some(sent) => sent + limits.idle_timeout,
+                None => self.last_frame + limits.idle_timeout,
+            },
+            _ => self
+                .close_deadline
+                .unwrap_or(self.last_frame + limits.close_timeout),
+        }
+    }
+
+    /// Handles deadlines: sends the idle ping, or gives up on a silent or
+    /// non-closing peer. Returns why the connection must be dropped now.
+    pub fn handle_timeout(&mut self, now: Instant, limits: &Limits) -> Option<Expired> {
+        if now < self.poll_timeout(limits) {
+            return None;
+        }
+        match self.state {
+            State::Open if self.ping_sent.is_none() => {
+                write_frame(&mut self.out.buf, opcode::PING, b"");
+                self.ping_sent = Some(now);
+                None
+            }
+            State::Open => {
+                self.close = Some(CloseInfo {
+                    code: 1006,
+                    by: Initiator::Server,
+                    reason: "idle timeout",
+                });
+                self.state = State::Closed;
+                Some(Expired::Idle)
+            }
+            _ => {
+                self.state = State::Closed;
+                Some(Expired::Close)
+            }
+        }
+    }
+
+    /// Bytes waiting to be written to the peer.
+    pub fn output(&self) -> &[u8] {
+        &self.out.buf[self.out.pos..]
+    }
+
+    /// Marks `n` bytes of [`WebSocket::output`] as written.
+    pub fn consume_output(&mut self, n: usize) {
+        let out = &mut self.out;
+        out.pos = (out.pos + n).min(out.buf.len());
+        if out.pos == out.buf.len() {
+            out.buf.clear();
+            out.pos = 0;
+        } else if out.pos >= 64 * 1024 {
+            out.buf.drain(..out.pos);
+            out.pos = 0;
+        }
+    }
+
+    /// Whether the caller should read more input: the connection is not
+    /// over and its outbound queue is under the high-water mark
+    /// (backpressure: a peer that does not read its replies is not read).
+    pub fn wants_read(&self, limits: &Limits) -> bool {
+        self.state != State::Closed && self.out.queued() <= limits.max_outbound_bytes / 2
+    }
+
+    /// Whether the TCP connection should be closed now: the close exchange
+    /// is over (or the peer is gone) and everything is written.
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Closed && self.out.queued() == 0
+    }
+
+    /// Whether the caller should shut the write side of TCP: the connection
+    /// failed and the close frame is written (§7.1.7).
+    pub fn wants_shutdown_write(&self) -> bool {
+        self.state == State::Failed && self.out.queued() == 0
+    }
+
+    /// Whether the connection is open for messages.
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// How the connection is closing or closed, once it is.
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.close
+    }
+
+    /// Whether no message is partly received and nothing is queued: the
+    /// buffers can be returned to a pool.
+    pub fn is_idle(&self) -> bool {
+        !self.dec.is_mid_message() && self.out.queued() == 0
+    }
+
+    /// Takes the (empty) buffers for reuse elsewhere; see [`WebSocket::is_idle`].
+    pub fn take_buffers(&mut self, mut give: impl FnMut(Vec<u8>)) {
+        if self.out.queued() == 0 && self.out.buf.capacity() > 0 {
+            give(std::mem::take(&mut self.out.buf));
+            self.out.pos = 0;
+        }
+        self.dec.clear_delivered();
+        if !self.dec.is_mid_message() {
+            if self.dec.payload.capacity() > 0 {
+                give(std::mem::take(&mut self.dec.payload));
+            }
+            if self.dec.control.capacity() > 0 {
+                give(std::mem::take(&mut self.dec.control));
+            }
+        }
+    }
+
+    /// Gives the connection an empty output buffer when it has none.
+    pub fn provide_output_buffer(&mut self, take: impl FnOnce() -> Option<Vec<u8>>) {
+        if self.out.buf.capacity() == 0 {
+            if let Some(buf) = take() {
+                debug_assert!(buf.is_empty());
+                self.out.buf = buf;
+                self.out.pos = 0;
+            }
+        }
+    }
+
+    /// Bytes held for this connection (reassembly and output), for accounting.
+    pub fn buffered_bytes(&self) -> usize {
+        self.dec.payload.capacity() + self.dec.control.capacity() + self.out.buf.capacity()
+    }
+}
+
+/// Answers a control frame (§5.5).
+fn handle_control<F>(
+    op: u8,
+    payload: &[u8],
+    tx: &mut Sender<'_>,
+    on_event: &mut F,
+) -> Result<(), ProtocolError>
+where
+    F: FnMut(Event<'_>, &mut Sender<'_>),
+{
+    match op {
+        opcode::PING => {
+            // §5.5.2: answer with a pong carrying the same payload, unless we
+            // already sent a close (§5.5.1: nothing follows a close).
+            if *tx.state == State::Open {
+                write_frame(&mut tx.out.buf, opcode::PONG, payload);
+                on_event(Event::Ping(payload), tx);
+            }
+        }
+        opcode::PONG => {
+            if *tx.state == State::Open {
+                on_event(Event::Pong(payload), tx);
+            }
+        }
+        _ => {
+            let parsed = parse_close_payload(payload)?;
+            let (code, reason) = parsed.map_or((None, ""), |(c, r)| (Some(c), r));
+            match *tx.state {
+                State::Open => {
+                    // §5.5.1: reply with a close, echoing the code (1000 when
+                    // the peer sent none; 1005 may not be sent).
+                    let reply = code.unwrap_or(code::NORMAL);
+                    write_close(&mut tx.out.buf, reply, "");
+                    *tx.state = State::Closed;
+                    *tx.close = Some(CloseInfo {
+                        code: code.unwrap_or(1005),
+                        by: Initiator::Client,
+                        reason: "",
+                    });
+                    on_event(Event::Close { code, reason }, tx);
+                }
+                State::CloseSent => *tx.state = State::Closed,
+                State::Failed | State::Closed => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
