@@ -1,1 +1,102 @@
-fn main() {}
+//! The palisade daemon: load and validate the settings, run the server.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use palisade::app::{App, Heroes};
+use palisade::cli::{self, Command};
+use palisade::config::{AppKind, Config};
+use palisade::http::StaticFiles;
+use palisade::{Server, Shared, log};
+
+fn main() -> ExitCode {
+    let config = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(c)) => *c,
+        Ok(Command::PrintConfig(c)) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&*c).expect("config serializes")
+            );
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("palisade {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            eprintln!("Try 'palisade --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("palisade: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(config: Config) -> Result<(), (u8, String)> {
+    let app = match config.app {
+        AppKind::Echo => App::Echo,
+        AppKind::Hero => match &config.heroes {
+            Some(path) => App::Hero(Heroes::load(path).map_err(|e| (2, e))?),
+            None => App::Hero(Heroes::default()),
+        },
+    };
+    let files = match &config.static_dir {
+        Some(dir) => StaticFiles::load_dir(dir).map_err(|e| (2, e))?,
+        None => StaticFiles::embedded(),
+    };
+    log::init(config.log.level, config.log.format);
+    warn_about_fd_limit(config.limits.max_connections);
+    let limits = config.limits.core();
+    let shared = Shared {
+        config,
+        limits,
+        app,
+        files,
+    };
+    let mut server = Server::bind(shared).map_err(|e| (1, format!("cannot listen: {e}")))?;
+    let addr = server.local_addr().map_err(|e| (1, e.to_string()))?;
+    log::info(
+        &format!("listening on {addr}"),
+        &[("app", &app_name(&server)), ("tls", &"off")],
+    );
+    server
+        .run()
+        .map_err(|e| (1, format!("event loop failed: {e}")))
+}
+
+fn app_name(server: &Server) -> &'static str {
+    match server.app() {
+        App::Hero(_) => "hero",
+        App::Echo => "echo",
+    }
+}
+
+/// Warns when the open-file limit cannot hold `max_connections` sockets.
+fn warn_about_fd_limit(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(soft) = soft {
+        if soft < max_connections + 32 {
+            log::warn(
+                "open-file limit is below limits.max_connections; raise it with ulimit -n",
+                &[("nofile", &soft), ("max_connections", &max_connections)],
+            );
+        }
+    }
+}

@@ -101,6 +101,17 @@ impl HeadReader {
     }
 }
 
+/// A header that should appear once: absent, once, or more than once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Single<'b> {
+    /// Not sent.
+    Absent,
+    /// Sent once, with this value.
+    One(&'b [u8]),
+    /// Sent more than once.
+    Repeated,
+}
+
 /// A parsed request head, borrowing the buffer it came from.
 #[derive(Debug)]
 pub struct Request<'h, 'b> {
@@ -163,12 +174,12 @@ impl<'h, 'b> Request<'h, 'b> {
     }
 
     /// The value of `name` when it appears exactly once.
-    pub fn single_header(&self, name: &str) -> Result<Option<&'b [u8]>, ()> {
+    pub fn single_header(&self, name: &str) -> Single<'b> {
         let mut it = self.header_values(name);
         match (it.next(), it.next()) {
-            (None, _) => Ok(None),
-            (Some(v), None) => Ok(Some(v)),
-            (Some(_), Some(_)) => Err(()),
+            (None, _) => Single::Absent,
+            (Some(v), None) => Single::One(v),
+            (Some(_), Some(_)) => Single::Repeated,
         }
     }
 
@@ -233,7 +244,7 @@ impl<'r, 'h, 'b> UpgradeRequest<'r, 'h, 'b> {
         }
         // §4.2.1 (2): a |Host| header field; RFC 9112 §3.2: exactly one.
         let host = match request.single_header("host") {
-            Ok(Some(h)) if !trim(h).is_empty() => trim(h),
+            Single::One(h) if !trim(h).is_empty() => trim(h),
             _ => return Err(HandshakeError::BadHost),
         };
         // §4.2.1 (3), (4): Upgrade contains "websocket", Connection contains
@@ -244,12 +255,12 @@ impl<'r, 'h, 'b> UpgradeRequest<'r, 'h, 'b> {
         }
         // §4.2.1 (6): Sec-WebSocket-Version 13 (a 426 with our version, §4.4).
         match request.single_header("sec-websocket-version") {
-            Ok(Some(v)) if trim(v) == b"13" => {}
+            Single::One(v) if trim(v) == b"13" => {}
             _ => return Err(HandshakeError::UnsupportedVersion),
         }
         // §4.2.1 (5): base64 that decodes to exactly 16 bytes, not repeated.
         let key = match request.single_header("sec-websocket-key") {
-            Ok(Some(k)) => trim(k),
+            Single::One(k) => trim(k),
             _ => return Err(HandshakeError::BadKey),
         };
         let mut decoded = [0u8; 18];
@@ -278,7 +289,10 @@ impl<'r, 'h, 'b> UpgradeRequest<'r, 'h, 'b> {
 
     /// The `Origin` header, if sent exactly once.
     pub fn origin(&self) -> Option<&'b [u8]> {
-        self.request.single_header("origin").ok().flatten()
+        match self.request.single_header("origin") {
+            Single::One(v) => Some(v),
+            _ => None,
+        }
     }
 
     /// The client's `Sec-WebSocket-Key`.

@@ -1,0 +1,355 @@
+//! The hero look-up application: JSON requests in, JSON replies out.
+//!
+//! Requests are parsed borrowing the message text (no allocation unless a
+//! string has escapes) and replies are serialized straight into the
+//! connection's output buffer.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::proto::conn::Sender;
+
+/// Longest hero id a request may carry (SPEC.md §6).
+pub const MAX_HERO_ID_BYTES: usize = 64;
+/// Most heroes a heroes file may hold.
+pub const MAX_HEROES: usize = 10_000;
+/// Largest heroes file.
+pub const MAX_HEROES_FILE_BYTES: u64 = 4 << 20;
+/// Longest real name.
+pub const MAX_NAME_BYTES: usize = 256;
+
+const BUILT_IN: &[(&str, &str)] = &[
+    ("ironMan", "Tony Stark"),
+    ("hulk", "Bruce Banner"),
+    ("wonderWoman", "Diana"),
+    ("batMan", "Bruce Wayne"),
+    ("blackPanther", "T'Challa"),
+];
+
+/// The heroes and their real names, in file order.
+#[derive(Debug)]
+pub struct Heroes {
+    order: Vec<Box<str>>,
+    names: HashMap<Box<str>, Box<str>>,
+}
+
+impl Default for Heroes {
+    fn default() -> Self {
+        Heroes::from_pairs(
+            BUILT_IN
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        )
+        .expect("built-in heroes are valid")
+    }
+}
+
+struct Pairs(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object of hero id to real name")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, n)) = map.next_entry::<String, String>()? {
+                    if v.len() == MAX_HEROES {
+                        return Err(serde::de::Error::custom(format!(
+                            "more than {MAX_HEROES} heroes"
+                        )));
+                    }
+                    v.push((k, n));
+                }
+                Ok(Pairs(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Heroes {
+    /// Loads a heroes file: `{"heroId": "Real Name", ...}`.
+    pub fn load(path: &Path) -> Result<Heroes, String> {
+        let what = format!("heroes file {}", path.display());
+        let meta = std::fs::metadata(path).map_err(|e| format!("{what}: {e}"))?;
+        if meta.len() > MAX_HEROES_FILE_BYTES {
+            return Err(format!("{what}: larger than {MAX_HEROES_FILE_BYTES} bytes"));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{what}: {e}"))?;
+        let Pairs(pairs) = serde_json::from_str(&text).map_err(|e| format!("{what}: {e}"))?;
+        Heroes::from_pairs(pairs).map_err(|e| format!("{what}: {e}"))
+    }
+
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<Heroes, String> {
+        if pairs.is_empty() {
+            return Err("no heroes".into());
+        }
+        let mut names = HashMap::with_capacity(pairs.len());
+        let mut order = Vec::with_capacity(pairs.len());
+        for (id, name) in pairs {
+            if id.is_empty() || id.len() > MAX_HERO_ID_BYTES {
+                return Err(format!(
+                    "hero id {id:?} must be 1 to {MAX_HERO_ID_BYTES} bytes"
+                ));
+            }
+            if name.is_empty() || name.len() > MAX_NAME_BYTES {
+                return Err(format!(
+                    "name of {id:?} must be 1 to {MAX_NAME_BYTES} bytes"
+                ));
+            }
+            let id: Box<str> = id.into();
+            if names.insert(id.clone(), name.into()).is_some() {
+                return Err(format!("hero id {id:?} appears twice"));
+            }
+            order.push(id);
+        }
+        Ok(Heroes { order, names })
+    }
+
+    /// Hero ids in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(|s| &**s)
+    }
+
+    /// The real name of `id`.
+    pub fn name(&self, id: &str) -> Option<&str> {
+        self.names.get(id).map(|s| &**s)
+    }
+
+    /// Answers one text message.
+    pub fn handle_text(&self, text: &str, tx: &mut Sender<'_>) {
+        let req: Request<'_> = match serde_json::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                let (code, message) = match e.classify() {
+                    serde_json::error::Category::Data => {
+                        ("invalid_message", "message does not match the schema")
+                    }
+                    _ => ("invalid_json", "message is not valid JSON"),
+                };
+                return send(tx, "error", &ErrorData { code, message }, None);
+            }
+        };
+        let id = req.id;
+        match &*req.event {
+            "get_name" => {
+                let Some(hero) = req.data.and_then(|d| d.hero) else {
+                    let e = ErrorData {
+                        code: "invalid_message",
+                        message: "get_name needs data.hero",
+                    };
+                    return send(tx, "error", &e, id);
+                };
+                if hero.len() > MAX_HERO_ID_BYTES {
+                    let e = ErrorData {
+                        code: "invalid_message",
+                        message: "data.hero is longer than 64 bytes",
+                    };
+                    return send(tx, "error", &e, id);
+                }
+                match self.name(&hero) {
+                    Some(name) => send(
+                        tx,
+                        "name",
+                        &NameData {
+                            hero: &hero,
+                            hero_name: name,
+                        },
+                        id,
+                    ),
+                    None => send(
+                        tx,
+                        "error",
+                        &ErrorData {
+                            code: "unknown_hero",
+                            message: "no such hero",
+                        },
+                        id,
+                    ),
+                }
+            }
+            "list_heroes" => send(
+                tx,
+                "heroes",
+                &HeroesData {
+                    heroes: &self.order,
+                },
+                id,
+            ),
+            _ => send(
+                tx,
+                "error",
+                &ErrorData {
+                    code: "unknown_event",
+                    message: "unknown event",
+                },
+                id,
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(default, borrow)]
+    data: Option<RequestData<'a>>,
+    #[serde(default)]
+    id: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct RequestData<'a> {
+    #[serde(default, borrow)]
+    hero: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct Reply<'a, D> {
+    event: &'a str,
+    data: &'a D,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct NameData<'a> {
+    hero: &'a str,
+    hero_name: &'a str,
+}
+
+#[derive(Serialize)]
+struct HeroesData<'a> {
+    heroes: &'a [Box<str>],
+}
+
+#[derive(Serialize)]
+struct ErrorData<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+fn send<D: Serialize>(tx: &mut Sender<'_>, event: &str, data: &D, id: Option<u32>) {
+    let reply = Reply { event, data, id };
+    // Serializing into a Vec cannot fail; a closed connection just drops it.
+    let _ = tx.send_text_with(|buf| {
+        let _ = serde_json::to_writer(buf, &reply);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Limits;
+    use crate::proto::conn::WebSocket;
+    use crate::proto::frame::decode_header;
+    use std::time::Instant;
+
+    fn ask(heroes: &Heroes, text: &str) -> serde_json::Value {
+        let limits = Limits::default();
+        let mut ws = WebSocket::new(Instant::now(), Vec::new());
+        ws.with_sender(Instant::now(), &limits, |tx| heroes.handle_text(text, tx));
+        let out = ws.output();
+        let (h, n) = decode_header(out).unwrap().unwrap();
+        assert_eq!(h.opcode, 1);
+        serde_json::from_slice(&out[n..n + h.len as usize]).unwrap()
+    }
+
+    #[test]
+    fn get_name_for_every_built_in_hero() {
+        let h = Heroes::default();
+        for (id, name) in BUILT_IN {
+            let v = ask(
+                &h,
+                &format!(r#"{{"event":"get_name","data":{{"hero":"{id}"}}}}"#),
+            );
+            assert_eq!(
+                v,
+                serde_json::json!({"event":"name","data":{"hero":id,"hero_name":name}})
+            );
+        }
+    }
+
+    #[test]
+    fn id_is_echoed_and_errors_are_typed() {
+        let h = Heroes::default();
+        let v = ask(
+            &h,
+            r#"{"event":"get_name","data":{"hero":"ironMan"},"id":7,"extra":true}"#,
+        );
+        assert_eq!(v["id"], 7);
+        let cases = [
+            (
+                r#"{"event":"get_name","data":{"hero":"nobody"},"id":3}"#,
+                "unknown_hero",
+            ),
+            (r#"{not json"#, "invalid_json"),
+            (r#"{"event":"fly","id":3}"#, "unknown_event"),
+            (
+                r#"{"event":"get_name","data":{"hero":5}}"#,
+                "invalid_message",
+            ),
+            (r#"{"event":"get_name"}"#, "invalid_message"),
+            (r#"{"event":"get_name","id":-1}"#, "invalid_message"),
+            (r#"[1,2]"#, "invalid_message"),
+            (r#"{"event":"list_heroes"} trailing"#, "invalid_json"),
+        ];
+        for (text, code) in cases {
+            let v = ask(&h, text);
+            assert_eq!(v["event"], "error", "{text}");
+            assert_eq!(v["data"]["code"], code, "{text}");
+        }
+        assert_eq!(ask(&h, cases[0].0)["id"], 3);
+        let long = format!(
+            r#"{{"event":"get_name","data":{{"hero":"{}"}}}}"#,
+            "a".repeat(65)
+        );
+        assert_eq!(ask(&h, &long)["data"]["code"], "invalid_message");
+    }
+
+    #[test]
+    fn list_heroes_in_order() {
+        let v = ask(&Heroes::default(), r#"{"event":"list_heroes","id":1}"#);
+        assert_eq!(
+            v,
+            serde_json::json!({"event":"heroes","data":{"heroes":["ironMan","hulk","wonderWoman","batMan","blackPanther"]},"id":1})
+        );
+    }
+
+    #[test]
+    fn escaped_hero_ids_work() {
+        let v = ask(
+            &Heroes::default(),
+            r#"{"event":"get_name","data":{"hero":"iron\u004dan"}}"#,
+        );
+        assert_eq!(v["data"]["hero_name"], "Tony Stark");
+    }
+
+    #[test]
+    fn heroes_file_validation() {
+        let dir = std::env::temp_dir().join(format!("palisade-heroes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("h.json");
+        std::fs::write(&p, r#"{"zed":"Z","amy":"A"}"#).unwrap();
+        let h = Heroes::load(&p).unwrap();
+        assert_eq!(h.ids().collect::<Vec<_>>(), ["zed", "amy"]);
+        std::fs::write(&p, r#"{"a":"A","a":"B"}"#).unwrap();
+        assert!(Heroes::load(&p).unwrap_err().contains("appears twice"));
+        std::fs::write(&p, r#"["a"]"#).unwrap();
+        assert!(Heroes::load(&p).is_err());
+        std::fs::write(&p, r#"{}"#).unwrap();
+        assert!(Heroes::load(&p).unwrap_err().contains("no heroes"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,195 @@
+//! Command-line parsing: flags on top of `--config FILE` on top of defaults.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::config::{AppKind, Config, ConfigError, LogFormat, LogLevel};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run the server.
+    Run(Box<Config>),
+    /// Print the effective settings as JSON.
+    PrintConfig(Box<Config>),
+    /// Print usage.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Usage text for `--help`.
+pub const HELP: &str = "\
+palisade — a secure WebSocket server
+
+USAGE:
+    palisade [OPTIONS]
+
+Serves the demo page on http://127.0.0.1:8080/ and WebSocket connections on
+/ws. Settings come from defaults, then --config FILE, then these flags.
+
+OPTIONS:
+    --config FILE              JSON settings file (see README.md, Settings)
+    --listen ADDR              listen address [default: 127.0.0.1:8080]
+    --app hero|echo            application on the WebSocket path [default: hero]
+    --heroes FILE              JSON object {\"heroId\": \"Real Name\", ...} replacing the built-in heroes
+    --static-dir DIR           serve the files of DIR instead of the embedded demo page
+    --ws-path PATH             WebSocket path [default: /ws]
+    --max-message-bytes N      largest message (limits.max_message_bytes) [default: 65536]
+    --max-frame-bytes N        largest frame payload (limits.max_frame_bytes) [default: 65536]
+    --max-fragments N          most frames per message (limits.max_fragments) [default: 1024]
+    --max-connections N        open connections at most (limits.max_connections) [default: 10000]
+    --log-format text|json     log line format [default: text]
+    --log-level LEVEL          error, warn, info or debug [default: info]
+    --print-config             print the effective settings as JSON and exit
+    -h, --help                 print this help and exit
+    -V, --version              print the version and exit
+
+EXIT STATUS:
+    0 on a clean stop, 1 when the server cannot start, 2 for an invalid setting.
+";
+
+/// Parses the arguments (without the program name).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut config_file: Option<PathBuf> = None;
+    let mut flags: Vec<(String, String)> = Vec::new();
+    let mut print = false;
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("print-config") => print = true,
+            Long("config") => config_file = Some(parser.value().map_err(err)?.into()),
+            Long(
+                name @ ("listen" | "app" | "heroes" | "static-dir" | "ws-path"
+                | "max-message-bytes" | "max-frame-bytes" | "max-fragments"
+                | "max-connections" | "log-format" | "log-level"),
+            ) => {
+                let name = name.to_owned();
+                let value = parser.value().map_err(err)?.string().map_err(err)?;
+                flags.push((name, value));
+            }
+            other => return Err(err(other.unexpected())),
+        }
+    }
+    let mut config = match &config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))?;
+            Config::from_json(&text, &path.display().to_string())?
+        }
+        None => Config::default(),
+    };
+    for (name, value) in flags {
+        apply_flag(&mut config, &name, &value)?;
+    }
+    config.validate()?;
+    Ok(if print {
+        Command::PrintConfig(Box::new(config))
+    } else {
+        Command::Run(Box::new(config))
+    })
+}
+
+fn err(e: lexopt::Error) -> ConfigError {
+    ConfigError(e.to_string())
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| ConfigError(format!("--{flag}: {value:?} is not a non-negative integer")))
+}
+
+fn apply_flag(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
+    match name {
+        "listen" => c.listen = value.to_owned(),
+        "app" => {
+            c.app = match value {
+                "hero" => AppKind::Hero,
+                "echo" => AppKind::Echo,
+                _ => return Err(ConfigError(format!("--app: {value:?} is not hero or echo"))),
+            }
+        }
+        "heroes" => c.heroes = Some(value.into()),
+        "static-dir" => c.static_dir = Some(value.into()),
+        "ws-path" => c.ws.path = value.to_owned(),
+        "max-message-bytes" => c.limits.max_message_bytes = number(name, value)?,
+        "max-frame-bytes" => c.limits.max_frame_bytes = number(name, value)?,
+        "max-fragments" => c.limits.max_fragments = number(name, value)?,
+        "max-connections" => c.limits.max_connections = number(name, value)?,
+        "log-format" => {
+            c.log.format = match value {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "--log-format: {value:?} is not text or json"
+                    )));
+                }
+            }
+        }
+        "log-level" => {
+            c.log.level = match value {
+                "error" => LogLevel::Error,
+                "warn" => LogLevel::Warn,
+                "info" => LogLevel::Info,
+                "debug" => LogLevel::Debug,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "--log-level: {value:?} is not error, warn, info or debug"
+                    )));
+                }
+            }
+        }
+        _ => unreachable!("flag list above"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Command, ConfigError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let Command::Run(c) = run(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--app=echo",
+            "--max-fragments",
+            "7",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.listen.as_str(), c.app, c.limits.max_fragments),
+            ("127.0.0.1:0", AppKind::Echo, 7)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        let e = run(&["--max-frame-bytes", "lots"]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "--max-frame-bytes: \"lots\" is not a non-negative integer"
+        );
+        let e = run(&["--bogus"]).unwrap_err();
+        assert!(e.0.contains("--bogus"), "{e}");
+        let e = run(&["--max-frame-bytes", "0"]).unwrap_err();
+        assert!(e.0.starts_with("limits.max_frame_bytes: 0 is out of range"));
+        assert!(matches!(run(&["--help"]).unwrap(), Command::Help));
+        assert!(matches!(
+            run(&["--print-config"]).unwrap(),
+            Command::PrintConfig(_)
+        ));
+    }
+}

@@ -1,0 +1,402 @@
+//! Settings: defaults, then `--config FILE` (JSON), then command-line flags.
+//!
+//! Every limit is a named setting with a safe default; the reason for each
+//! default is on its field. [`Config::validate`] turns a bad value into a
+//! one-line error naming the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::proto;
+
+/// Which application answers WebSocket messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    /// The hero look-up application (SPEC.md §6).
+    Hero,
+    /// Echo every message back, for conformance testing.
+    Echo,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `time LEVEL message key=value ...`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Least severe level that is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Failures of the server itself.
+    Error,
+    /// Insecure settings, resource exhaustion.
+    Warn,
+    /// Start-up, handshakes, closes.
+    Info,
+    /// Every HTTP request and more.
+    Debug,
+}
+
+/// WebSocket endpoint settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// Path that accepts upgrades (`ws.path`).
+    pub path: String,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig { path: "/ws".into() }
+    }
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `log.format`: `text` or `json`.
+    pub format: LogFormat,
+    /// `log.level`: `error`, `warn`, `info` or `debug`.
+    pub level: LogLevel,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: LogLevel::Info,
+        }
+    }
+}
+
+/// Resource limits (SPEC.md §8).
+///
+/// Worst-case memory per connection is about
+/// `max_request_head_bytes + max_message_bytes + max_outbound_bytes +
+/// max_message_bytes` (head, reassembly, queued replies, one reply over the
+/// queue cap) plus ~400 bytes of state; the server as a whole is bounded by
+/// `max_connections` times that. Idle connections hold no buffers at all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Request head cap (431 beyond). 8 KiB matches common proxies and is
+    /// ample for a browser's upgrade request with cookies.
+    pub max_request_head_bytes: usize,
+    /// Header field cap (431 beyond). Browsers send 15–25.
+    pub max_headers: usize,
+    /// Time to receive a complete request head (408 / close after). Long
+    /// enough for a slow mobile link, short enough to defeat slowloris.
+    pub handshake_timeout_ms: u64,
+    /// Largest frame payload (1009 beyond), decided from the frame header.
+    pub max_frame_bytes: u64,
+    /// Largest message, all fragments together (1009 beyond).
+    pub max_message_bytes: u64,
+    /// Most frames in one message (1009 beyond); stops floods of empty
+    /// continuation frames.
+    pub max_fragments: u32,
+    /// Outbound bytes queued before the peer counts as a slow consumer
+    /// (closed 1008); reading stops at half of it (backpressure).
+    pub max_outbound_bytes: usize,
+    /// Silence before the server pings; as long again without a frame and
+    /// the connection is dropped.
+    pub idle_timeout_ms: u64,
+    /// Wait for the peer's close frame after the server's.
+    pub close_timeout_ms: u64,
+    /// Open connections at most (503 beyond).
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let core = proto::Limits::default();
+        Limits {
+            max_request_head_bytes: core.max_request_head_bytes,
+            max_headers: core.max_headers,
+            handshake_timeout_ms: 5_000,
+            max_frame_bytes: core.max_frame_bytes,
+            max_message_bytes: core.max_message_bytes,
+            max_fragments: core.max_fragments,
+            max_outbound_bytes: core.max_outbound_bytes,
+            idle_timeout_ms: core.idle_timeout.as_millis() as u64,
+            close_timeout_ms: core.close_timeout.as_millis() as u64,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits the sans-IO core enforces.
+    pub fn core(&self) -> proto::Limits {
+        proto::Limits {
+            max_request_head_bytes: self.max_request_head_bytes,
+            max_headers: self.max_headers,
+            max_frame_bytes: self.max_frame_bytes,
+            max_message_bytes: self.max_message_bytes,
+            max_fragments: self.max_fragments,
+            max_outbound_bytes: self.max_outbound_bytes,
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            close_timeout: Duration::from_millis(self.close_timeout_ms),
+        }
+    }
+
+    /// Time allowed for a request head.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+}
+
+/// All settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on. Loopback by default: exposing the server is a
+    /// decision the operator makes.
+    pub listen: String,
+    /// Application behind `ws.path`.
+    pub app: AppKind,
+    /// JSON file of heroes (`{"id": "Real Name", ...}`) replacing the built-in ones.
+    pub heroes: Option<PathBuf>,
+    /// Directory served instead of the embedded demo page (read at start-up).
+    pub static_dir: Option<PathBuf>,
+    /// WebSocket endpoint.
+    pub ws: WsConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            app: AppKind::Hero,
+            heroes: None,
+            static_dir: None,
+            ws: WsConfig::default(),
+            log: LogConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A setting that cannot be used; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Largest message or frame cap accepted: 1 GiB.
+pub const MAX_MESSAGE_CAP: u64 = 1 << 30;
+
+impl Config {
+    /// Reads a JSON config file on top of the defaults.
+    pub fn from_json(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError(format!("{origin}: not valid JSON: {e}")))?;
+        let defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
+        check_keys(&value, &defaults, "", origin)?;
+        serde_json::from_value(value).map_err(|e| ConfigError(format!("{origin}: {e}")))
+    }
+
+    /// The listen address as a socket address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            ConfigError(format!(
+                "listen: {:?} is not an address like 127.0.0.1:8080 or [::1]:8080",
+                self.listen
+            ))
+        })
+    }
+
+    /// Checks ranges and relations between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        let l = &self.limits;
+        range(
+            "limits.max_request_head_bytes",
+            l.max_request_head_bytes as u64,
+            256,
+            1 << 20,
+        )?;
+        range("limits.max_headers", l.max_headers as u64, 8, 1024)?;
+        range(
+            "limits.handshake_timeout_ms",
+            l.handshake_timeout_ms,
+            1,
+            600_000,
+        )?;
+        range(
+            "limits.max_frame_bytes",
+            l.max_frame_bytes,
+            125,
+            MAX_MESSAGE_CAP,
+        )?;
+        range(
+            "limits.max_message_bytes",
+            l.max_message_bytes,
+            125,
+            MAX_MESSAGE_CAP,
+        )?;
+        range(
+            "limits.max_fragments",
+            u64::from(l.max_fragments),
+            1,
+            1 << 24,
+        )?;
+        range(
+            "limits.max_outbound_bytes",
+            l.max_outbound_bytes as u64,
+            1024,
+            1 << 32,
+        )?;
+        range("limits.idle_timeout_ms", l.idle_timeout_ms, 10, 86_400_000)?;
+        range("limits.close_timeout_ms", l.close_timeout_ms, 1, 600_000)?;
+        range(
+            "limits.max_connections",
+            l.max_connections as u64,
+            1,
+            1 << 24,
+        )?;
+        if !self.ws.path.starts_with('/') || self.ws.path.contains(['?', '#', ' ']) {
+            return Err(ConfigError(format!(
+                "ws.path: {:?} must be an absolute path without query or spaces",
+                self.ws.path
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn range(name: &str, v: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(ConfigError(format!(
+            "{name}: {v} is out of range ({min} to {max})"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses keys the defaults do not have, naming them with their dotted path.
+fn check_keys(
+    value: &Value,
+    defaults: &Value,
+    prefix: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let Value::Object(map) = value else {
+        let what = if prefix.is_empty() {
+            "the file"
+        } else {
+            prefix
+        };
+        return Err(ConfigError(format!(
+            "{origin}: {what} must be a JSON object"
+        )));
+    };
+    for (key, v) in map {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match defaults.get(key) {
+            None => return Err(ConfigError(format!("{origin}: unknown setting `{path}`"))),
+            Some(d @ Value::Object(_)) => check_keys(v, d, &path, origin)?,
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        let l = &c.limits;
+        assert_eq!(
+            (
+                l.max_request_head_bytes,
+                l.max_headers,
+                l.handshake_timeout_ms
+            ),
+            (8192, 64, 5000)
+        );
+        assert_eq!(
+            (l.max_frame_bytes, l.max_message_bytes, l.max_fragments),
+            (65536, 65536, 1024)
+        );
+        assert_eq!(
+            (l.max_outbound_bytes, l.idle_timeout_ms, l.close_timeout_ms),
+            (1048576, 30000, 3000)
+        );
+        assert_eq!(l.max_connections, 10000);
+    }
+
+    #[test]
+    fn file_overrides_and_unknown_keys() {
+        let c = Config::from_json(
+            r#"{"limits":{"max_frame_bytes":1000},"app":"echo"}"#,
+            "f.json",
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_frame_bytes, 1000);
+        assert_eq!(c.limits.max_message_bytes, 65536);
+        assert_eq!(c.app, AppKind::Echo);
+        let e = Config::from_json(r#"{"limits":{"max_frame_byte":1}}"#, "f.json").unwrap_err();
+        assert_eq!(e.0, "f.json: unknown setting `limits.max_frame_byte`");
+        let e = Config::from_json(r#"{"nope":1}"#, "f.json").unwrap_err();
+        assert_eq!(e.0, "f.json: unknown setting `nope`");
+        assert!(Config::from_json(r#"{"limits":{"max_frame_bytes":"x"}}"#, "f").is_err());
+        assert!(Config::from_json("[]", "f").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        let c = Config {
+            limits: Limits {
+                max_fragments: 0,
+                ..Limits::default()
+            },
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .0
+                .starts_with("limits.max_fragments: 0 is out of range")
+        );
+        let c = Config {
+            listen: "localhost".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().0.starts_with("listen:"));
+        let c = Config {
+            ws: WsConfig { path: "ws".into() },
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().0.starts_with("ws.path:"));
+    }
+}

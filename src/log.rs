@@ -1,0 +1,216 @@
+//! Structured logging to stderr, one line per event, off the event loop.
+//!
+//! Lines are formatted on the calling thread and handed to a writer thread
+//! through a bounded channel, so a stalled stderr never blocks the loop; when
+//! the channel is full the line is dropped and counted, and the count is
+//! reported once the writer catches up.
+
+use std::fmt::{self, Display, Write as _};
+use std::io::Write as _;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use crate::config::{LogFormat, LogLevel};
+
+struct Logger {
+    level: LogLevel,
+    format: LogFormat,
+    tx: SyncSender<String>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Lines that can wait in the channel before new ones are dropped.
+const QUEUE_LINES: usize = 16 * 1024;
+
+/// Starts the writer thread. Later calls are ignored.
+pub fn init(level: LogLevel, format: LogFormat) {
+    let (tx, rx) = sync_channel::<String>(QUEUE_LINES);
+    if LOGGER.set(Logger { level, format, tx }).is_err() {
+        return;
+    }
+    std::thread::Builder::new()
+        .name("palisade-log".into())
+        .spawn(move || {
+            let stderr = std::io::stderr();
+            for line in rx {
+                let mut out = stderr.lock();
+                let _ = out.write_all(line.as_bytes());
+                let dropped = DROPPED.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    let _ = writeln!(
+                        out,
+                        "{} WARN log lines dropped count={dropped}",
+                        timestamp()
+                    );
+                }
+            }
+        })
+        .expect("spawn log thread");
+}
+
+/// Whether `level` would be logged.
+pub fn enabled(level: LogLevel) -> bool {
+    LOGGER
+        .get()
+        .map_or(level <= LogLevel::Info, |l| level <= l.level)
+}
+
+/// Logs `msg` with `fields`.
+pub fn emit(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) {
+    if !enabled(level) {
+        return;
+    }
+    let format = LOGGER.get().map_or(LogFormat::Text, |l| l.format);
+    let line = format_line(format, level, msg, fields);
+    match LOGGER.get() {
+        Some(l) => match l.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+        None => eprint!("{line}"),
+    }
+}
+
+/// Logs at error level.
+pub fn error(msg: &str, fields: &[(&str, &dyn Display)]) {
+    emit(LogLevel::Error, msg, fields)
+}
+/// Logs at warn level.
+pub fn warn(msg: &str, fields: &[(&str, &dyn Display)]) {
+    emit(LogLevel::Warn, msg, fields)
+}
+/// Logs at info level.
+pub fn info(msg: &str, fields: &[(&str, &dyn Display)]) {
+    emit(LogLevel::Info, msg, fields)
+}
+/// Logs at debug level.
+pub fn debug(msg: &str, fields: &[(&str, &dyn Display)]) {
+    emit(LogLevel::Debug, msg, fields)
+}
+
+fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Error => "ERROR",
+        LogLevel::Warn => "WARN",
+        LogLevel::Info => "INFO",
+        LogLevel::Debug => "DEBUG",
+    }
+}
+
+/// Formats one line (with its newline).
+pub fn format_line(
+    format: LogFormat,
+    level: LogLevel,
+    msg: &str,
+    fields: &[(&str, &dyn Display)],
+) -> String {
+    let mut line = String::with_capacity(128);
+    match format {
+        LogFormat::Text => {
+            let _ = write!(line, "{} {} {}", timestamp(), level_name(level), msg);
+            for (k, v) in fields {
+                let v = v.to_string();
+                if v.is_empty() || v.contains([' ', '"', '=', '\n', '\r', '\\']) {
+                    let _ = write!(line, " {k}={}", serde_json::Value::String(v));
+                } else {
+                    let _ = write!(line, " {k}={v}");
+                }
+            }
+        }
+        LogFormat::Json => {
+            let mut obj = serde_json::Map::new();
+            obj.insert("ts".into(), timestamp().to_string().into());
+            obj.insert(
+                "level".into(),
+                level_name(level).to_ascii_lowercase().into(),
+            );
+            obj.insert("msg".into(), msg.into());
+            for (k, v) in fields {
+                obj.insert((*k).into(), v.to_string().into());
+            }
+            line = serde_json::Value::Object(obj).to_string();
+        }
+    }
+    line.push('\n');
+    line
+}
+
+/// UTC time as RFC 3339 with milliseconds.
+pub struct Timestamp(u64);
+
+/// The current time.
+pub fn timestamp() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Timestamp(ms)
+}
+
+impl Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0 % 1000;
+        let secs = self.0 / 1000;
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (y, m, d) = civil_from_days(days as i64);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_411), (2025, 11, 19));
+        assert_eq!(
+            Timestamp(951_782_400_000).to_string(),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn text_and_json_lines() {
+        let l = format_line(
+            LogFormat::Text,
+            LogLevel::Info,
+            "handshake refused",
+            &[("status", &426), ("reason", &"not a WebSocket upgrade")],
+        );
+        assert!(
+            l.ends_with(" INFO handshake refused status=426 reason=\"not a WebSocket upgrade\"\n"),
+            "{l}"
+        );
+        let j = format_line(LogFormat::Json, LogLevel::Warn, "m", &[("k", &"v\"")]);
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["k"], "v\"");
+    }
+}

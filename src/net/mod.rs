@@ -1,0 +1,760 @@
+//! The single-threaded mio event loop: listener, connections, deadlines.
+//!
+//! mio's rules bind everything here: readiness is edge-triggered, so every
+//! socket is read and written until `WouldBlock` (cached per connection as
+//! `readable` / `writable`); events may be spurious; `Interrupted` is
+//! retried; and mio has no timers, so the earliest deadline becomes the poll
+//! timeout. One connection gets at most [`READ_BUDGET`] bytes per turn; a
+//! connection with more to read waits in the ready queue and the loop polls
+//! with a zero timeout, so a fast client cannot starve the others.
+
+mod slab;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::http::{self, StaticFiles};
+use crate::log;
+use crate::proto::conn::{Initiator, WebSocket};
+use crate::proto::error::HandshakeError;
+use crate::proto::handshake::{self, HeadReader, UpgradeRequest};
+use crate::proto::{self, Limits};
+use crate::security::Gate;
+use slab::Slab;
+
+const LISTENER: Token = Token(usize::MAX);
+/// Bytes read from one connection per turn of the loop.
+pub const READ_BUDGET: usize = 256 * 1024;
+/// Size of the loop's shared read buffer.
+const SCRATCH: usize = 64 * 1024;
+/// Connections accepted per turn before the others get a turn.
+const ACCEPT_BATCH: usize = 1024;
+/// Connections beyond `max_connections` that are read only to answer 503.
+const OVERFLOW: usize = 64;
+/// Buffers kept for reuse.
+const POOL_MAX: usize = 1024;
+/// Largest buffer kept for reuse; bigger ones are freed.
+const POOL_BUF_MAX: usize = 128 * 1024;
+/// Response bytes an HTTP connection may queue before it is not read.
+const HTTP_OUT_HIGH: usize = 256 * 1024;
+
+/// Everything connections share: settings, the application, the files.
+#[derive(Debug)]
+pub struct Shared {
+    /// All settings.
+    pub config: Config,
+    /// Limits for the core.
+    pub limits: Limits,
+    /// The application.
+    pub app: App,
+    /// Files for the HTTP responder.
+    pub files: StaticFiles,
+}
+
+enum Phase {
+    /// Reading a request head; `out` holds responses not yet written.
+    Head {
+        reader: HeadReader,
+        out: Vec<u8>,
+        deadline: Instant,
+        /// Bytes ever received on this connection (0 = silent client).
+        received: u64,
+    },
+    /// An open WebSocket connection.
+    Ws(WebSocket),
+    /// A final response is being written; then the write side is shut and
+    /// input discarded until EOF or the deadline, so the peer reads the
+    /// response instead of a reset.
+    Linger { out: Vec<u8>, deadline: Instant },
+}
+
+struct Conn {
+    sock: TcpStream,
+    peer: SocketAddr,
+    phase: Phase,
+    readable: bool,
+    writable: bool,
+    queued: bool,
+    over_capacity: bool,
+    write_shut: bool,
+    /// Earliest deadline with an entry in the timer heap.
+    timer_at: Option<Instant>,
+}
+
+/// What to do with a connection after it was driven.
+enum After {
+    Keep,
+    Close,
+}
+
+/// The server: bind with [`Server::bind`], then [`Server::run`].
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Slab<Conn>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    ready: VecDeque<Token>,
+    scratch: Vec<u8>,
+    pool: Vec<Vec<u8>>,
+    shared: Arc<Shared>,
+    gate: Gate,
+    open: usize,
+    overflow: usize,
+    accept_ready: bool,
+    accept_retry_at: Option<Instant>,
+}
+
+impl Server {
+    /// Binds the listener.
+    pub fn bind(shared: Shared) -> io::Result<Server> {
+        let addr = shared
+            .config
+            .listen_addr()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+        let mut listener = TcpListener::bind(addr)?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener,
+            conns: Slab::new(),
+            timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            scratch: vec![0; SCRATCH],
+            pool: Vec::new(),
+            shared: Arc::new(shared),
+            gate: Gate::new(),
+            open: 0,
+            overflow: 0,
+            accept_ready: true,
+            accept_retry_at: None,
+        })
+    }
+
+    /// The application connections are served by.
+    pub fn app(&self) -> &App {
+        &self.shared.app
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs the loop until an unrecoverable poll error.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                let token = event.token();
+                if token == LISTENER {
+                    self.accept_ready = true;
+                    continue;
+                }
+                let Some(conn) = self.conns.get_mut(token) else {
+                    continue;
+                };
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    conn.readable = true;
+                }
+                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                    conn.writable = true;
+                }
+                if !conn.queued {
+                    conn.queued = true;
+                    self.ready.push_back(token);
+                }
+            }
+            if self.accept_ready && self.accept_retry_at.is_none_or(|t| now >= t) {
+                self.accept_retry_at = None;
+                self.accept(now);
+            }
+            // Drive each connection that had events or budget left, once.
+            for _ in 0..self.ready.len() {
+                let Some(token) = self.ready.pop_front() else {
+                    break;
+                };
+                if let Some(conn) = self.conns.get_mut(token) {
+                    conn.queued = false;
+                }
+                self.drive(token, now);
+            }
+            self.fire_timers(Instant::now());
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || (self.accept_ready && self.accept_retry_at.is_none()) {
+            return Some(Duration::ZERO);
+        }
+        let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
+        if let Some(t) = self.accept_retry_at {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        // Round up to whole milliseconds so a deadline is never polled early.
+        next.map(|t| {
+            let d = t.saturating_duration_since(now);
+            Duration::from_millis(
+                d.as_millis() as u64 + u64::from(d.subsec_nanos() % 1_000_000 != 0),
+            )
+        })
+    }
+
+    fn accept(&mut self, now: Instant) {
+        for _ in 0..ACCEPT_BATCH {
+            let (sock, peer) = match self.listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    // Out of descriptors: back off instead of spinning.
+                    log::warn("accept failed: out of file descriptors", &[("error", &e)]);
+                    self.accept_retry_at = Some(now + Duration::from_millis(100));
+                    return;
+                }
+                Err(e) => {
+                    log::debug("accept failed", &[("error", &e)]);
+                    continue;
+                }
+            };
+            let max = self.shared.config.limits.max_connections;
+            let over = self.open >= max;
+            if over && self.overflow >= OVERFLOW {
+                log::warn(
+                    "connection refused: server full",
+                    &[("peer", &peer), ("max_connections", &max)],
+                );
+                continue;
+            }
+            let _ = sock.set_nodelay(true);
+            let deadline = now + self.shared.config.limits.handshake_timeout();
+            let conn = Conn {
+                sock,
+                peer,
+                phase: Phase::Head {
+                    reader: HeadReader::new(),
+                    out: Vec::new(),
+                    deadline,
+                    received: 0,
+                },
+                readable: true,
+                writable: true,
+                queued: true,
+                over_capacity: over,
+                write_shut: false,
+                timer_at: None,
+            };
+            let token = self.conns.insert(conn);
+            let conn = self.conns.get_mut(token).expect("just inserted");
+            if let Err(e) = self.poll.registry().register(
+                &mut conn.sock,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn("register failed", &[("peer", &peer), ("error", &e)]);
+                self.conns.remove(token);
+                continue;
+            }
+            if over {
+                self.overflow += 1;
+            } else {
+                self.open += 1;
+            }
+            self.ready.push_back(token);
+            self.schedule(token, deadline);
+        }
+        // Batch used up: come back on the next turn.
+        self.accept_ready = true;
+    }
+
+    fn schedule(&mut self, token: Token, at: Instant) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            if conn.timer_at.is_none_or(|t| at < t) {
+                conn.timer_at = Some(at);
+                self.timers.push(Reverse((at, token.0)));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, t))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let token = Token(t);
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            if conn.timer_at != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            conn.timer_at = None;
+            let after = on_timeout(conn, &self.shared, now);
+            self.finish(token, after, now);
+        }
+    }
+
+    /// Reads, processes and writes one connection, then decides its fate.
+    fn drive(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let mut budget = READ_BUDGET;
+        let mut after = After::Keep;
+        loop {
+            // Read and process everything available, within the budget.
+            while conn.readable && budget > 0 && wants_read(conn, &self.shared.limits) {
+                if let Phase::Ws(ws) = &mut conn.phase {
+                    ws.provide_output_buffer(|| self.pool.pop());
+                }
+                match conn.sock.read(&mut self.scratch) {
+                    Ok(0) => {
+                        conn.readable = false;
+                        after = on_eof(conn);
+                        break;
+                    }
+                    Ok(n) => {
+                        budget = budget.saturating_sub(n);
+                        process(
+                            conn,
+                            &mut self.scratch[..n],
+                            &self.shared,
+                            &mut self.gate,
+                            now,
+                        );
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::debug("read failed", &[("peer", &conn.peer), ("error", &e)]);
+                        after = After::Close;
+                        break;
+                    }
+                }
+            }
+            // Write once for everything the reads produced.
+            if let Err(e) = flush(conn) {
+                log::debug("write failed", &[("peer", &conn.peer), ("error", &e)]);
+                after = After::Close;
+            }
+            let more = matches!(after, After::Keep)
+                && conn.readable
+                && budget > 0
+                && wants_read(conn, &self.shared.limits);
+            if !more {
+                break;
+            }
+        }
+        if matches!(after, After::Keep) {
+            after = settle(conn);
+        }
+        if let Phase::Ws(ws) = &mut conn.phase {
+            if ws.is_idle() {
+                let pool = &mut self.pool;
+                ws.take_buffers(|b| {
+                    if pool.len() < POOL_MAX && b.capacity() <= POOL_BUF_MAX {
+                        pool.push(b);
+                    }
+                });
+            }
+        }
+        if matches!(after, After::Keep)
+            && conn.readable
+            && wants_read(conn, &self.shared.limits)
+            && !conn.queued
+        {
+            conn.queued = true;
+            self.ready.push_back(token);
+        }
+        self.finish(token, after, now);
+    }
+
+    /// Closes the connection or re-arms its deadline.
+    fn finish(&mut self, token: Token, after: After, now: Instant) {
+        match after {
+            After::Close => self.close(token),
+            After::Keep => {
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
+                let at = deadline(conn, &self.shared.limits);
+                if at <= now {
+                    // Already due (e.g. a timeout that queued output): next turn.
+                    self.schedule(token, now);
+                } else {
+                    self.schedule(token, at);
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        let Some(mut conn) = self.conns.remove(token) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        if conn.over_capacity {
+            self.overflow -= 1;
+        } else {
+            self.open -= 1;
+        }
+        if let Phase::Ws(ws) = &conn.phase {
+            log_close(&conn.peer, ws);
+        }
+    }
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    // EMFILE (24) and ENFILE (23) on Linux and the BSDs.
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+fn log_close(peer: &SocketAddr, ws: &WebSocket) {
+    let Some(info) = ws.close_info() else {
+        return;
+    };
+    let by = match info.by {
+        Initiator::Server => "server",
+        Initiator::Client => "client",
+    };
+    log::info(
+        "connection closed",
+        &[
+            ("peer", peer),
+            ("code", &info.code),
+            ("by", &by),
+            ("reason", &info.reason),
+        ],
+    );
+}
+
+fn wants_read(conn: &Conn, limits: &Limits) -> bool {
+    match &conn.phase {
+        Phase::Head { out, .. } => out.len() < HTTP_OUT_HIGH,
+        Phase::Ws(ws) => ws.wants_read(limits),
+        Phase::Linger { .. } => true,
+    }
+}
+
+fn deadline(conn: &Conn, limits: &Limits) -> Instant {
+    match &conn.phase {
+        Phase::Head { deadline, .. } | Phase::Linger { deadline, .. } => *deadline,
+        Phase::Ws(ws) => ws.poll_timeout(limits),
+    }
+}
+
+/// Writes queued output until it is gone or the socket is full.
+fn flush(conn: &mut Conn) -> io::Result<()> {
+    loop {
+        if !conn.writable {
+            return Ok(());
+        }
+        let buf: &[u8] = match &conn.phase {
+            Phase::Head { out, .. } | Phase::Linger { out, .. } => out,
+            Phase::Ws(ws) => ws.output(),
+        };
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match conn.sock.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => match &mut conn.phase {
+                Phase::Head { out, .. } | Phase::Linger { out, .. } => {
+                    out.drain(..n);
+                }
+                Phase::Ws(ws) => ws.consume_output(n),
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// After reading and writing: shut the write side or close when due.
+fn settle(conn: &mut Conn) -> After {
+    let shut_now = match &conn.phase {
+        Phase::Linger { out, .. } => out.is_empty(),
+        Phase::Ws(ws) => {
+            if ws.is_finished() {
+                return After::Close;
+            }
+            ws.wants_shutdown_write()
+        }
+        Phase::Head { .. } => false,
+    };
+    if shut_now && !conn.write_shut {
+        conn.write_shut = true;
+        if conn.sock.shutdown(Shutdown::Write).is_err() {
+            return After::Close;
+        }
+    }
+    After::Keep
+}
+
+fn on_eof(conn: &mut Conn) -> After {
+    match &mut conn.phase {
+        Phase::Head {
+            reader, received, ..
+        } => {
+            if !reader.is_empty() {
+                log::debug(
+                    "closed before the request head was complete",
+                    &[("peer", &conn.peer), ("received", received)],
+                );
+            }
+            After::Close
+        }
+        Phase::Ws(ws) => {
+            ws.handle_eof();
+            After::Close
+        }
+        Phase::Linger { .. } => After::Close,
+    }
+}
+
+fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
+    match &mut conn.phase {
+        Phase::Head {
+            reader,
+            out,
+            deadline,
+            received,
+        } => {
+            if now < *deadline {
+                return After::Keep;
+            }
+            if *received > 0 && reader.is_empty() && out.is_empty() {
+                // An idle keep-alive connection: close quietly.
+                return After::Close;
+            }
+            let e = HandshakeError::Timeout;
+            log::info(
+                "handshake refused",
+                &[
+                    ("peer", &conn.peer),
+                    ("status", &e.status()),
+                    ("reason", &e.reason()),
+                    ("received", received),
+                ],
+            );
+            let mut out = std::mem::take(out);
+            handshake::write_error_response(e.status(), e.reason(), &[], &mut out);
+            conn.phase = Phase::Linger {
+                out,
+                deadline: now + shared.limits.close_timeout,
+            };
+            let _ = flush(conn);
+            settle(conn)
+        }
+        Phase::Ws(ws) => match ws.handle_timeout(now, &shared.limits) {
+            Some(expired) => {
+                log::info(
+                    "connection timed out",
+                    &[
+                        ("peer", &conn.peer),
+                        (
+                            "timeout",
+                            &match expired {
+                                proto::conn::Expired::Idle => "idle",
+                                proto::conn::Expired::Close => "close",
+                            },
+                        ),
+                    ],
+                );
+                After::Close
+            }
+            None => {
+                let _ = flush(conn);
+                After::Keep
+            }
+        },
+        Phase::Linger { deadline, .. } => {
+            if now < *deadline {
+                After::Keep
+            } else {
+                After::Close
+            }
+        }
+    }
+}
+
+/// Feeds bytes read from the socket to the connection's current phase.
+fn process(conn: &mut Conn, mut input: &mut [u8], shared: &Shared, gate: &mut Gate, now: Instant) {
+    loop {
+        match &mut conn.phase {
+            Phase::Ws(ws) => {
+                ws.handle_input(now, input, &shared.limits, |event, tx| {
+                    shared.app.on_event(event, tx)
+                });
+                return;
+            }
+            Phase::Linger { .. } => return,
+            Phase::Head {
+                reader, received, ..
+            } => {
+                *received += input.len() as u64;
+                let taken = match reader.push(input, shared.limits.max_request_head_bytes) {
+                    Ok((taken, Some(_))) => taken,
+                    Ok((_, None)) => return,
+                    Err(e) => {
+                        refuse(conn, e.status(), e.reason(), &[], shared, now);
+                        return;
+                    }
+                };
+                input = &mut input[taken..];
+                *received -= input.len() as u64;
+                handle_head(conn, shared, gate, now);
+                if input.is_empty() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Answers a complete request head.
+fn handle_head(conn: &mut Conn, shared: &Shared, gate: &mut Gate, now: Instant) {
+    let Phase::Head {
+        reader,
+        out,
+        deadline,
+        ..
+    } = &mut conn.phase
+    else {
+        return;
+    };
+    let limits = &shared.limits;
+    let mut small = [httparse::EMPTY_HEADER; 64];
+    let mut large;
+    let storage: &mut [httparse::Header<'_>] = if limits.max_headers <= small.len() {
+        &mut small[..limits.max_headers]
+    } else {
+        large = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        &mut large
+    };
+    let req = match handshake::parse_request(reader.head(), storage) {
+        Ok(r) => r,
+        Err(e) => {
+            let (status, reason) = (e.status(), e.reason());
+            return refuse(conn, status, reason, &[], shared, now);
+        }
+    };
+    if conn.over_capacity {
+        return refuse(
+            conn,
+            503,
+            "server at max_connections",
+            &[("Retry-After", "1")],
+            shared,
+            now,
+        );
+    }
+    if req.path() != shared.config.ws.path {
+        let outcome = http::respond(&req, &shared.files, out);
+        log::debug(
+            "http request",
+            &[
+                ("peer", &conn.peer),
+                ("method", &req.method),
+                ("path", &req.path()),
+                ("status", &outcome.status),
+            ],
+        );
+        if outcome.keep_alive {
+            reader.clear();
+            *deadline = now + shared.config.limits.handshake_timeout();
+        } else {
+            let out = std::mem::take(out);
+            conn.phase = Phase::Linger {
+                out,
+                deadline: now + limits.close_timeout,
+            };
+        }
+        return;
+    }
+    let upgrade = match UpgradeRequest::from_request(&req) {
+        Ok(u) => u,
+        Err(e) => {
+            let header = e.extra_header();
+            return refuse(conn, e.status(), e.reason(), header.as_slice(), shared, now);
+        }
+    };
+    let mut buf = std::mem::take(out);
+    match handshake::respond(&upgrade, gate, &mut buf) {
+        Ok(accepted) => {
+            log::info(
+                "handshake accepted",
+                &[
+                    ("peer", &conn.peer),
+                    ("path", &req.path()),
+                    ("protocol", &accepted.protocol.unwrap_or("-")),
+                ],
+            );
+            conn.phase = Phase::Ws(WebSocket::new(now, buf));
+        }
+        Err(reject) => {
+            log::info(
+                "handshake refused",
+                &[
+                    ("peer", &conn.peer),
+                    ("status", &reject.status),
+                    ("reason", &reject.reason),
+                ],
+            );
+            conn.phase = Phase::Linger {
+                out: buf,
+                deadline: now + limits.close_timeout,
+            };
+        }
+    }
+}
+
+/// Sends an error response and lingers.
+fn refuse(
+    conn: &mut Conn,
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+    shared: &Shared,
+    now: Instant,
+) {
+    log::info(
+        "handshake refused",
+        &[
+            ("peer", &conn.peer),
+            ("status", &status),
+            ("reason", &reason),
+        ],
+    );
+    let mut out = match &mut conn.phase {
+        Phase::Head { out, .. } => std::mem::take(out),
+        _ => Vec::new(),
+    };
+    handshake::write_error_response(status, reason, extra, &mut out);
+    conn.phase = Phase::Linger {
+        out,
+        deadline: now + shared.limits.close_timeout,
+    };
+}
