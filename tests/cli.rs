@@ -1,0 +1,89 @@
+//! The command line: help, version, print-config, and one-line errors with exit code 2.
+
+mod common;
+
+use std::process::Command;
+
+use common::BIN;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_version_and_print_config() {
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--max-message-bytes") && out.contains("--static-dir"));
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(
+        (code, out.trim()),
+        (
+            0,
+            format!("palisade {}", env!("CARGO_PKG_VERSION")).as_str()
+        )
+    );
+    let (code, out, _) = run(&["--print-config", "--max-fragments", "9"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["limits"]["max_fragments"], 9);
+    assert_eq!(v["limits"]["max_frame_bytes"], 65536);
+    assert_eq!(v["listen"], "127.0.0.1:8080");
+    assert_eq!(v["ws"]["path"], "/ws");
+}
+
+#[test]
+fn invalid_settings_are_one_line_errors_with_exit_code_2() {
+    let dir = std::env::temp_dir().join(format!("palisade-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.json");
+    std::fs::write(&cfg, r#"{"limits":{"max_frame_bytez":1}}"#).unwrap();
+    let bad_heroes = dir.join("h.json");
+    std::fs::write(&bad_heroes, r#"{"a":"A","a":"B"}"#).unwrap();
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--max-frame-bytes", "x"],
+            "--max-frame-bytes: \"x\" is not a non-negative integer".into(),
+        ),
+        (
+            vec!["--max-fragments", "0"],
+            "limits.max_fragments: 0 is out of range".into(),
+        ),
+        (
+            vec!["--listen", "nowhere"],
+            "listen: \"nowhere\" is not an address".into(),
+        ),
+        (
+            vec!["--app", "chat"],
+            "--app: \"chat\" is not hero or echo".into(),
+        ),
+        (
+            vec!["--config", cfg.to_str().unwrap()],
+            "unknown setting `limits.max_frame_bytez`".into(),
+        ),
+        (
+            vec!["--heroes", bad_heroes.to_str().unwrap()],
+            "appears twice".into(),
+        ),
+        (
+            vec!["--static-dir", "/nonexistent/palisade"],
+            "static dir /nonexistent/palisade".into(),
+        ),
+        (vec!["--frobnicate"], "frobnicate".into()),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("palisade: ") && first.contains(&needle),
+            "{args:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,126 @@
+//! The HTTP responder over a real socket: `--static-dir` never serves a
+//! path outside its directory, and the embedded page carries its headers.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::*;
+
+fn get(server: &Server, target: &str) -> (String, Vec<(String, String)>, String) {
+    let mut s = connect(server.addr());
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (status, headers, mut body) = read_response_head(&mut s);
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    body.extend(rest);
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn static_dir_never_serves_a_path_outside_it() {
+    let base = std::env::temp_dir().join(format!("palisade-static-{}", std::process::id()));
+    let root = base.join("site");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(base.join("secret.txt"), "TOP SECRET").unwrap();
+    std::fs::write(root.join("index.html"), "<p>custom page</p>").unwrap();
+    std::fs::write(root.join("sub/a.txt"), "inside").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(base.join("secret.txt"), root.join("link.txt")).unwrap();
+    let server = Server::start(&["--static-dir", root.to_str().unwrap()]);
+
+    let (status, headers, body) = get(&server, "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body, "<p>custom page</p>");
+    assert_eq!(
+        header(&headers, "Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    let (status, headers, body) = get(&server, "/sub/a.txt");
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "inside")
+    );
+    assert_eq!(header(&headers, "Content-Length"), Some("6"));
+
+    for target in [
+        "/../secret.txt",
+        "/sub/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/sub/%2e%2e/%2e%2e/secret.txt",
+        "/..%5csecret.txt",
+        "//secret.txt",
+        "/link.txt",
+        &format!("/{}", base.join("secret.txt").display()),
+        &format!("{}", base.join("secret.txt").display()),
+        "http://127.0.0.1/../secret.txt",
+    ] {
+        let (status, _, body) = get(&server, target);
+        assert!(
+            status.starts_with("HTTP/1.1 400 ") || status.starts_with("HTTP/1.1 404 "),
+            "{target}: {status}"
+        );
+        assert!(!body.contains("TOP SECRET"), "{target} leaked the secret");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn the_embedded_page_has_its_security_headers() {
+    let server = Server::start(&[]);
+    let (status, headers, body) = get(&server, "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        header(&headers, "Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(header(&headers, "X-Content-Type-Options"), Some("nosniff"));
+    let csp = header(&headers, "Content-Security-Policy").expect("CSP");
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert!(csp.contains("connect-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(
+        header(&headers, "Content-Length").unwrap(),
+        body.len().to_string()
+    );
+    for (path, ty) in [
+        ("/index.js", "text/javascript; charset=utf-8"),
+        ("/style.css", "text/css; charset=utf-8"),
+        ("/favicon.svg", "image/svg+xml"),
+    ] {
+        let (status, headers, _) = get(&server, path);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
+        assert_eq!(header(&headers, "Content-Type"), Some(ty), "{path}");
+    }
+    let (status, _, body) = get(&server, "/healthz");
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "ok"));
+    let (status, _, _) = get(&server, "/nope");
+    assert!(status.starts_with("HTTP/1.1 404 "));
+}
+
+#[test]
+fn keep_alive_serves_pipelined_requests_in_order() {
+    let server = Server::start(&[]);
+    let mut s = connect(server.addr());
+    s.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nPOST /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .unwrap();
+    let (status, _, body) = read_response_head(&mut s);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.starts_with(b"ok"));
+    let mut rest = body[2..].to_vec();
+    let mut tail = Vec::new();
+    let _ = s.read_to_end(&mut tail);
+    rest.extend(tail);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{rest}"
+    );
+    assert!(rest.contains("\r\nAllow: GET, HEAD\r\n"));
+}
