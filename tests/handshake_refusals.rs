@@ -22,11 +22,14 @@ fn upgrade_with(replace: &str, with: &str) -> String {
     handshake_request("127.0.0.1", "/ws", &[]).replace(replace, with)
 }
 
+/// Request bytes, expected status, expected extra header, expected reason.
+type Case<'a> = (String, &'a str, Option<(&'a str, &'a str)>, &'a str);
+
 #[test]
 fn each_refusal_gets_its_status_header_and_log_line() {
     let server = Server::start(&[]);
     let too_many: String = (0..70).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let cases: Vec<(String, &str, Option<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             upgrade_with(
                 "Upgrade: websocket\r\n",
