@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (idempotent), checks
+# formatting and lints, runs every Rust test (unit, integration, conformance),
+# then the external clients (Python websockets, Node ws, curl) and the
+# browser test (Debian's chromium driven by playwright-core).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- system packages -------------------------------------------------------
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+fc-list >/dev/null 2>&1 || need_apt+=(fontconfig)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "installing ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" fonts-dejavu-core >/dev/null
+fi
+
+# --- Python client (websockets) in a venv ----------------------------------
+VENV="$ROOT/target/test-venv"
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating $VENV"
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null \
+   || ! cmp -s tests/clients/requirements.txt "$VENV/.requirements"; then
+  step "pip install -r tests/clients/requirements.txt"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/clients/requirements.txt
+  cp tests/clients/requirements.txt "$VENV/.requirements"
+fi
+
+# --- Node clients (ws, playwright-core) -------------------------------------
+if ! cmp -s tests/js/package-lock.json tests/js/node_modules/.package-lock.json 2>/dev/null; then
+  step "npm ci in tests/js"
+  (cd tests/js && npm ci --silent --no-audit --no-fund)
+fi
+
+# --- Rust ------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --quiet --all-targets -- -D warnings
+step "cargo test"
+set +e
+cargo test --quiet 2>&1 | tee target/cargo-test.log
+rust_status=${PIPESTATUS[0]}
+set -e
+if [ "$rust_status" -ne 0 ]; then
+  echo "cargo test failed (exit $rust_status); full output in target/cargo-test.log"
+fi
+
+# --- external clients and the browser --------------------------------------
+step "external clients and browser"
+cargo build --quiet
+export PALISADE_BIN="$ROOT/target/debug/palisade"
+export PALISADE_PYTHON="$VENV/bin/python"
+export PALISADE_TEST_OUT="$ROOT/target/test-output/browser"
+ext_status=0
+bash tests/run-external.sh || ext_status=$?
+
+if [ "$rust_status" -ne 0 ] || [ "$ext_status" -ne 0 ]; then
+  echo "FAILED: cargo test exit $rust_status, external exit $ext_status"
+  exit 1
+fi
+echo "all tests passed"
