@@ -69,7 +69,13 @@ pub struct Group {
 
 impl Group {
     pub fn new(name: &str, server: &Server) -> Group {
-        Group { name: name.to_string(), addr: server.addr(), cases: 0, failures: Vec::new(), started: Instant::now() }
+        Group {
+            name: name.to_string(),
+            addr: server.addr(),
+            cases: 0,
+            failures: Vec::new(),
+            started: Instant::now(),
+        }
     }
 
     /// Runs one case; a panic inside it is recorded as that case's failure.
@@ -189,7 +195,11 @@ pub fn send(c: &mut Client, frames: &[Vec<u8>], mode: Mode) {
         Mode::FrameWise => send_frames(c, frames, Duration::from_millis(5)),
         Mode::OctetWise => {
             let all = frames.concat();
-            let pause = if all.len() <= 2048 { Duration::from_micros(200) } else { Duration::ZERO };
+            let pause = if all.len() <= 2048 {
+                Duration::from_micros(200)
+            } else {
+                Duration::ZERO
+            };
             send_chopped(c, &all, 1, pause)
         }
     };
@@ -223,9 +233,15 @@ pub fn expect_close_soon(c: &mut Client, code: u16) {
     assert!(t.elapsed() < bound, "close took {:?}", t.elapsed());
     c.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     assert_eq!(f.opcode, op::CLOSE, "expected close {code}, got {f:?}");
-    assert!(f.fin && f.rsv == 0 && f.payload.len() <= 125, "malformed close frame {f:?}");
+    assert!(
+        f.fin && f.rsv == 0 && f.payload.len() <= 125,
+        "malformed close frame {f:?}"
+    );
     assert_eq!(f.close_code(), Some(code), "wrong close code: {f:?}");
-    assert!(std::str::from_utf8(&f.payload[2..]).is_ok(), "close reason is not UTF-8: {f:?}");
+    assert!(
+        std::str::from_utf8(&f.payload[2..]).is_ok(),
+        "close reason is not UTF-8: {f:?}"
+    );
     expect_eof(c, Duration::from_secs(2));
 }
 
@@ -256,7 +272,11 @@ pub fn bin_data(n: usize) -> Vec<u8> {
 /// with `opcode`, the rest continuations, the last final.
 pub fn fragments(opcode: u8, payload: &[u8], size: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let chunks: Vec<&[u8]> = if payload.is_empty() { vec![&[][..]] } else { payload.chunks(size).collect() };
+    let chunks: Vec<&[u8]> = if payload.is_empty() {
+        vec![&[][..]]
+    } else {
+        payload.chunks(size).collect()
+    };
     let last = chunks.len() - 1;
     for (i, c) in chunks.iter().enumerate() {
         let opc = if i == 0 { opcode } else { op::CONT };

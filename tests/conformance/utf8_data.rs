@@ -22,7 +22,11 @@ pub fn autobahn_sections() -> Vec<Section> {
     let mut v = Vec::new();
     let mut n = 5;
     let mut push = |title: &'static str, seqs: Vec<(bool, Vec<u8>)>| {
-        v.push(Section { number: n, title, seqs });
+        v.push(Section {
+            number: n,
+            title,
+            seqs,
+        });
         n += 1;
     };
 
@@ -40,7 +44,14 @@ pub fn autobahn_sections() -> Vec<Section> {
     // 6.6 All prefixes of "kosme": those ending inside a code point are invalid.
     push(
         "All prefixes of a valid UTF-8 string that contains multi-byte code points",
-        (1..=KOSME.len()).map(|i| (std::str::from_utf8(&KOSME[..i]).is_ok(), KOSME[..i].to_vec())).collect(),
+        (1..=KOSME.len())
+            .map(|i| {
+                (
+                    std::str::from_utf8(&KOSME[..i]).is_ok(),
+                    KOSME[..i].to_vec(),
+                )
+            })
+            .collect(),
     );
     // 6.7 (2.1) First possible sequence of a certain length
     push(
@@ -55,7 +66,10 @@ pub fn autobahn_sections() -> Vec<Section> {
     // 6.8 First possible sequence length 5/6 (invalid code points)
     push(
         "First possible sequence length 5/6 (invalid codepoints)",
-        vec![(false, b(b"\xf8\x88\x80\x80\x80")), (false, b(b"\xfc\x84\x80\x80\x80\x80"))],
+        vec![
+            (false, b(b"\xf8\x88\x80\x80\x80")),
+            (false, b(b"\xfc\x84\x80\x80\x80\x80")),
+        ],
     );
     // 6.9 (2.2) Last possible sequence of a certain length
     push(
@@ -104,10 +118,16 @@ pub fn autobahn_sections() -> Vec<Section> {
     // 6.13 (3.2) Lonely start characters, each followed by a space
     push(
         "Lonely start characters",
-        [(0xc0u8, 0xdfu8), (0xe0, 0xef), (0xf0, 0xf7), (0xf8, 0xfb), (0xfc, 0xfd)]
-            .iter()
-            .map(|&(lo, hi)| (false, (lo..hi).flat_map(|c| [c, 0x20]).collect()))
-            .collect(),
+        [
+            (0xc0u8, 0xdfu8),
+            (0xe0, 0xef),
+            (0xf0, 0xf7),
+            (0xf8, 0xfb),
+            (0xfc, 0xfd),
+        ]
+        .iter()
+        .map(|&(lo, hi)| (false, (lo..hi).flat_map(|c| [c, 0x20]).collect()))
+        .collect(),
     );
     // 6.14 (3.3) Sequences with last continuation byte missing
     let missing: Vec<&[u8]> = vec![
@@ -122,13 +142,23 @@ pub fn autobahn_sections() -> Vec<Section> {
         b"\xfb\xbf\xbf\xbf",
         b"\xfd\xbf\xbf\xbf\xbf",
     ];
-    push("Sequences with last continuation byte missing", missing.iter().map(|s| (false, s.to_vec())).collect());
+    push(
+        "Sequences with last continuation byte missing",
+        missing.iter().map(|s| (false, s.to_vec())).collect(),
+    );
     // 6.15 (3.4) Concatenation of incomplete sequences
-    push("Concatenation of incomplete sequences", vec![(false, missing.concat())]);
+    push(
+        "Concatenation of incomplete sequences",
+        vec![(false, missing.concat())],
+    );
     // 6.16 (3.5) Impossible bytes
     push(
         "Impossible bytes",
-        vec![(false, b(b"\xfe")), (false, b(b"\xff")), (false, b(b"\xfe\xfe\xff\xff"))],
+        vec![
+            (false, b(b"\xfe")),
+            (false, b(b"\xff")),
+            (false, b(b"\xfe\xfe\xff\xff")),
+        ],
     );
     // 6.17 (4.1) Examples of an overlong ASCII character
     push(
@@ -231,15 +261,27 @@ pub fn extra_invalid() -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = Vec::new();
     for byte in [0xc0u8, 0xc1].into_iter().chain(0xf5..=0xff) {
         v.push((format!("lone {byte:#04x}"), vec![byte]));
-        v.push((format!("{byte:#04x} inside ASCII"), [b"abc".as_slice(), &[byte], b"def"].concat()));
+        v.push((
+            format!("{byte:#04x} inside ASCII"),
+            [b"abc".as_slice(), &[byte], b"def"].concat(),
+        ));
     }
-    let mut surrogates: Vec<u32> = vec![0xd800, 0xd801, 0xdb7f, 0xdb80, 0xdbff, 0xdc00, 0xdc01, 0xdffe, 0xdfff];
+    let mut surrogates: Vec<u32> = vec![
+        0xd800, 0xd801, 0xdb7f, 0xdb80, 0xdbff, 0xdc00, 0xdc01, 0xdffe, 0xdfff,
+    ];
     surrogates.extend((0xd800..=0xdfff).step_by(0x7f));
     surrogates.sort_unstable();
     surrogates.dedup();
     for s in surrogates {
-        let enc = vec![0xe0 | (s >> 12) as u8, 0x80 | ((s >> 6) & 0x3f) as u8, 0x80 | (s & 0x3f) as u8];
-        v.push((format!("surrogate U+{s:04X}"), [b"ok ".as_slice(), &enc, b" ok"].concat()));
+        let enc = vec![
+            0xe0 | (s >> 12) as u8,
+            0x80 | ((s >> 6) & 0x3f) as u8,
+            0x80 | (s & 0x3f) as u8,
+        ];
+        v.push((
+            format!("surrogate U+{s:04X}"),
+            [b"ok ".as_slice(), &enc, b" ok"].concat(),
+        ));
     }
     for cp in [0x110000u32, 0x110001, 0x13ffff, 0x140000, 0x1fffff] {
         let enc = vec![
@@ -252,11 +294,23 @@ pub fn extra_invalid() -> Vec<(String, Vec<u8>)> {
     }
     v.push(("overlong U+07FF in 3 bytes".into(), b(b"\xe0\x9f\xbf")));
     v.push(("overlong U+FFFF in 4 bytes".into(), b(b"\xf0\x8f\xbf\xbf")));
-    v.push(("truncated 4-byte sequence before ASCII".into(), b(b"\xf0\x9f\x98x")));
-    v.push(("truncated 3-byte sequence at end".into(), b(b"valid so far \xe2\x82")));
-    v.push(("truncated 2-byte sequence before a lead byte".into(), b(b"\xc3\xc3\xa9")));
+    v.push((
+        "truncated 4-byte sequence before ASCII".into(),
+        b(b"\xf0\x9f\x98x"),
+    ));
+    v.push((
+        "truncated 3-byte sequence at end".into(),
+        b(b"valid so far \xe2\x82"),
+    ));
+    v.push((
+        "truncated 2-byte sequence before a lead byte".into(),
+        b(b"\xc3\xc3\xa9"),
+    ));
     v.push(("continuation byte after ASCII".into(), b(b"a\x80")));
-    v.push(("kosme then a continuation byte".into(), [KOSME, b"\xa0"].concat()));
+    v.push((
+        "kosme then a continuation byte".into(),
+        [KOSME, b"\xa0"].concat(),
+    ));
     v
 }
 
@@ -264,9 +318,9 @@ pub fn extra_invalid() -> Vec<(String, Vec<u8>)> {
 /// neighbours of the surrogate range and of U+10FFFF, BOM, NUL.
 pub fn extra_valid() -> Vec<(String, Vec<u8>)> {
     let cps = [
-        0x0u32, 0x1, 0x7e, 0x7f, 0x80, 0x81, 0x7fe, 0x7ff, 0x800, 0x801, 0xfff, 0x1000, 0xcfff, 0xd000, 0xd7ff,
-        0xe000, 0xfeff, 0xfffd, 0xfffe, 0xffff, 0x10000, 0x10001, 0x3ffff, 0x40000, 0xfffff, 0x100000, 0x10fffe,
-        0x10ffff,
+        0x0u32, 0x1, 0x7e, 0x7f, 0x80, 0x81, 0x7fe, 0x7ff, 0x800, 0x801, 0xfff, 0x1000, 0xcfff,
+        0xd000, 0xd7ff, 0xe000, 0xfeff, 0xfffd, 0xfffe, 0xffff, 0x10000, 0x10001, 0x3ffff, 0x40000,
+        0xfffff, 0x100000, 0x10fffe, 0x10ffff,
     ];
     let mut v: Vec<(String, Vec<u8>)> = cps
         .iter()
@@ -279,7 +333,10 @@ pub fn extra_valid() -> Vec<(String, Vec<u8>)> {
         })
         .collect();
     let all: String = cps.iter().map(|&c| char::from_u32(c).unwrap()).collect();
-    v.push(("all boundary code points in one message".into(), all.into_bytes()));
+    v.push((
+        "all boundary code points in one message".into(),
+        all.into_bytes(),
+    ));
     v
 }
 
@@ -287,5 +344,6 @@ pub fn extra_valid() -> Vec<(String, Vec<u8>)> {
 /// UTF-8 text (where a validator must fail at the latest), or `None` if the
 /// only problem is a sequence truncated at the end (or if `seq` is valid).
 pub fn first_bad_byte(seq: &[u8]) -> Option<usize> {
-    (0..seq.len()).find(|&k| matches!(std::str::from_utf8(&seq[..=k]), Err(e) if e.error_len().is_some()))
+    (0..seq.len())
+        .find(|&k| matches!(std::str::from_utf8(&seq[..=k]), Err(e) if e.error_len().is_some()))
 }
