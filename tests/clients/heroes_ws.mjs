@@ -1,0 +1,284 @@
+#!/usr/bin/env node
+// External client test: the hero application seen through the Node `ws` library.
+//
+// Starts the server from $PALISADE_BIN (default target/debug/palisade) with
+// `--listen 127.0.0.1:0` (plus any flags in $PALISADE_EXTRA_ARGS), waits for
+// `listening on 127.0.0.1:PORT` on its stderr, runs the checks, prints one
+// PASS/FAIL line per check and exits non-zero if any failed.
+//
+//   (cd tests/js && npm ci) && node tests/clients/heroes_ws.mjs
+
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import readline from 'node:readline';
+
+// Dependencies live in tests/js (package.json + package-lock.json).
+const require = createRequire(new URL('../js/package.json', import.meta.url));
+const WebSocket = require('ws');
+
+const NAME = 'heroes_ws';
+const SUBPROTOCOL = 'palisade.v1';
+const HEROES = ['ironMan', 'hulk', 'wonderWoman', 'batMan', 'blackPanther'];
+const NAMES = {
+  ironMan: 'Tony Stark',
+  hulk: 'Bruce Banner',
+  wonderWoman: 'Diana',
+  batMan: 'Bruce Wayne',
+  blackPanther: "T'Challa",
+};
+const START_TIMEOUT_MS = 10_000;
+const IO_TIMEOUT_MS = 5_000;
+const OVERALL_TIMEOUT_MS = 90_000;
+const LISTEN_RE = /listening on (127\.0\.0\.1:\d+)/;
+
+const results = [];
+function check(name, ok, detail = '') {
+  results.push({ name, ok: Boolean(ok) });
+  console.log(ok ? `PASS ${NAME}: ${name}` : `FAIL ${NAME}: ${name}${detail ? ` -- ${detail}` : ''}`);
+  return ok;
+}
+
+function splitArgs(s) {
+  return (s || '').split(/\s+/).filter(Boolean);
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// ---- server under test ----------------------------------------------------
+
+function startServer() {
+  const bin = process.env.PALISADE_BIN || 'target/debug/palisade';
+  const argv = ['--listen', '127.0.0.1:0', ...splitArgs(process.env.PALISADE_EXTRA_ARGS)];
+  const log = [];
+  const child = spawn(bin, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const server = { child, log, addr: null };
+  const ready = new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code, signal) =>
+      reject(new Error(`server exited (${code ?? signal}) before reporting its address`)));
+    // Read stderr for the whole run so the pipe never fills.
+    readline.createInterface({ input: child.stderr }).on('line', (line) => {
+      log.push(line);
+      if (log.length > 200) log.shift();
+      const m = server.addr === null && LISTEN_RE.exec(line);
+      if (m) {
+        server.addr = m[1];
+        resolve(m[1]);
+      }
+    });
+  });
+  server.ready = withTimeout(ready, START_TIMEOUT_MS, `"listening on" from ${bin}`);
+  return server;
+}
+
+async function stopServer(server) {
+  const { child } = server;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  try {
+    await withTimeout(exited, 5_000, 'server exit after SIGTERM');
+  } catch {
+    child.kill('SIGKILL');
+    await withTimeout(exited, 5_000, 'server exit after SIGKILL').catch(() => {});
+  }
+}
+
+// ---- a WebSocket client with bounded reads --------------------------------
+
+class Client {
+  constructor(url) {
+    this.ws = new WebSocket(url, [SUBPROTOCOL], { handshakeTimeout: IO_TIMEOUT_MS });
+    this.queue = [];
+    this.waiters = [];
+    this.closed = null; // { code, reason } once closed
+    this.closedPromise = new Promise((resolve) => {
+      this.ws.on('close', (code, reason) => {
+        this.closed = { code, reason: reason.toString() };
+        resolve(this.closed);
+        for (const w of this.waiters.splice(0)) w.reject(new Error(`connection closed (${code})`));
+      });
+    });
+    this.ws.on('message', (data, isBinary) => {
+      const item = { data, isBinary };
+      const w = this.waiters.shift();
+      if (w) w.resolve(item);
+      else this.queue.push(item);
+    });
+    this.ws.on('error', () => {}); // surfaced through 'close' / open()
+  }
+
+  open() {
+    return withTimeout(new Promise((resolve, reject) => {
+      this.ws.once('open', resolve);
+      this.ws.once('error', reject);
+    }), IO_TIMEOUT_MS, 'WebSocket open');
+  }
+
+  next() {
+    if (this.queue.length) return Promise.resolve(this.queue.shift());
+    if (this.closed) return Promise.reject(new Error(`connection closed (${this.closed.code})`));
+    let waiter;
+    const p = new Promise((resolve, reject) => {
+      waiter = { resolve, reject };
+      this.waiters.push(waiter);
+    });
+    return withTimeout(p, IO_TIMEOUT_MS, 'next message').catch((e) => {
+      this.waiters = this.waiters.filter((w) => w !== waiter); // a late message is queued instead
+      throw e;
+    });
+  }
+
+  // Next JSON message, skipping at most a few server-sent user_authorized events.
+  async recvJson() {
+    for (let i = 0; i < 4; i++) {
+      const { data, isBinary } = await this.next();
+      if (isBinary) throw new Error('expected a text message, got binary');
+      const msg = JSON.parse(data.toString('utf8'));
+      if (msg && msg.event === 'user_authorized') continue;
+      return msg;
+    }
+    throw new Error('only user_authorized events received');
+  }
+}
+
+// Deep equality for JSON values (key order does not matter).
+function jsonEqual(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && jsonEqual(a[k], b[k]));
+}
+
+function isError(msg, code, id) {
+  if (!msg || typeof msg !== 'object') return false;
+  const keys = Object.keys(msg).sort().join(',');
+  if (keys !== (id === undefined ? 'data,event' : 'data,event,id')) return false;
+  if (msg.event !== 'error' || !msg.data || typeof msg.data !== 'object') return false;
+  if (Object.keys(msg.data).sort().join(',') !== 'code,message') return false;
+  if (msg.data.code !== code || typeof msg.data.message !== 'string') return false;
+  return id === undefined || msg.id === id;
+}
+
+async function request(client, name, payload, predicate, describe) {
+  try {
+    client.ws.send(payload);
+    const msg = await client.recvJson();
+    return check(name, predicate(msg), `expected ${describe}, got ${JSON.stringify(msg)}`);
+  } catch (e) {
+    return check(name, false, String(e && e.message ? e.message : e));
+  }
+}
+
+// ---- checks ----------------------------------------------------------------
+
+async function runChecks(addr) {
+  const url = `ws://${addr}/ws`;
+  const client = new Client(url);
+  try {
+    await client.open();
+  } catch (e) {
+    check('WebSocket handshake succeeds', false, String(e && e.message ? e.message : e));
+    return;
+  }
+  check('WebSocket handshake succeeds', true);
+  check('subprotocol negotiated is palisade.v1', client.ws.protocol === SUBPROTOCOL,
+    `got ${JSON.stringify(client.ws.protocol)}`);
+
+  let expected = { event: 'heroes', data: { heroes: HEROES }, id: 1 };
+  await request(client, 'list_heroes returns the exact hero list',
+    JSON.stringify({ event: 'list_heroes', id: 1 }),
+    (m) => jsonEqual(m, expected), JSON.stringify(expected));
+
+  let id = 100;
+  for (const hero of HEROES) {
+    id += 1;
+    const want = { event: 'name', data: { hero, hero_name: NAMES[hero] }, id };
+    await request(client, `get_name ${hero} -> ${NAMES[hero]}`,
+      JSON.stringify({ event: 'get_name', data: { hero }, id }),
+      (m) => jsonEqual(m, want), JSON.stringify(want));
+  }
+
+  await request(client, 'get_name nobody -> error unknown_hero with the same id',
+    JSON.stringify({ event: 'get_name', data: { hero: 'nobody' }, id: 4242 }),
+    (m) => isError(m, 'unknown_hero', 4242), 'error {"code":"unknown_hero","message":...} id 4242');
+
+  await request(client, 'invalid JSON -> error invalid_json', '{not json',
+    (m) => isError(m, 'invalid_json'), 'error {"code":"invalid_json","message":...} without id');
+
+  expected = { event: 'heroes', data: { heroes: HEROES }, id: 2 };
+  await request(client, 'connection still serves requests after errors',
+    JSON.stringify({ event: 'list_heroes', id: 2 }),
+    (m) => jsonEqual(m, expected), JSON.stringify(expected));
+
+  // Binary message -> the server closes with 1003.
+  try {
+    client.ws.send(Buffer.from([0, 1, 2, 3]), { binary: true });
+    const closed = await withTimeout(client.closedPromise, IO_TIMEOUT_MS, 'close after binary');
+    check('binary message -> server closes with 1003', closed.code === 1003,
+      `close code ${closed.code}`);
+  } catch (e) {
+    check('binary message -> server closes with 1003', false, String(e.message || e));
+  }
+
+  // Clean close initiated by the client.
+  const c2 = new Client(url);
+  try {
+    await c2.open();
+    c2.ws.close(1000, 'bye');
+    const closed = await withTimeout(c2.closedPromise, IO_TIMEOUT_MS, 'close handshake');
+    check('client close 1000 -> closed cleanly with 1000', closed.code === 1000,
+      `close code ${closed.code}`);
+  } catch (e) {
+    check('client close 1000 -> closed cleanly with 1000', false, String(e.message || e));
+    c2.ws.terminate();
+  }
+}
+
+async function main() {
+  const server = startServer();
+  let overall;
+  try {
+    let addr;
+    try {
+      addr = await server.ready;
+      check('server starts and reports its address', true);
+    } catch (e) {
+      check('server starts and reports its address', false, String(e.message || e));
+      return;
+    }
+    await Promise.race([
+      runChecks(addr),
+      new Promise((_, reject) => {
+        overall = setTimeout(() => reject(new Error('overall timeout')), OVERALL_TIMEOUT_MS);
+      }),
+    ]).catch((e) => check(`all checks finish within ${OVERALL_TIMEOUT_MS / 1000} s`, false, String(e.message || e)));
+    check('server still running after the checks',
+      server.child.exitCode === null && server.child.signalCode === null,
+      `exit ${server.child.exitCode ?? server.child.signalCode}`);
+  } finally {
+    clearTimeout(overall);
+    await stopServer(server);
+    const failed = results.filter((r) => !r.ok).length;
+    if (failed) {
+      console.error(`--- last server log lines (${NAME}) ---`);
+      for (const line of server.log.slice(-30)) console.error(line);
+    }
+    console.log(`${NAME}: ${results.length - failed} passed, ${failed} failed`);
+    process.exitCode = failed ? 1 : 0;
+  }
+}
+
+main().catch((e) => {
+  console.log(`FAIL ${NAME}: unexpected error -- ${e && e.stack ? e.stack : e}`);
+  process.exitCode = 1;
+});

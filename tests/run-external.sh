@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every external-client test against the palisade binary, continuing after
+# failures, and ends with one summary line:
+#
+#   external: N passed, M failed
+#
+# N and M count the individual PASS/FAIL checks of all scripts; a script that
+# fails without printing a FAIL line (crash, timeout) counts as one failure.
+# Installs nothing: the Python `websockets` package (tests/clients/requirements.txt),
+# the Node packages (npm ci in tests/js), curl and chromium must already be present.
+#
+# Environment:
+#   PALISADE_BIN       server binary (default target/debug/palisade)
+#   PALISADE_PYTHON    python with `websockets` installed (default python3)
+#   PALISADE_TEST_OUT  screenshot directory (default target/test-output/browser)
+#   PALISADE_EXTRA_ARGS extra server flags passed by every script
+set -u
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+abs() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+
+if [ -n "${PALISADE_BIN:-}" ]; then PALISADE_BIN=$(abs "$PALISADE_BIN"); else PALISADE_BIN=$ROOT/target/debug/palisade; fi
+if [ -n "${PALISADE_TEST_OUT:-}" ]; then PALISADE_TEST_OUT=$(abs "$PALISADE_TEST_OUT"); else PALISADE_TEST_OUT=$ROOT/target/test-output/browser; fi
+PY=${PALISADE_PYTHON:-python3}
+case "$PY" in */*) PY=$(abs "$PY") ;; esac
+export PALISADE_BIN PALISADE_TEST_OUT
+
+SCRIPT_TIMEOUT_S=240
+PASSED=0
+FAILED=0
+OUT=$(mktemp "${TMPDIR:-/tmp}/palisade-external.XXXXXX")
+trap 'rm -f "$OUT"' EXIT
+
+run() { # run LABEL COMMAND...
+    local label=$1
+    shift
+    echo "== $label"
+    (cd "$ROOT" && timeout -k 10 "$SCRIPT_TIMEOUT_S" "$@") 2>&1 | tee "$OUT"
+    local rc=${PIPESTATUS[0]}
+    local p f
+    p=$(grep -c '^PASS ' "$OUT")
+    f=$(grep -c '^FAIL ' "$OUT")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL $label: exited with status $rc without a FAIL line"
+        f=1
+    fi
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+}
+
+run heroes_websockets "$PY" tests/clients/heroes_websockets.py
+run heroes_ws node tests/clients/heroes_ws.mjs
+run http_curl bash tests/clients/http_curl.sh
+run browser_demo node tests/browser/demo.mjs
+
+echo "external: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
