@@ -35,6 +35,8 @@ OPTIONS:
     --heroes FILE              JSON object {\"heroId\": \"Real Name\", ...} replacing the built-in heroes
     --static-dir DIR           serve the files of DIR instead of the embedded demo page
     --ws-path PATH             WebSocket path [default: /ws]
+    --tls-cert FILE            PEM certificate chain; with --tls-key the listener speaks TLS only
+    --tls-key FILE             PEM private key for --tls-cert
     --max-message-bytes N      largest message (limits.max_message_bytes) [default: 65536]
     --max-frame-bytes N        largest frame payload (limits.max_frame_bytes) [default: 65536]
     --max-fragments N          most frames per message (limits.max_fragments) [default: 1024]
@@ -64,8 +66,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
             Long("config") => config_file = Some(parser.value().map_err(err)?.into()),
             Long(
                 name @ ("listen" | "app" | "heroes" | "static-dir" | "ws-path"
-                | "max-message-bytes" | "max-frame-bytes" | "max-fragments"
-                | "max-connections" | "log-format" | "log-level"),
+                | "max-message-bytes" | "max-frame-bytes" | "max-fragments" | "tls-cert"
+                | "tls-key" | "max-connections" | "log-format" | "log-level"),
             ) => {
                 let name = name.to_owned();
                 let value = parser.value().map_err(err)?.string().map_err(err)?;
@@ -116,6 +118,8 @@ fn apply_flag(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError
         "heroes" => c.heroes = Some(value.into()),
         "static-dir" => c.static_dir = Some(value.into()),
         "ws-path" => c.ws.path = value.to_owned(),
+        "tls-cert" => c.tls.cert = Some(value.into()),
+        "tls-key" => c.tls.key = Some(value.into()),
         "max-message-bytes" => c.limits.max_message_bytes = number(name, value)?,
         "max-frame-bytes" => c.limits.max_frame_bytes = number(name, value)?,
         "max-fragments" => c.limits.max_fragments = number(name, value)?,

@@ -80,6 +80,31 @@ impl Default for LogConfig {
     }
 }
 
+/// TLS settings: with `cert` and `key` the listener speaks TLS only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (`tls.cert`, `--tls-cert`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (`tls.key`, `--tls-key`).
+    pub key: Option<PathBuf>,
+    /// Lowest version accepted: `"1.2"` (default) or `"1.3"`.
+    pub min_version: crate::tls::MinVersion,
+    /// Send `Strict-Transport-Security` on https responses.
+    pub hsts: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            min_version: crate::tls::MinVersion::Tls12,
+            hsts: true,
+        }
+    }
+}
+
 /// Resource limits (SPEC.md §8).
 ///
 /// Worst-case memory per connection is about
@@ -171,6 +196,8 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
     /// WebSocket endpoint.
     pub ws: WsConfig,
+    /// TLS.
+    pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
     /// Resource limits.
@@ -185,6 +212,7 @@ impl Default for Config {
             heroes: None,
             static_dir: None,
             ws: WsConfig::default(),
+            tls: TlsConfig::default(),
             log: LogConfig::default(),
             limits: Limits::default(),
         }
@@ -275,6 +303,11 @@ impl Config {
             1,
             1 << 24,
         )?;
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError(
+                "tls.cert and tls.key must be set together".into(),
+            ));
+        }
         if !self.ws.path.starts_with('/') || self.ws.path.contains(['?', '#', ' ']) {
             return Err(ConfigError(format!(
                 "ws.path: {:?} must be an absolute path without query or spaces",

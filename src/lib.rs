@@ -25,6 +25,7 @@ pub mod log;
 pub mod net;
 pub mod proto;
 pub mod security;
+pub mod tls;
 
 pub use config::Config;
 pub use net::{Server, Shared};

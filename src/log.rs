@@ -144,6 +144,13 @@ pub fn format_line(
 /// UTC time as RFC 3339 with milliseconds.
 pub struct Timestamp(u64);
 
+impl Timestamp {
+    /// A timestamp from Unix seconds.
+    pub fn from_unix_secs(secs: u64) -> Timestamp {
+        Timestamp(secs.saturating_mul(1000))
+    }
+}
+
 /// The current time.
 pub fn timestamp() -> Timestamp {
     let ms = SystemTime::now()

@@ -7,7 +7,7 @@ use palisade::app::{App, Heroes};
 use palisade::cli::{self, Command};
 use palisade::config::{AppKind, Config};
 use palisade::http::StaticFiles;
-use palisade::{Server, Shared, log};
+use palisade::{Server, Shared, log, tls};
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
@@ -54,6 +54,12 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         Some(dir) => StaticFiles::load_dir(dir).map_err(|e| (2, e))?,
         None => StaticFiles::embedded(),
     };
+    let acceptor = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            Some(tls::load(cert, key, config.tls.min_version).map_err(|e| (2, e))?)
+        }
+        _ => None,
+    };
     log::init(config.log.level, config.log.format);
     warn_about_fd_limit(config.limits.max_connections);
     let limits = config.limits.core();
@@ -63,11 +69,16 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         app,
         files,
     };
-    let mut server = Server::bind(shared).map_err(|e| (1, format!("cannot listen: {e}")))?;
+    let tls_note = match &acceptor {
+        Some(a) => format!("on serial={}", a.serial),
+        None => "off".to_owned(),
+    };
+    let mut server =
+        Server::bind(shared, acceptor).map_err(|e| (1, format!("cannot listen: {e}")))?;
     let addr = server.local_addr().map_err(|e| (1, e.to_string()))?;
     log::info(
         &format!("listening on {addr}"),
-        &[("app", &app_name(&server)), ("tls", &"off")],
+        &[("app", &app_name(&server)), ("tls", &tls_note)],
     );
     server
         .run()

@@ -199,7 +199,17 @@ pub struct Outcome {
 }
 
 /// Answers a request that is not for the WebSocket path.
-pub fn respond(req: &Request<'_, '_>, files: &StaticFiles, out: &mut Vec<u8>) -> Outcome {
+/// `Strict-Transport-Security` sent on https responses (`tls.hsts`).
+pub const HSTS: &str = "max-age=31536000";
+
+/// Answers a request that is not for the WebSocket path; `hsts` adds
+/// `Strict-Transport-Security` (only ever set over TLS).
+pub fn respond(
+    req: &Request<'_, '_>,
+    files: &StaticFiles,
+    out: &mut Vec<u8>,
+    hsts: bool,
+) -> Outcome {
     let keep_alive = req.version == 1 && !req.has_token("connection", "close") && !req.has_body();
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is a 400.
     if req.version == 1 && !matches!(req.single_header("host"), Single::One(_)) {
@@ -221,7 +231,7 @@ pub fn respond(req: &Request<'_, '_>, files: &StaticFiles, out: &mut Vec<u8>) ->
     }
     let _ = write!(
         out,
-        "HTTP/1.1 200 {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {CSP}\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\nCache-Control: no-cache\r\n{}\r\n",
+        "HTTP/1.1 200 {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {CSP}\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\nCache-Control: no-cache\r\n{}",
         status_text(200),
         body.len(),
         if keep_alive {
@@ -230,6 +240,10 @@ pub fn respond(req: &Request<'_, '_>, files: &StaticFiles, out: &mut Vec<u8>) ->
             "Connection: close\r\n"
         },
     );
+    if hsts {
+        let _ = write!(out, "Strict-Transport-Security: {HSTS}\r\n");
+    }
+    let _ = write!(out, "\r\n");
     if !head_only {
         out.extend_from_slice(body);
     }
@@ -256,7 +270,7 @@ mod tests {
         let mut storage = [httparse::EMPTY_HEADER; 16];
         let req = parse_request(head.as_bytes(), &mut storage).unwrap();
         let mut out = Vec::new();
-        let o = respond(&req, files, &mut out);
+        let o = respond(&req, files, &mut out, false);
         (o, String::from_utf8_lossy(&out).into_owned())
     }
 

@@ -29,6 +29,7 @@ use crate::proto::error::HandshakeError;
 use crate::proto::handshake::{self, HeadReader, UpgradeRequest};
 use crate::proto::{self, Limits};
 use crate::security::Gate;
+use crate::tls::{Acceptor, Fed, Session};
 use slab::Slab;
 
 const LISTENER: Token = Token(usize::MAX);
@@ -81,6 +82,13 @@ struct Conn {
     sock: TcpStream,
     peer: SocketAddr,
     phase: Phase,
+    /// TLS session when the listener speaks TLS.
+    tls: Option<Box<Session>>,
+    /// Whether the connection came in on the TLS listener.
+    secure: bool,
+    /// Whether any byte arrived yet (to spot plain HTTP on a TLS port).
+    seen_bytes: bool,
+    close_notify_sent: bool,
     readable: bool,
     writable: bool,
     queued: bool,
@@ -104,8 +112,10 @@ pub struct Server {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     ready: VecDeque<Token>,
     scratch: Vec<u8>,
+    plain: Vec<u8>,
     pool: Vec<Vec<u8>>,
     shared: Arc<Shared>,
+    acceptor: Option<Acceptor>,
     gate: Gate,
     open: usize,
     overflow: usize,
@@ -115,7 +125,7 @@ pub struct Server {
 
 impl Server {
     /// Binds the listener.
-    pub fn bind(shared: Shared) -> io::Result<Server> {
+    pub fn bind(shared: Shared, acceptor: Option<Acceptor>) -> io::Result<Server> {
         let addr = shared
             .config
             .listen_addr()
@@ -131,8 +141,10 @@ impl Server {
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             scratch: vec![0; SCRATCH],
+            plain: vec![0; SCRATCH],
             pool: Vec::new(),
             shared: Arc::new(shared),
+            acceptor,
             gate: Gate::new(),
             open: 0,
             overflow: 0,
@@ -247,10 +259,24 @@ impl Server {
                 continue;
             }
             let _ = sock.set_nodelay(true);
+            let tls = match &self.acceptor {
+                Some(a) => match Session::new(a) {
+                    Ok(s) => Some(Box::new(s)),
+                    Err(e) => {
+                        log::warn("tls session failed", &[("peer", &peer), ("error", &e)]);
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let deadline = now + self.shared.config.limits.handshake_timeout();
             let conn = Conn {
                 sock,
                 peer,
+                secure: tls.is_some(),
+                tls,
+                seen_bytes: false,
+                close_notify_sent: false,
                 phase: Phase::Head {
                     reader: HeadReader::new(),
                     out: Vec::new(),
@@ -336,13 +362,28 @@ impl Server {
                     }
                     Ok(n) => {
                         budget = budget.saturating_sub(n);
-                        process(
-                            conn,
-                            &mut self.scratch[..n],
-                            &self.shared,
-                            &mut self.gate,
-                            now,
-                        );
+                        let first = !conn.seen_bytes;
+                        conn.seen_bytes = true;
+                        if conn.tls.is_some() {
+                            let input = &self.scratch[..n];
+                            let plain = &mut self.plain;
+                            let r = feed_tls(
+                                conn,
+                                input,
+                                first,
+                                plain,
+                                &self.shared,
+                                &mut self.gate,
+                                now,
+                            );
+                            if let Err(a) = r {
+                                after = a;
+                                break;
+                            }
+                        } else {
+                            let input = &mut self.scratch[..n];
+                            process(conn, input, &self.shared, &mut self.gate, now);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -413,6 +454,13 @@ impl Server {
         let Some(mut conn) = self.conns.remove(token) else {
             return;
         };
+        if let Some(s) = &mut conn.tls {
+            // Best effort: tell the peer the TLS stream ends here.
+            if !conn.close_notify_sent && !s.is_handshaking() {
+                s.send_close_notify();
+                let _ = s.write_tls(&mut conn.sock);
+            }
+        }
         let _ = self.poll.registry().deregister(&mut conn.sock);
         if conn.over_capacity {
             self.overflow -= 1;
@@ -464,8 +512,69 @@ fn deadline(conn: &Conn, limits: &Limits) -> Instant {
     }
 }
 
+fn pending_output(phase: &Phase) -> &[u8] {
+    match phase {
+        Phase::Head { out, .. } | Phase::Linger { out, .. } => out,
+        Phase::Ws(ws) => ws.output(),
+    }
+}
+
+fn consume_output(phase: &mut Phase, n: usize) {
+    match phase {
+        Phase::Head { out, .. } | Phase::Linger { out, .. } => {
+            out.drain(..n);
+        }
+        Phase::Ws(ws) => ws.consume_output(n),
+    }
+}
+
+/// Moves plaintext into rustls and writes ciphertext until the socket is
+/// full or nothing is left. A full rustls buffer just stops the move.
+fn flush_tls(conn: &mut Conn) -> io::Result<()> {
+    let Conn {
+        tls: Some(session),
+        phase,
+        sock,
+        writable,
+        ..
+    } = conn
+    else {
+        return Ok(());
+    };
+    loop {
+        let buf = pending_output(phase);
+        let moved = if buf.is_empty() {
+            0
+        } else {
+            session.write_plaintext(buf)
+        };
+        consume_output(phase, moved);
+        while session.wants_write() {
+            if !*writable {
+                return Ok(());
+            }
+            match session.write_tls(sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *writable = false;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if moved == 0 {
+            return Ok(());
+        }
+    }
+}
+
 /// Writes queued output until it is gone or the socket is full.
 fn flush(conn: &mut Conn) -> io::Result<()> {
+    if conn.tls.is_some() {
+        return flush_tls(conn);
+    }
     loop {
         if !conn.writable {
             return Ok(());
@@ -505,6 +614,20 @@ fn settle(conn: &mut Conn) -> After {
         Phase::Head { .. } => false,
     };
     if shut_now && !conn.write_shut {
+        if conn.tls.is_some() {
+            if !conn.close_notify_sent {
+                conn.close_notify_sent = true;
+                if let Some(s) = &mut conn.tls {
+                    s.send_close_notify();
+                }
+                if flush(conn).is_err() {
+                    return After::Close;
+                }
+            }
+            if conn.tls.as_ref().is_some_and(|s| s.wants_write()) {
+                return After::Keep; // shut once the alert is out
+            }
+        }
         conn.write_shut = true;
         if conn.sock.shutdown(Shutdown::Write).is_err() {
             return After::Close;
@@ -544,6 +667,14 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
         } => {
             if now < *deadline {
                 return After::Keep;
+            }
+            if conn.tls.as_ref().is_some_and(|s| s.is_handshaking()) {
+                // Nothing can be sent before the TLS handshake: just close.
+                log::info(
+                    "tls handshake timed out",
+                    &[("peer", &conn.peer), ("received_any", &conn.seen_bytes)],
+                );
+                return After::Close;
             }
             if *received > 0 && reader.is_empty() && out.is_empty() {
                 // An idle keep-alive connection: close quietly.
@@ -672,7 +803,8 @@ fn handle_head(conn: &mut Conn, shared: &Shared, gate: &mut Gate, now: Instant) 
         );
     }
     if req.path() != shared.config.ws.path {
-        let outcome = http::respond(&req, &shared.files, out);
+        let hsts = conn.secure && shared.config.tls.hsts;
+        let outcome = http::respond(&req, &shared.files, out, hsts);
         log::debug(
             "http request",
             &[
@@ -757,4 +889,47 @@ fn refuse(
         out,
         deadline: now + shared.limits.close_timeout,
     };
+}
+
+/// Feeds ciphertext to the TLS session and its plaintext to the phase.
+fn feed_tls(
+    conn: &mut Conn,
+    ciphertext: &[u8],
+    first: bool,
+    plain: &mut [u8],
+    shared: &Shared,
+    gate: &mut Gate,
+    now: Instant,
+) -> Result<(), After> {
+    let Some(mut session) = conn.tls.take() else {
+        return Ok(());
+    };
+    let looks_like_http = ciphertext.first().is_some_and(|b| b.is_ascii_uppercase());
+    if first && session.is_handshaking() && looks_like_http {
+        // Plain HTTP on the TLS port: answer in plain text, then close.
+        let reason = "plain HTTP request on the TLS port: use https:// or wss://";
+        log::info(
+            "handshake refused",
+            &[("peer", &conn.peer), ("status", &400), ("reason", &reason)],
+        );
+        let mut out = Vec::new();
+        handshake::write_error_response(400, reason, &[], &mut out);
+        conn.phase = Phase::Linger {
+            out,
+            deadline: now + shared.limits.close_timeout,
+        };
+        return Ok(());
+    }
+    let result = session.feed(ciphertext, |p| process(conn, p, shared, gate, now), plain);
+    conn.tls = Some(session);
+    match result {
+        Ok(Fed::Ok) => Ok(()),
+        Ok(Fed::Closed) => Err(on_eof(conn)),
+        Err(e) => {
+            log::info("tls error", &[("peer", &conn.peer), ("error", &e)]);
+            // The alert is queued: one last write so the peer learns why.
+            let _ = flush(conn);
+            Err(After::Close)
+        }
+    }
 }
