@@ -140,6 +140,11 @@ pub struct Limits {
     pub close_timeout_ms: u64,
     /// Open connections at most (503 beyond).
     pub max_connections: usize,
+    /// Connections the kernel may queue before the loop accepts them
+    /// (`listen(2)` backlog; the kernel caps it at `net.core.somaxconn`).
+    /// 128, the usual default, overflows under bursts and costs each
+    /// dropped client a one-second SYN retransmit.
+    pub listen_backlog: u32,
 }
 
 impl Default for Limits {
@@ -156,6 +161,7 @@ impl Default for Limits {
             idle_timeout_ms: core.idle_timeout.as_millis() as u64,
             close_timeout_ms: core.close_timeout.as_millis() as u64,
             max_connections: 10_000,
+            listen_backlog: 1024,
         }
     }
 }
@@ -297,6 +303,12 @@ impl Config {
         )?;
         range("limits.idle_timeout_ms", l.idle_timeout_ms, 10, 86_400_000)?;
         range("limits.close_timeout_ms", l.close_timeout_ms, 1, 600_000)?;
+        range(
+            "limits.listen_backlog",
+            u64::from(l.listen_backlog),
+            1,
+            65_535,
+        )?;
         range(
             "limits.max_connections",
             l.max_connections as u64,

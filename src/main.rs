@@ -75,6 +75,9 @@ fn run(config: Config) -> Result<(), (u8, String)> {
     };
     let mut server =
         Server::bind(shared, acceptor).map_err(|e| (1, format!("cannot listen: {e}")))?;
+    server
+        .handle_signals()
+        .map_err(|e| (1, format!("cannot handle signals: {e}")))?;
     let addr = server.local_addr().map_err(|e| (1, e.to_string()))?;
     log::info(
         &format!("listening on {addr}"),

@@ -33,6 +33,7 @@ use crate::tls::{Acceptor, Fed, Session};
 use slab::Slab;
 
 const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
 /// Bytes read from one connection per turn of the loop.
 pub const READ_BUDGET: usize = 256 * 1024;
 /// Size of the loop's shared read buffer.
@@ -116,6 +117,7 @@ pub struct Server {
     pool: Vec<Vec<u8>>,
     shared: Arc<Shared>,
     acceptor: Option<Acceptor>,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
     gate: Gate,
     open: usize,
     overflow: usize,
@@ -130,7 +132,7 @@ impl Server {
             .config
             .listen_addr()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
-        let mut listener = TcpListener::bind(addr)?;
+        let mut listener = listen(addr, shared.config.limits.listen_backlog)?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -145,12 +147,47 @@ impl Server {
             pool: Vec::new(),
             shared: Arc::new(shared),
             acceptor,
+            signals: None,
             gate: Gate::new(),
             open: 0,
             overflow: 0,
             accept_ready: true,
             accept_retry_at: None,
         })
+    }
+
+    /// Handles SIGHUP from now on: reload the TLS certificate and key
+    /// without dropping connections (a bad new file is logged and the old
+    /// one kept). For the daemon; an embedding program may do its own.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = signal_hook_mio::v1_0::Signals::new([signal_hook::consts::SIGHUP])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Reloads what SIGHUP reloads: today the TLS certificate and key.
+    pub fn reload(&mut self) {
+        let tls = &self.shared.config.tls;
+        let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+            log::info(
+                "reload: nothing to reload (no TLS certificate configured)",
+                &[],
+            );
+            return;
+        };
+        match crate::tls::load(cert, key, tls.min_version) {
+            Ok(acceptor) => {
+                log::info("tls certificate reloaded", &[("serial", &acceptor.serial)]);
+                self.acceptor = Some(acceptor);
+            }
+            Err(e) => log::warn(
+                "tls reload failed; keeping the current certificate",
+                &[("error", &e)],
+            ),
+        }
     }
 
     /// The application connections are served by.
@@ -178,6 +215,16 @@ impl Server {
                 let token = event.token();
                 if token == LISTENER {
                     self.accept_ready = true;
+                    continue;
+                }
+                if token == SIGNALS {
+                    let hup = self
+                        .signals
+                        .as_mut()
+                        .is_some_and(|s| s.pending().count() > 0);
+                    if hup {
+                        self.reload();
+                    }
                     continue;
                 }
                 let Some(conn) = self.conns.get_mut(token) else {
@@ -471,6 +518,19 @@ impl Server {
             log_close(&conn.peer, ws);
         }
     }
+}
+
+/// Binds a non-blocking listener with `backlog` pending connections (std and
+/// mio fix it at 128, which a burst of connections overflows: each dropped
+/// SYN costs that client a one-second retransmit).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {
