@@ -92,6 +92,9 @@ pub struct TlsConfig {
     pub min_version: crate::tls::MinVersion,
     /// Send `Strict-Transport-Security` on https responses.
     pub hsts: bool,
+    /// Address of a plain listener that answers every request with a `308`
+    /// to https (off by default).
+    pub redirect_listen: Option<String>,
 }
 
 impl Default for TlsConfig {
@@ -101,6 +104,7 @@ impl Default for TlsConfig {
             key: None,
             min_version: crate::tls::MinVersion::Tls12,
             hsts: true,
+            redirect_listen: None,
         }
     }
 }
@@ -319,6 +323,18 @@ impl Config {
             return Err(ConfigError(
                 "tls.cert and tls.key must be set together".into(),
             ));
+        }
+        if let Some(r) = &self.tls.redirect_listen {
+            if self.tls.cert.is_none() {
+                return Err(ConfigError(
+                    "tls.redirect_listen needs tls.cert and tls.key".into(),
+                ));
+            }
+            if r.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError(format!(
+                    "tls.redirect_listen: {r:?} is not an address like 127.0.0.1:8080"
+                )));
+            }
         }
         if !self.ws.path.starts_with('/') || self.ws.path.contains(['?', '#', ' ']) {
             return Err(ConfigError(format!(

@@ -83,6 +83,12 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         &format!("listening on {addr}"),
         &[("app", &app_name(&server)), ("tls", &tls_note)],
     );
+    if let Some(r) = server.redirect_addr() {
+        log::info(
+            &format!("redirecting to https from {r}"),
+            &[("status", &308)],
+        );
+    }
     server
         .run()
         .map_err(|e| (1, format!("event loop failed: {e}")))

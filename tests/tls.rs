@@ -375,3 +375,41 @@ fn raw_presented_cert(server: &Server) -> Vec<u8> {
     assert!(body.starts_with(b"HTTP/1.1 200 OK"));
     s.conn.peer_certificates().unwrap()[0].to_vec()
 }
+
+#[test]
+fn the_redirect_listener_answers_308_to_https() {
+    let args = tls_args(&repo("certs/localhost.pem"), &repo("certs/localhost.key"));
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let server = Server::start_with_config(r#"{"tls":{"redirect_listen":"127.0.0.1:0"}}"#, &args);
+    assert!(server.wait_for_log(
+        "redirecting to https from 127.0.0.1:",
+        Duration::from_secs(5)
+    ));
+    let line = server
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("redirecting to https from"))
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("from ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut s = common::connect(addr);
+    s.write_all(b"GET /index.html?x=1 HTTP/1.1\r\nHost: localhost:8080\r\n\r\n")
+        .unwrap();
+    let (status, headers, _) = common::read_response_head(&mut s);
+    assert!(status.starts_with("HTTP/1.1 308 "), "{status}");
+    let expected = format!("https://localhost:{}/index.html?x=1", server.addr().port());
+    assert_eq!(header(&headers, "Location"), Some(expected.as_str()));
+    assert_eq!(header(&headers, "Connection"), Some("close"));
+    // Without a Host there is nowhere to send the client.
+    let mut s = common::connect(addr);
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let (status, _, _) = common::read_response_head(&mut s);
+    assert!(status.starts_with("HTTP/1.1 400 "), "{status}");
+}

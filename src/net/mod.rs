@@ -34,6 +34,7 @@ use slab::Slab;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+const REDIRECT: Token = Token(usize::MAX - 2);
 /// Bytes read from one connection per turn of the loop.
 pub const READ_BUDGET: usize = 256 * 1024;
 /// Size of the loop's shared read buffer.
@@ -87,6 +88,9 @@ struct Conn {
     tls: Option<Box<Session>>,
     /// Whether the connection came in on the TLS listener.
     secure: bool,
+    /// Set on the redirect listener: answer every request with a 308 to
+    /// https on this port.
+    redirect_to: Option<u16>,
     /// Whether any byte arrived yet (to spot plain HTTP on a TLS port).
     seen_bytes: bool,
     close_notify_sent: bool,
@@ -118,6 +122,9 @@ pub struct Server {
     shared: Arc<Shared>,
     acceptor: Option<Acceptor>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// The plain listener that only redirects to https (`tls.redirect_listen`).
+    redirect: Option<TcpListener>,
+    redirect_ready: bool,
     gate: Gate,
     open: usize,
     overflow: usize,
@@ -133,9 +140,24 @@ impl Server {
             .listen_addr()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
         let mut listener = listen(addr, shared.config.limits.listen_backlog)?;
+        let mut redirect = match (&shared.config.tls.redirect_listen, &acceptor) {
+            (Some(r), Some(_)) => {
+                let addr: SocketAddr = r.parse().map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("tls.redirect_listen: {r:?} is not an address"),
+                    )
+                })?;
+                Some(listen(addr, shared.config.limits.listen_backlog)?)
+            }
+            _ => None,
+        };
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(r) = &mut redirect {
+            poll.registry().register(r, REDIRECT, Interest::READABLE)?;
+        }
         Ok(Server {
             poll,
             listener,
@@ -148,6 +170,8 @@ impl Server {
             shared: Arc::new(shared),
             acceptor,
             signals: None,
+            redirect_ready: redirect.is_some(),
+            redirect,
             gate: Gate::new(),
             open: 0,
             overflow: 0,
@@ -217,6 +241,10 @@ impl Server {
                     self.accept_ready = true;
                     continue;
                 }
+                if token == REDIRECT {
+                    self.redirect_ready = true;
+                    continue;
+                }
                 if token == SIGNALS {
                     let hup = self
                         .signals
@@ -241,7 +269,9 @@ impl Server {
                     self.ready.push_back(token);
                 }
             }
-            if self.accept_ready && self.accept_retry_at.is_none_or(|t| now >= t) {
+            if (self.accept_ready || self.redirect_ready)
+                && self.accept_retry_at.is_none_or(|t| now >= t)
+            {
                 self.accept_retry_at = None;
                 self.accept(now);
             }
@@ -260,7 +290,10 @@ impl Server {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() || (self.accept_ready && self.accept_retry_at.is_none()) {
+        if !self.ready.is_empty()
+            || ((self.accept_ready || (self.redirect_ready && self.redirect.is_some()))
+                && self.accept_retry_at.is_none())
+        {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -276,20 +309,39 @@ impl Server {
         })
     }
 
+    /// The address of the redirect listener, when there is one.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|r| r.local_addr().ok())
+    }
+
     fn accept(&mut self, now: Instant) {
+        if self.redirect_ready && self.redirect.is_some() {
+            self.redirect_ready = self.accept_from(now, true);
+        }
+        self.accept_ready = self.accept_from(now, false);
+    }
+
+    /// Accepts from one listener; returns whether it may have more.
+    fn accept_from(&mut self, now: Instant, redirect: bool) -> bool {
+        let redirect_to = if redirect {
+            self.local_addr().ok().map(|a| a.port())
+        } else {
+            None
+        };
         for _ in 0..ACCEPT_BATCH {
-            let (sock, peer) = match self.listener.accept() {
+            let listener = match (redirect, &self.redirect) {
+                (true, Some(r)) => r,
+                _ => &self.listener,
+            };
+            let (sock, peer) = match listener.accept() {
                 Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_ready = false;
-                    return;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_fd_exhaustion(&e) => {
                     // Out of descriptors: back off instead of spinning.
                     log::warn("accept failed: out of file descriptors", &[("error", &e)]);
                     self.accept_retry_at = Some(now + Duration::from_millis(100));
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     log::debug("accept failed", &[("error", &e)]);
@@ -307,6 +359,7 @@ impl Server {
             }
             let _ = sock.set_nodelay(true);
             let tls = match &self.acceptor {
+                Some(_) if redirect => None,
                 Some(a) => match Session::new(a) {
                     Ok(s) => Some(Box::new(s)),
                     Err(e) => {
@@ -321,6 +374,7 @@ impl Server {
                 sock,
                 peer,
                 secure: tls.is_some(),
+                redirect_to,
                 tls,
                 seen_bytes: false,
                 close_notify_sent: false,
@@ -357,7 +411,7 @@ impl Server {
             self.schedule(token, deadline);
         }
         // Batch used up: come back on the next turn.
-        self.accept_ready = true;
+        true
     }
 
     fn schedule(&mut self, token: Token, at: Instant) {
@@ -852,6 +906,10 @@ fn handle_head(conn: &mut Conn, shared: &Shared, gate: &mut Gate, now: Instant) 
             return refuse(conn, status, reason, &[], shared, now);
         }
     };
+    if let Some(port) = conn.redirect_to {
+        let location = redirect_location(&req, port);
+        return redirect(conn, location, shared, now);
+    }
     if conn.over_capacity {
         return refuse(
             conn,
@@ -992,4 +1050,55 @@ fn feed_tls(
             Err(After::Close)
         }
     }
+}
+
+/// Where the redirect listener sends a request: https on `port`, same host
+/// name and target; `None` without a usable `Host`.
+fn redirect_location(req: &handshake::Request<'_, '_>, port: u16) -> Option<String> {
+    let host = match req.single_header("host") {
+        handshake::Single::One(h) => std::str::from_utf8(h).ok().map(str::trim),
+        _ => None,
+    };
+    // Keep the host name, drop any port: https lives on the TLS listener.
+    let name = host.and_then(|h| {
+        if let Some(rest) = h.strip_prefix('[') {
+            rest.split_once(']').map(|(v6, _)| format!("[{v6}]"))
+        } else {
+            h.split(':').next().map(str::to_owned)
+        }
+    });
+    let name = name.filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic()))?;
+    let authority = if port == 443 {
+        name
+    } else {
+        format!("{name}:{port}")
+    };
+    Some(format!("https://{authority}{}", req.target))
+}
+
+/// Answers a request on the redirect listener with a 308 to `location`.
+fn redirect(conn: &mut Conn, location: Option<String>, shared: &Shared, now: Instant) {
+    let Some(location) = location else {
+        return refuse(
+            conn,
+            400,
+            "missing or invalid Host header",
+            &[],
+            shared,
+            now,
+        );
+    };
+    log::debug(
+        "redirect to https",
+        &[("peer", &conn.peer), ("location", &location)],
+    );
+    let mut out = match &mut conn.phase {
+        Phase::Head { out, .. } => std::mem::take(out),
+        _ => Vec::new(),
+    };
+    handshake::write_error_response(308, "use https", &[("Location", &location)], &mut out);
+    conn.phase = Phase::Linger {
+        out,
+        deadline: now + shared.limits.close_timeout,
+    };
 }
