@@ -43,8 +43,8 @@ fi
 # --- Rust ------------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all -- --check
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --quiet --all-targets -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --quiet --workspace --all-targets -- -D warnings
 step "cargo test"
 set +e
 cargo test --quiet 2>&1 | tee target/cargo-test.log
