@@ -9,7 +9,7 @@
 # private keys are public (they are in this repository).
 set -euo pipefail
 out="${1:-$(dirname "$0")}"
-days="${2:-3650}"
+days="${2:-825}"
 if ! command -v openssl >/dev/null; then
   echo "openssl not found; installing it" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -13,6 +13,8 @@ step() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v testssl >/dev/null || need_apt+=(testssl.sh)
+command -v openssl >/dev/null || need_apt+=(openssl)
 fc-list >/dev/null 2>&1 || need_apt+=(fontconfig)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs every external-client test against the palisade binary, continuing after
-# failures, and ends with one summary line:
+# failures: the four client scripts in plain mode, the same four again over TLS
+# (PALISADE_TLS=1: https:// and wss:// with the development certificate in
+# certs/), then the TLS-only probes (openssl s_client, testssl.sh). It ends with
+# one summary line:
 #
 #   external: N passed, M failed
 #
 # N and M count the individual PASS/FAIL checks of all scripts; a script that
-# fails without printing a FAIL line (crash, timeout) counts as one failure.
+# fails without printing a FAIL line (crash, timeout) counts as one failure;
+# SKIP lines (testssl.sh not installed) count as neither.
 # Installs nothing: the Python `websockets` package (tests/clients/requirements.txt),
-# the Node packages (npm ci in tests/js), curl and chromium must already be present.
+# the Node packages (npm ci in tests/js), curl, openssl and chromium must already be
+# present; testssl.sh (Debian package testssl.sh) is optional.
 #
 # Environment:
 #   PALISADE_BIN       server binary (default target/debug/palisade)
@@ -24,6 +29,7 @@ if [ -n "${PALISADE_TEST_OUT:-}" ]; then PALISADE_TEST_OUT=$(abs "$PALISADE_TEST
 PY=${PALISADE_PYTHON:-python3}
 case "$PY" in */*) PY=$(abs "$PY") ;; esac
 export PALISADE_BIN PALISADE_TEST_OUT
+unset PALISADE_TLS # each run below chooses its mode
 
 SCRIPT_TIMEOUT_S=240
 PASSED=0
@@ -52,6 +58,13 @@ run heroes_websockets "$PY" tests/clients/heroes_websockets.py
 run heroes_ws node tests/clients/heroes_ws.mjs
 run http_curl bash tests/clients/http_curl.sh
 run browser_demo node tests/browser/demo.mjs
+
+run "heroes_websockets (tls)" env PALISADE_TLS=1 "$PY" tests/clients/heroes_websockets.py
+run "heroes_ws (tls)" env PALISADE_TLS=1 node tests/clients/heroes_ws.mjs
+run "http_curl (tls)" env PALISADE_TLS=1 bash tests/clients/http_curl.sh
+run "browser_demo (tls)" env PALISADE_TLS=1 node tests/browser/demo.mjs
+run "tls_openssl (tls)" bash tests/clients/tls_openssl.sh
+run "testssl (tls)" bash tests/clients/testssl.sh
 
 echo "external: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -1044,7 +1044,13 @@ fn feed_tls(
         Ok(Fed::Ok) => Ok(()),
         Ok(Fed::Closed) => Err(on_eof(conn)),
         Err(e) => {
-            log::info("tls error", &[("peer", &conn.peer), ("error", &e)]);
+            // A client that gives up mid-handshake says close_notify: not a failure.
+            let level = if e.contains("CloseNotify") {
+                crate::config::LogLevel::Debug
+            } else {
+                crate::config::LogLevel::Info
+            };
+            log::emit(level, "tls error", &[("peer", &conn.peer), ("error", &e)]);
             // The alert is queued: one last write so the peer learns why.
             let _ = flush(conn);
             Err(After::Close)

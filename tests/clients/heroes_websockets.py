@@ -7,6 +7,11 @@ Starts the server from $PALISADE_BIN (default target/debug/palisade) with
 `listening on 127.0.0.1:PORT` on its stderr, runs the checks, prints one
 PASS/FAIL line per check and exits non-zero if any failed.
 
+With PALISADE_TLS=1 the server is started with the development certificate
+(certs/localhost.pem, certs/localhost.key) and the client connects to
+wss://localhost:PORT/ws trusting only the development CA (certs/ca.pem); every
+check name then ends in "(tls)".
+
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install -r tests/clients/requirements.txt
     /tmp/venv/bin/python tests/clients/heroes_websockets.py
 """
@@ -17,10 +22,12 @@ import json
 import os
 import re
 import shlex
+import ssl
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -39,11 +46,18 @@ START_TIMEOUT_S = 10.0
 IO_TIMEOUT_S = 5.0
 OVERALL_TIMEOUT_S = 90.0
 LISTEN_RE = re.compile(r"listening on (127\.0\.0\.1:\d+)")
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
+TLS = os.environ.get("PALISADE_TLS") == "1"
+CA_FILE = ROOT / "certs" / "ca.pem"
+TLS_ARGS = ["--tls-cert", str(ROOT / "certs" / "localhost.pem"),
+            "--tls-key", str(ROOT / "certs" / "localhost.key")] if TLS else []
 
 results = []  # (ok, name)
 
 
 def check(name, ok, detail=""):
+    if TLS:
+        name += " (tls)"
     results.append((bool(ok), name))
     if ok:
         print(f"PASS {NAME}: {name}", flush=True)
@@ -58,7 +72,7 @@ class Server:
     def __init__(self):
         self.bin = os.environ.get("PALISADE_BIN", "target/debug/palisade")
         extra = shlex.split(os.environ.get("PALISADE_EXTRA_ARGS", ""))
-        self.argv = [self.bin, "--listen", "127.0.0.1:0", *extra]
+        self.argv = [self.bin, "--listen", "127.0.0.1:0", *TLS_ARGS, *extra]
         self.proc = None
         self.addr = None
         self.log = collections.deque(maxlen=200)
@@ -102,6 +116,14 @@ class Server:
             self.proc.wait(5)
 
 
+def tls_options():
+    """connect() keyword arguments: in TLS mode a context that trusts only the
+    development CA (hostname and chain verified as usual)."""
+    if not TLS:
+        return {}
+    return {"ssl": ssl.create_default_context(cafile=str(CA_FILE))}
+
+
 async def recv_json(ws):
     """Next application message as JSON, skipping at most a few
     server-initiated `user_authorized` events."""
@@ -142,7 +164,8 @@ async def request(ws, name, payload, predicate, describe):
 
 async def protocol_checks(url):
     async with connect(
-        url, subprotocols=[SUBPROTOCOL], open_timeout=IO_TIMEOUT_S, close_timeout=IO_TIMEOUT_S
+        url, subprotocols=[SUBPROTOCOL], open_timeout=IO_TIMEOUT_S, close_timeout=IO_TIMEOUT_S,
+        **tls_options(),
     ) as ws:
         check("subprotocol negotiated is palisade.v1", ws.subprotocol == SUBPROTOCOL,
               f"got {ws.subprotocol!r}")
@@ -202,7 +225,7 @@ async def clean_close_check(url):
     name = "client close 1000 -> closed cleanly with 1000"
     try:
         ws = await connect(url, subprotocols=[SUBPROTOCOL], open_timeout=IO_TIMEOUT_S,
-                           close_timeout=IO_TIMEOUT_S)
+                           close_timeout=IO_TIMEOUT_S, **tls_options())
         await asyncio.wait_for(ws.send(json.dumps({"event": "list_heroes", "id": 3})), IO_TIMEOUT_S)
         await recv_json(ws)
         started = time.monotonic()
@@ -221,8 +244,27 @@ async def clean_close_check(url):
         check(name, False, f"{type(e).__name__}: {e}")
 
 
+async def untrusted_check(url):
+    """The client really verifies: without the development CA (system trust
+    store only) the handshake must fail on the certificate."""
+    name = "wss without the development CA is refused (certificate not trusted)"
+    try:
+        ws = await connect(url, subprotocols=[SUBPROTOCOL], open_timeout=IO_TIMEOUT_S,
+                           ssl=ssl.create_default_context())
+        await ws.close()
+        check(name, False, "handshake succeeded")
+    except ssl.SSLCertVerificationError:
+        check(name, True)
+    except Exception as e:  # noqa: BLE001
+        check(name, False, f"{type(e).__name__}: {e}")
+
+
 async def run_checks(addr):
-    url = f"ws://{addr}/ws"
+    if TLS:
+        url = f"wss://localhost:{addr.rsplit(':', 1)[1]}/ws"
+        await untrusted_check(url)
+    else:
+        url = f"ws://{addr}/ws"
     try:
         await protocol_checks(url)
     except Exception as e:  # noqa: BLE001 - e.g. the handshake failed

@@ -6,11 +6,19 @@
 // `listening on 127.0.0.1:PORT` on its stderr, runs the checks, prints one
 // PASS/FAIL line per check and exits non-zero if any failed.
 //
+// With PALISADE_TLS=1 the server is started with the development certificate
+// (certs/localhost.pem, certs/localhost.key) and the client connects to
+// wss://localhost:PORT/ws trusting only the development CA (certs/ca.pem); every
+// check name then ends in "(tls)".
+//
 //   (cd tests/js && npm ci) && node tests/clients/heroes_ws.mjs
 
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
 
 // Dependencies live in tests/js (package.json + package-lock.json).
 const require = createRequire(new URL('../js/package.json', import.meta.url));
@@ -30,9 +38,17 @@ const START_TIMEOUT_MS = 10_000;
 const IO_TIMEOUT_MS = 5_000;
 const OVERALL_TIMEOUT_MS = 90_000;
 const LISTEN_RE = /listening on (127\.0\.0\.1:\d+)/;
+const ROOT = fileURLToPath(new URL('../..', import.meta.url)); // the repository root
+const TLS = process.env.PALISADE_TLS === '1';
+const TLS_ARGS = TLS
+  ? ['--tls-cert', path.join(ROOT, 'certs', 'localhost.pem'), '--tls-key', path.join(ROOT, 'certs', 'localhost.key')]
+  : [];
+// In TLS mode the client trusts only the development CA (hostname and chain verified as usual).
+const CLIENT_TLS = TLS ? { ca: readFileSync(path.join(ROOT, 'certs', 'ca.pem')) } : {};
 
 const results = [];
 function check(name, ok, detail = '') {
+  if (TLS) name += ' (tls)';
   results.push({ name, ok: Boolean(ok) });
   console.log(ok ? `PASS ${NAME}: ${name}` : `FAIL ${NAME}: ${name}${detail ? ` -- ${detail}` : ''}`);
   return ok;
@@ -54,7 +70,7 @@ function withTimeout(promise, ms, what) {
 
 function startServer() {
   const bin = process.env.PALISADE_BIN || 'target/debug/palisade';
-  const argv = ['--listen', '127.0.0.1:0', ...splitArgs(process.env.PALISADE_EXTRA_ARGS)];
+  const argv = ['--listen', '127.0.0.1:0', ...TLS_ARGS, ...splitArgs(process.env.PALISADE_EXTRA_ARGS)];
   const log = [];
   const child = spawn(bin, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   const server = { child, log, addr: null };
@@ -93,8 +109,8 @@ async function stopServer(server) {
 // ---- a WebSocket client with bounded reads --------------------------------
 
 class Client {
-  constructor(url) {
-    this.ws = new WebSocket(url, [SUBPROTOCOL], { handshakeTimeout: IO_TIMEOUT_MS });
+  constructor(url, tlsOptions = CLIENT_TLS) {
+    this.ws = new WebSocket(url, [SUBPROTOCOL], { handshakeTimeout: IO_TIMEOUT_MS, ...tlsOptions });
     this.queue = [];
     this.waiters = [];
     this.closed = null; // { code, reason } once closed
@@ -181,8 +197,25 @@ async function request(client, name, payload, predicate, describe) {
 
 // ---- checks ----------------------------------------------------------------
 
+// The client really verifies: without the development CA (Node's bundled
+// roots only) the handshake must fail on the certificate.
+async function untrustedCheck(url) {
+  const name = 'wss without the development CA is refused (certificate not trusted)';
+  const c = new Client(url, {});
+  try {
+    await c.open();
+    check(name, false, 'handshake succeeded');
+    c.ws.terminate();
+  } catch (e) {
+    const code = e && e.code;
+    check(name, code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'SELF_SIGNED_CERT_IN_CHAIN'
+      || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', `${code}: ${e && e.message}`);
+  }
+}
+
 async function runChecks(addr) {
-  const url = `ws://${addr}/ws`;
+  const url = TLS ? `wss://localhost:${addr.split(':').pop()}/ws` : `ws://${addr}/ws`;
+  if (TLS) await untrustedCheck(url);
   const client = new Client(url);
   try {
     await client.open();

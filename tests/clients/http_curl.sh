@@ -6,11 +6,30 @@
 # `listening on 127.0.0.1:PORT` on its stderr, runs the checks, prints one
 # PASS/FAIL line per check and exits non-zero if any failed.
 #
+# With PALISADE_TLS=1 the server is started with the development certificate
+# (certs/localhost.pem, certs/localhost.key), every request goes to
+# https://localhost:PORT/ trusting only the development CA (curl --cacert
+# certs/ca.pem), and two more checks run: the Strict-Transport-Security header,
+# and a plain http:// request to the TLS port (400 or a clean close within 2 s).
+# Every check name then ends in "(tls)".
+#
 #   bash tests/clients/http_curl.sh
 set -u
 
 NAME=http_curl
 BIN=${PALISADE_BIN:-target/debug/palisade}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd) # the repository root
+TLS=0
+[ "${PALISADE_TLS:-}" = 1 ] && TLS=1
+SUFFIX=
+TLS_ARGS=()
+CURL_TLS=()
+if [ "$TLS" = 1 ]; then
+    SUFFIX=" (tls)"
+    TLS_ARGS=(--tls-cert "$ROOT/certs/localhost.pem" --tls-key "$ROOT/certs/localhost.key")
+    # Trust only the development CA; curl verifies the chain and the host name.
+    CURL_TLS=(--cacert "$ROOT/certs/ca.pem")
+fi
 START_TIMEOUT_S=10
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/palisade-http-curl.XXXXXX")
 SERVER_PID=
@@ -32,8 +51,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pass() { PASSED=$((PASSED + 1)); echo "PASS $NAME: $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL $NAME: $1${2:+ -- $2}"; }
+pass() { PASSED=$((PASSED + 1)); echo "PASS $NAME: $1$SUFFIX"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL $NAME: $1$SUFFIX${2:+ -- $2}"; }
 check() { # check NAME CONDITION-STATUS DETAIL
     if [ "$2" -eq 0 ]; then pass "$1"; else fail "$1" "$3"; fi
 }
@@ -62,7 +81,8 @@ lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
 fetch() {
     local id=$1
     shift
-    curl -sS --max-time 5 --noproxy '*' -o "$WORK/$id.b" -D "$WORK/$id.h" -w '%{http_code}' "$@" \
+    curl -sS --max-time 5 --noproxy '*' ${CURL_TLS[@]+"${CURL_TLS[@]}"} \
+        -o "$WORK/$id.b" -D "$WORK/$id.h" -w '%{http_code}' "$@" \
         >"$WORK/$id.code" 2>"$WORK/$id.err"
     local rc=$?
     : >>"$WORK/$id.h"
@@ -76,7 +96,7 @@ code() { cat "$WORK/$1.code" 2>/dev/null; }
 command -v curl >/dev/null || { fail "curl is installed"; finish; }
 
 # shellcheck disable=SC2086 # PALISADE_EXTRA_ARGS is a list of flags
-"$BIN" --listen 127.0.0.1:0 ${PALISADE_EXTRA_ARGS:-} </dev/null >/dev/null 2>"$WORK/server.log" &
+"$BIN" --listen 127.0.0.1:0 ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} ${PALISADE_EXTRA_ARGS:-} </dev/null >/dev/null 2>"$WORK/server.log" &
 SERVER_PID=$!
 ADDR=
 for _ in $(seq 1 $((START_TIMEOUT_S * 10))); do
@@ -90,7 +110,13 @@ if [ -z "$ADDR" ]; then
     finish
 fi
 pass "server starts and reports its address"
-BASE="http://$ADDR"
+HOST=${ADDR%:*}
+PORT=${ADDR##*:}
+if [ "$TLS" = 1 ]; then
+    BASE="https://localhost:$PORT" # the name the certificate is checked against
+else
+    BASE="http://$ADDR"
+fi
 
 # ---- checks ----------------------------------------------------------------
 
@@ -117,14 +143,25 @@ xcto=$(header "$WORK/root.h" X-Content-Type-Options)
 check "GET / X-Content-Type-Options: nosniff" $? "got '$xcto'"
 grep -q 'data-hero\|id="heroes"' "$WORK/root.b" && grep -q '/index.js' "$WORK/root.b"
 check "GET / body is the demo page" $? "$(head -c 120 "$WORK/root.b")"
+if [ "$TLS" = 1 ]; then
+    hsts=$(header "$WORK/root.h" Strict-Transport-Security)
+    [ "$(lower "$hsts" | tr -d ' ')" = "max-age=31536000" ]
+    check "GET / Strict-Transport-Security: max-age=31536000" $? "got '$hsts'"
+fi
 
 # HEAD over a raw socket (curl -I would hide a body sent by mistake): the whole
-# answer must end with the blank line after the headers.
-HOST=${ADDR%:*}
-PORT=${ADDR##*:}
-timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 1
-    printf "HEAD / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" "$1:$2" >&3
-    cat <&3' _ "$HOST" "$PORT" >"$WORK/head.raw" 2>/dev/null
+# answer must end with the blank line after the headers. Over TLS the raw
+# stream is openssl s_client's, verifying against the development CA.
+if [ "$TLS" = 1 ]; then
+    printf 'HEAD / HTTP/1.1\r\nHost: localhost:%s\r\nConnection: close\r\n\r\n' "$PORT" |
+        timeout 5 openssl s_client -quiet -connect "$HOST:$PORT" -servername localhost \
+            -verify_hostname localhost -verify_return_error -CAfile "$ROOT/certs/ca.pem" \
+            >"$WORK/head.raw" 2>"$WORK/head.err"
+else
+    timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 1
+        printf "HEAD / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" "$1:$2" >&3
+        cat <&3' _ "$HOST" "$PORT" >"$WORK/head.raw" 2>/dev/null
+fi
 status=$(head -n 1 "$WORK/head.raw" | tr -d '\r' | awk '{ print $2 }')
 rest=$(awk 'BEGIN { RS = "\r\n\r\n" } NR > 1 { printf "%s", $0 }' "$WORK/head.raw" | wc -c)
 head_len=$(header "$WORK/head.raw" Content-Length)
@@ -177,7 +214,8 @@ check "GET /ws without upgrade headers -> 426 Upgrade: websocket" $? "status $c,
 handshake() {
     local id=$1
     shift
-    curl -sS --max-time 2 --noproxy '*' -o "$WORK/$id.b" -D "$WORK/$id.h" -w '%{http_code}' \
+    curl -sS --max-time 2 --noproxy '*' ${CURL_TLS[@]+"${CURL_TLS[@]}"} \
+        -o "$WORK/$id.b" -D "$WORK/$id.h" -w '%{http_code}' \
         -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
         -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "$@" "$BASE/ws" \
         >"$WORK/$id.code" 2>"$WORK/$id.err"
@@ -210,6 +248,25 @@ c=$(code wsproto)
 proto=$(header "$WORK/wsproto.h" Sec-WebSocket-Protocol)
 [ "$c" = 101 ] && [ "$proto" = palisade.v1 ]
 check "handshake offering palisade.v1 -> 101 selecting palisade.v1" $? "status $c, protocol '$proto'"
+
+if [ "$TLS" = 1 ]; then
+    # Plain HTTP to the TLS port: a plain-text 400 or a clean close, never a hang.
+    started=$(date +%s%N)
+    curl -sS --max-time 2 --noproxy '*' -o "$WORK/plain.b" -D "$WORK/plain.h" -w '%{http_code}' \
+        "http://$ADDR/" >"$WORK/plain.code" 2>"$WORK/plain.err"
+    rc=$?
+    ms=$((($(date +%s%N) - started) / 1000000))
+    : >>"$WORK/plain.h"
+    c=$(code plain)
+    # 0 with a 400, or 52 (empty reply) / 56 (connection reset) for a close.
+    { [ $rc -eq 0 ] && [ "$c" = 400 ]; } || [ $rc -eq 52 ] || [ $rc -eq 56 ]
+    check "plain http:// to the TLS port -> 400 or a close within 2 s" $? \
+        "curl exit $rc, status '$c' after $ms ms: $(head -c 200 "$WORK/plain.err")"
+    # RFC 6797 section 7.2: never Strict-Transport-Security over plain HTTP.
+    ! header "$WORK/plain.h" Strict-Transport-Security >/dev/null
+    check "plain http:// answer has no Strict-Transport-Security" $? \
+        "got '$(header "$WORK/plain.h" Strict-Transport-Security)'"
+fi
 
 kill -0 "$SERVER_PID" 2>/dev/null
 check "server still running after the checks" $? "it exited"
