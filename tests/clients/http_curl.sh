@@ -30,42 +30,8 @@ if [ "$TLS" = 1 ]; then
     # Trust only the development CA; curl verifies the chain and the host name.
     CURL_TLS=(--cacert "$ROOT/certs/ca.pem")
 fi
-START_TIMEOUT_S=10
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/palisade-http-curl.XXXXXX")
-SERVER_PID=
-PASSED=0
-FAILED=0
-
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null
-        for _ in $(seq 1 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-pass() { PASSED=$((PASSED + 1)); echo "PASS $NAME: $1$SUFFIX"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL $NAME: $1$SUFFIX${2:+ -- $2}"; }
-check() { # check NAME CONDITION-STATUS DETAIL
-    if [ "$2" -eq 0 ]; then pass "$1"; else fail "$1" "$3"; fi
-}
-
-finish() {
-    if [ "$FAILED" -gt 0 ] && [ -f "$WORK/server.log" ]; then
-        echo "--- last server log lines ($NAME) ---" >&2
-        tail -n 30 "$WORK/server.log" >&2
-    fi
-    echo "$NAME: $PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
-    exit $?
-}
+# shellcheck source=tests/clients/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # header FILE NAME: value of the last header NAME (case-insensitive) in a -D dump.
 header() {
@@ -95,21 +61,7 @@ code() { cat "$WORK/$1.code" 2>/dev/null; }
 
 command -v curl >/dev/null || { fail "curl is installed"; finish; }
 
-# shellcheck disable=SC2086 # PALISADE_EXTRA_ARGS is a list of flags
-"$BIN" --listen 127.0.0.1:0 ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} ${PALISADE_EXTRA_ARGS:-} </dev/null >/dev/null 2>"$WORK/server.log" &
-SERVER_PID=$!
-ADDR=
-for _ in $(seq 1 $((START_TIMEOUT_S * 10))); do
-    ADDR=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/server.log" 2>/dev/null | head -n 1 | sed 's/^listening on //')
-    [ -n "$ADDR" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$ADDR" ]; then
-    fail "server starts and reports its address" "no 'listening on' line within ${START_TIMEOUT_S} s from $BIN"
-    finish
-fi
-pass "server starts and reports its address"
+start_server ${TLS_ARGS[@]+"${TLS_ARGS[@]}"}
 HOST=${ADDR%:*}
 PORT=${ADDR##*:}
 if [ "$TLS" = 1 ]; then
