@@ -16,6 +16,11 @@ pub enum Command {
     Help,
     /// Print the version.
     Version,
+    /// Read a password on stdin and print its PHC hash.
+    HashPassword {
+        /// PBKDF2 iterations.
+        iterations: u32,
+    },
 }
 
 /// Usage text for `--help`.
@@ -24,6 +29,7 @@ palisade — a secure WebSocket server
 
 USAGE:
     palisade [OPTIONS]
+    palisade hash-password [--iterations N]   (password on stdin; prints a PHC hash)
 
 Serves the demo page on http://127.0.0.1:8080/ and WebSocket connections on
 /ws. Settings come from defaults, then --config FILE, then these flags.
@@ -62,6 +68,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
+            Value(v) if v == "hash-password" => return parse_hash_password(parser),
             Long("print-config") => print = true,
             Long("config") => config_file = Some(parser.value().map_err(err)?.into()),
             Long(
@@ -93,6 +100,28 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
     } else {
         Command::Run(Box::new(config))
     })
+}
+
+fn parse_hash_password(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
+    use lexopt::prelude::*;
+    let mut iterations = crate::security::password::DEFAULT_ITERATIONS;
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Long("iterations") => {
+                let v = parser.value().map_err(err)?.string().map_err(err)?;
+                iterations = number("iterations", &v)?;
+            }
+            Short('h') | Long("help") => return Ok(Command::Help),
+            other => return Err(err(other.unexpected())),
+        }
+    }
+    use crate::security::password::{MAX_ITERATIONS, MIN_ITERATIONS};
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        return Err(ConfigError(format!(
+            "--iterations: {iterations} is out of range ({MIN_ITERATIONS} to {MAX_ITERATIONS})"
+        )));
+    }
+    Ok(Command::HashPassword { iterations })
 }
 
 fn err(e: lexopt::Error) -> ConfigError {

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             print!("{}", cli::HELP);
             return ExitCode::SUCCESS;
         }
+        Ok(Command::HashPassword { iterations }) => return hash_password(iterations),
         Ok(Command::Version) => {
             println!("palisade {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -92,6 +93,33 @@ fn run(config: Config) -> Result<(), (u8, String)> {
     server
         .run()
         .map_err(|e| (1, format!("event loop failed: {e}")))
+}
+
+/// `palisade hash-password`: one password on stdin (never on the command
+/// line, where other users could read it), its PHC hash on stdout.
+fn hash_password(iterations: u32) -> ExitCode {
+    use std::io::Read;
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().take(4096).read_to_end(&mut input) {
+        eprintln!("palisade: cannot read the password from stdin: {e}");
+        return ExitCode::from(2);
+    }
+    let password = input.strip_suffix(b"\n").unwrap_or(&input);
+    let password = password.strip_suffix(b"\r").unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("palisade: hash-password: the password on stdin is empty");
+        return ExitCode::from(2);
+    }
+    match palisade::security::password::PasswordHash::generate(password, iterations) {
+        Ok(h) => {
+            println!("{}", h.to_phc());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade: hash-password: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn app_name(server: &Server) -> &'static str {

@@ -87,3 +87,36 @@ fn invalid_settings_are_one_line_errors_with_exit_code_2() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn hash_password_reads_stdin_and_prints_a_phc_hash() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(BIN)
+        .args(["hash-password", "--iterations", "10000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret pass\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let phc = String::from_utf8(out.stdout).unwrap();
+    let phc = phc.trim_end();
+    assert!(phc.starts_with("$pbkdf2-sha256$i=10000$"), "{phc}");
+    let hash = palisade::security::password::PasswordHash::parse(phc).unwrap();
+    assert!(
+        hash.verify(b"s3cret pass"),
+        "the trailing newline is not part of the password"
+    );
+    assert!(!hash.verify(b"s3cret pass\n"));
+    let (code, _, err) = run(&["hash-password", "--iterations", "5"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--iterations: 5 is out of range"), "{err}");
+}

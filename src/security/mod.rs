@@ -6,6 +6,9 @@
 //! credentials and rate limits plug in here, each refusing with its own
 //! status from SPEC.md §2.
 
+pub mod jwt;
+pub mod password;
+
 use crate::app::PROTOCOLS;
 use crate::proto::handshake::{Accept, Decision, Policy, UpgradeRequest};
 
