@@ -16,6 +16,15 @@ pub enum Command {
     Help,
     /// Print the version.
     Version,
+    /// Add or replace a user in a users file (password on stdin).
+    UsersAdd {
+        /// The user name.
+        name: String,
+        /// The users file (created when missing).
+        file: std::path::PathBuf,
+        /// PBKDF2 iterations.
+        iterations: u32,
+    },
     /// Read a password on stdin and print its PHC hash.
     HashPassword {
         /// PBKDF2 iterations.
@@ -30,6 +39,8 @@ palisade — a secure WebSocket server
 USAGE:
     palisade [OPTIONS]
     palisade hash-password [--iterations N]   (password on stdin; prints a PHC hash)
+    palisade users add NAME --users-file FILE [--iterations N]
+                                              (password on stdin; adds or replaces NAME atomically)
 
 Serves the demo page on http://127.0.0.1:8080/ and WebSocket connections on
 /ws. Settings come from defaults, then --config FILE, then these flags.
@@ -69,6 +80,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Value(v) if v == "hash-password" => return parse_hash_password(parser),
+            Value(v) if v == "users" => return parse_users(parser),
             Long("print-config") => print = true,
             Long("config") => config_file = Some(parser.value().map_err(err)?.into()),
             Long(
@@ -102,6 +114,50 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
     })
 }
 
+fn parse_users(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
+    use lexopt::prelude::*;
+    let usage =
+        || ConfigError("usage: palisade users add NAME --users-file FILE [--iterations N]".into());
+    match parser.next().map_err(err)? {
+        Some(Value(v)) if v == "add" => {}
+        _ => return Err(usage()),
+    }
+    let mut name = None;
+    let mut file = None;
+    let mut iterations = crate::security::password::DEFAULT_ITERATIONS;
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Value(v) if name.is_none() => name = Some(v.string().map_err(err)?),
+            Long("users-file") => file = Some(parser.value().map_err(err)?.into()),
+            Long("iterations") => {
+                let v = parser.value().map_err(err)?.string().map_err(err)?;
+                iterations = number("iterations", &v)?;
+            }
+            other => return Err(err(other.unexpected())),
+        }
+    }
+    let (Some(name), Some(file)) = (name, file) else {
+        return Err(usage());
+    };
+    crate::security::users::Username::new(&name).map_err(ConfigError)?;
+    check_iterations(iterations)?;
+    Ok(Command::UsersAdd {
+        name,
+        file,
+        iterations,
+    })
+}
+
+fn check_iterations(iterations: u32) -> Result<(), ConfigError> {
+    use crate::security::password::{MAX_ITERATIONS, MIN_ITERATIONS};
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        return Err(ConfigError(format!(
+            "--iterations: {iterations} is out of range ({MIN_ITERATIONS} to {MAX_ITERATIONS})"
+        )));
+    }
+    Ok(())
+}
+
 fn parse_hash_password(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
     use lexopt::prelude::*;
     let mut iterations = crate::security::password::DEFAULT_ITERATIONS;
@@ -115,12 +171,7 @@ fn parse_hash_password(mut parser: lexopt::Parser) -> Result<Command, ConfigErro
             other => return Err(err(other.unexpected())),
         }
     }
-    use crate::security::password::{MAX_ITERATIONS, MIN_ITERATIONS};
-    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
-        return Err(ConfigError(format!(
-            "--iterations: {iterations} is out of range ({MIN_ITERATIONS} to {MAX_ITERATIONS})"
-        )));
-    }
+    check_iterations(iterations)?;
     Ok(Command::HashPassword { iterations })
 }
 

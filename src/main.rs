@@ -24,6 +24,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::HashPassword { iterations }) => return hash_password(iterations),
+        Ok(Command::UsersAdd {
+            name,
+            file,
+            iterations,
+        }) => return users_add(&name, &file, iterations),
         Ok(Command::Version) => {
             println!("palisade {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -95,22 +100,64 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         .map_err(|e| (1, format!("event loop failed: {e}")))
 }
 
-/// `palisade hash-password`: one password on stdin (never on the command
-/// line, where other users could read it), its PHC hash on stdout.
-fn hash_password(iterations: u32) -> ExitCode {
+/// One password from stdin (never the command line, where other users could
+/// read it), without its line ending.
+fn read_password() -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut input = Vec::new();
-    if let Err(e) = std::io::stdin().take(4096).read_to_end(&mut input) {
-        eprintln!("palisade: cannot read the password from stdin: {e}");
-        return ExitCode::from(2);
+    std::io::stdin()
+        .take(4096)
+        .read_to_end(&mut input)
+        .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let end = input.strip_suffix(b"\n").map_or(input.len(), <[u8]>::len);
+    input.truncate(end);
+    let end = input.strip_suffix(b"\r").map_or(input.len(), <[u8]>::len);
+    input.truncate(end);
+    if input.is_empty() {
+        return Err("the password on stdin is empty".into());
     }
-    let password = input.strip_suffix(b"\n").unwrap_or(&input);
-    let password = password.strip_suffix(b"\r").unwrap_or(password);
-    if password.is_empty() {
-        eprintln!("palisade: hash-password: the password on stdin is empty");
-        return ExitCode::from(2);
+    Ok(input)
+}
+
+/// `palisade users add NAME --users-file F`: adds or replaces NAME, atomically.
+fn users_add(name: &str, file: &std::path::Path, iterations: u32) -> ExitCode {
+    use palisade::security::password::PasswordHash;
+    use palisade::security::users::{Username, Users};
+    let result = (|| -> Result<bool, String> {
+        let password = read_password()?;
+        let mut users = if file.exists() {
+            Users::load(file)?
+        } else {
+            Users::default()
+        };
+        let hash = PasswordHash::generate(&password, iterations)?;
+        let replaced = users.insert(Username::new(name)?, hash);
+        users.save(file)?;
+        Ok(replaced)
+    })();
+    match result {
+        Ok(replaced) => {
+            let verb = if replaced { "replaced" } else { "added" };
+            eprintln!("{verb} user {name} in {}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade: users add: {e}");
+            ExitCode::from(2)
+        }
     }
-    match palisade::security::password::PasswordHash::generate(password, iterations) {
+}
+
+/// `palisade hash-password`: the PHC hash of the password on stdin.
+fn hash_password(iterations: u32) -> ExitCode {
+    let password = match read_password() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("palisade: hash-password: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match palisade::security::password::PasswordHash::generate(&password, iterations) {
         Ok(h) => {
             println!("{}", h.to_phc());
             ExitCode::SUCCESS

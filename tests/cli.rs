@@ -120,3 +120,71 @@ fn hash_password_reads_stdin_and_prints_a_phc_hash() {
     assert_eq!(code, 2);
     assert!(err.contains("--iterations: 5 is out of range"), "{err}");
 }
+
+#[test]
+fn users_add_appends_and_replaces_atomically() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("palisade-users-add-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("users.json");
+    let add = |name: &str, password: &str| {
+        let mut child = Command::new(BIN)
+            .args([
+                "users",
+                "add",
+                name,
+                "--users-file",
+                file.to_str().unwrap(),
+                "--iterations",
+                "10000",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        add("alice", "pw-a"),
+        (Some(0), format!("added user alice in {}\n", file.display()))
+    );
+    assert_eq!(add("bob", "pw-b").0, Some(0));
+    assert_eq!(
+        add("alice", "pw-a2"),
+        (
+            Some(0),
+            format!("replaced user alice in {}\n", file.display())
+        )
+    );
+    let users = palisade::security::users::Users::load(&file).unwrap();
+    assert_eq!(users.len(), 2);
+    assert!(users.get("alice").unwrap().verify(b"pw-a2"));
+    assert!(users.get("bob").unwrap().verify(b"pw-b"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains("pw-a2") && !text.contains("pw-b"),
+        "no password in the file"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
+    let (code, err) = add("bad name", "x");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("username \"bad name\""), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,6 +8,7 @@
 
 pub mod jwt;
 pub mod password;
+pub mod users;
 
 use crate::app::PROTOCOLS;
 use crate::proto::handshake::{Accept, Decision, Policy, UpgradeRequest};
