@@ -15,6 +15,26 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs the binary with `input` on stdin: (exit code, stdout, stderr).
+fn run_with_stdin(args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn help_version_and_print_config() {
     let (code, out, _) = run(&["--help"]);
@@ -90,24 +110,11 @@ fn invalid_settings_are_one_line_errors_with_exit_code_2() {
 
 #[test]
 fn hash_password_reads_stdin_and_prints_a_phc_hash() {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = Command::new(BIN)
-        .args(["hash-password", "--iterations", "10000"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"s3cret pass\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let phc = String::from_utf8(out.stdout).unwrap();
+    let (code, phc, _) = run_with_stdin(
+        &["hash-password", "--iterations", "10000"],
+        b"s3cret pass\n",
+    );
+    assert_eq!(code, Some(0));
     let phc = phc.trim_end();
     assert!(phc.starts_with("$pbkdf2-sha256$i=10000$"), "{phc}");
     let hash = palisade::security::password::PasswordHash::parse(phc).unwrap();
@@ -123,39 +130,22 @@ fn hash_password_reads_stdin_and_prints_a_phc_hash() {
 
 #[test]
 fn users_add_appends_and_replaces_atomically() {
-    use std::io::Write;
-    use std::process::Stdio;
     let dir = std::env::temp_dir().join(format!("palisade-users-add-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("users.json");
     let add = |name: &str, password: &str| {
-        let mut child = Command::new(BIN)
-            .args([
-                "users",
-                "add",
-                name,
-                "--users-file",
-                file.to_str().unwrap(),
-                "--iterations",
-                "10000",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{password}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let args = [
+            "users",
+            "add",
+            name,
+            "--users-file",
+            file.to_str().unwrap(),
+            "--iterations",
+            "10000",
+        ];
+        let (code, _, err) = run_with_stdin(&args, format!("{password}\n").as_bytes());
+        (code, err)
     };
     assert_eq!(
         add("alice", "pw-a"),
