@@ -124,3 +124,42 @@ fn keep_alive_serves_pipelined_requests_in_order() {
     );
     assert!(rest.contains("\r\nAllow: GET, HEAD\r\n"));
 }
+
+#[test]
+fn pipelined_requests_cannot_queue_unbounded_responses() {
+    let server = Server::start(&[]);
+    let before = server.rss_kib();
+    let mut s = connect(server.addr());
+    // ~2,000 requests in one write: answered from one read, without the
+    // socket in between. The queue stops at the high-water mark (256 KiB),
+    // where the response ends the connection.
+    let one = b"GET /index.js HTTP/1.1\r\nHost:a\r\n\r\n";
+    let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 2000).collect();
+    s.write_all(&burst).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let responses = text.matches("HTTP/1.1 200 OK\r\n").count();
+    let asset_len = std::fs::metadata(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/http/assets/index.js"
+    ))
+    .unwrap()
+    .len() as usize;
+    let bound = 256 * 1024 / asset_len + 2;
+    eprintln!(
+        "{responses} responses ({} bytes) for 2000 pipelined requests; bound {bound}",
+        all.len()
+    );
+    assert!(
+        responses >= 1 && responses <= bound,
+        "{responses} responses, bound {bound}"
+    );
+    let last = text.rfind("HTTP/1.1 200 OK\r\n").unwrap();
+    assert!(
+        text[last..].contains("\r\nConnection: close\r\n"),
+        "the last response ends the connection"
+    );
+    let grown = server.rss_kib().saturating_sub(before);
+    assert!(grown < 8 * 1024, "RSS grew {grown} KiB");
+}

@@ -131,13 +131,17 @@ impl Heroes {
         let req: Request<'_> = match serde_json::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                let (code, message) = match e.classify() {
-                    serde_json::error::Category::Data => {
-                        ("invalid_message", "message does not match the schema")
-                    }
-                    _ => ("invalid_json", "message is not valid JSON"),
+                let (code, message, id) = match e.classify() {
+                    // Valid JSON of the wrong shape: answer with its id when it
+                    // has a usable one (this path may allocate; it is an error).
+                    serde_json::error::Category::Data => (
+                        "invalid_message",
+                        "message does not match the schema",
+                        lenient_id(text),
+                    ),
+                    _ => ("invalid_json", "message is not valid JSON", None),
                 };
-                return send(tx, "error", &ErrorData { code, message }, None);
+                return send(tx, "error", &ErrorData { code, message }, id);
             }
         };
         let id = req.id;
@@ -197,6 +201,12 @@ impl Heroes {
             ),
         }
     }
+}
+
+/// The `id` of a message that failed the schema, when it is a u32.
+fn lenient_id(text: &str) -> Option<u32> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    u32::try_from(v.get("id")?.as_u64()?).ok()
 }
 
 #[derive(Deserialize)]
@@ -311,6 +321,10 @@ mod tests {
             assert_eq!(v["data"]["code"], code, "{text}");
         }
         assert_eq!(ask(&h, cases[0].0)["id"], 3);
+        // A wrong-shape message still gets its id back.
+        let v = ask(&h, r#"{"event":"get_name","data":{"hero":5},"id":3}"#);
+        assert_eq!(v["data"]["code"], "invalid_message");
+        assert_eq!(v["id"], 3);
         let long = format!(
             r#"{{"event":"get_name","data":{{"hero":"{}"}}}}"#,
             "a".repeat(65)

@@ -203,14 +203,19 @@ pub struct Outcome {
 pub const HSTS: &str = "max-age=31536000";
 
 /// Answers a request that is not for the WebSocket path; `hsts` adds
-/// `Strict-Transport-Security` (only ever set over TLS).
+/// `Strict-Transport-Security` (only ever set over TLS); without
+/// `allow_keep_alive` the response ends the connection.
 pub fn respond(
     req: &Request<'_, '_>,
     files: &StaticFiles,
     out: &mut Vec<u8>,
     hsts: bool,
+    allow_keep_alive: bool,
 ) -> Outcome {
-    let keep_alive = req.version == 1 && !req.has_token("connection", "close") && !req.has_body();
+    let keep_alive = allow_keep_alive
+        && req.version == 1
+        && !req.has_token("connection", "close")
+        && !req.has_body();
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is a 400.
     if req.version == 1 && !matches!(req.single_header("host"), Single::One(_)) {
         return error(400, "missing or repeated Host header", &[], out);
@@ -270,7 +275,7 @@ mod tests {
         let mut storage = [httparse::EMPTY_HEADER; 16];
         let req = parse_request(head.as_bytes(), &mut storage).unwrap();
         let mut out = Vec::new();
-        let o = respond(&req, files, &mut out, false);
+        let o = respond(&req, files, &mut out, false, true);
         (o, String::from_utf8_lossy(&out).into_owned())
     }
 

@@ -568,7 +568,11 @@ impl Server {
         } else {
             self.open -= 1;
         }
-        if let Phase::Ws(ws) = &conn.phase {
+        if let Phase::Ws(ws) = &mut conn.phase {
+            if ws.close_info().is_none() {
+                // Closed on a read, write or TLS error: still a 1006 to log.
+                ws.handle_eof();
+            }
             log_close(&conn.peer, ws);
         }
     }
@@ -922,7 +926,12 @@ fn handle_head(conn: &mut Conn, shared: &Shared, gate: &mut Gate, now: Instant) 
     }
     if req.path() != shared.config.ws.path {
         let hsts = conn.secure && shared.config.tls.hsts;
-        let outcome = http::respond(&req, &shared.files, out, hsts);
+        // Pipelined requests are answered from one read without going back
+        // to the socket: once the queued responses reach the high-water
+        // mark, this one ends the connection (and the rest of the input is
+        // discarded) instead of queueing without bound.
+        let keep_alive_ok = out.len() < HTTP_OUT_HIGH;
+        let outcome = http::respond(&req, &shared.files, out, hsts, keep_alive_ok);
         log::debug(
             "http request",
             &[
@@ -1094,10 +1103,8 @@ fn redirect(conn: &mut Conn, location: Option<String>, shared: &Shared, now: Ins
             now,
         );
     };
-    log::debug(
-        "redirect to https",
-        &[("peer", &conn.peer), ("location", &location)],
-    );
+    // The target is not logged: its query may carry a token.
+    log::debug("redirect to https", &[("peer", &conn.peer)]);
     let mut out = match &mut conn.phase {
         Phase::Head { out, .. } => std::mem::take(out),
         _ => Vec::new(),
