@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::config::{AppKind, Config, ConfigError, LogFormat, LogLevel};
+use crate::config::{AppKind, AuthMode, Config, ConfigError, LogFormat, LogLevel};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -54,6 +54,10 @@ OPTIONS:
     --ws-path PATH             WebSocket path [default: /ws]
     --tls-cert FILE            PEM certificate chain; with --tls-key the listener speaks TLS only
     --tls-key FILE             PEM private key for --tls-cert
+    --auth-mode required|none  demand credentials at the handshake (auth.mode) [default: required];
+                               none lets anyone connect and is logged as a warning
+    --users-file FILE          users file (auth.users_file); without one a demo user is created
+                               and its password printed once on stderr
     --max-message-bytes N      largest message (limits.max_message_bytes) [default: 65536]
     --max-frame-bytes N        largest frame payload (limits.max_frame_bytes) [default: 65536]
     --max-fragments N          most frames per message (limits.max_fragments) [default: 1024]
@@ -86,7 +90,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
             Long(
                 name @ ("listen" | "app" | "heroes" | "static-dir" | "ws-path"
                 | "max-message-bytes" | "max-frame-bytes" | "max-fragments" | "tls-cert"
-                | "tls-key" | "max-connections" | "log-format" | "log-level"),
+                | "tls-key" | "max-connections" | "log-format" | "log-level" | "auth-mode"
+                | "users-file"),
             ) => {
                 let name = name.to_owned();
                 let value = parser.value().map_err(err)?.string().map_err(err)?;
@@ -200,6 +205,18 @@ fn apply_flag(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError
         "ws-path" => c.ws.path = value.to_owned(),
         "tls-cert" => c.tls.cert = Some(value.into()),
         "tls-key" => c.tls.key = Some(value.into()),
+        "users-file" => c.auth.users_file = Some(value.into()),
+        "auth-mode" => {
+            c.auth.mode = match value {
+                "required" => AuthMode::Required,
+                "none" => AuthMode::None,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "--auth-mode: {value:?} is not required or none"
+                    )));
+                }
+            }
+        }
         "max-message-bytes" => c.limits.max_message_bytes = number(name, value)?,
         "max-frame-bytes" => c.limits.max_frame_bytes = number(name, value)?,
         "max-fragments" => c.limits.max_fragments = number(name, value)?,

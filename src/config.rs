@@ -109,6 +109,76 @@ impl Default for TlsConfig {
     }
 }
 
+/// Whether the handshake demands credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every WebSocket handshake must carry valid credentials (default).
+    Required,
+    /// No credentials are checked: anyone who passes the origin policy
+    /// connects. Logged as a warning at start-up.
+    None,
+}
+
+/// Authentication settings (SPEC.md §5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `required` (default) or `none`.
+    pub mode: AuthMode,
+    /// JSON users file; without one the server creates a `demo` user with
+    /// a random password and prints it once at start-up.
+    pub users_file: Option<PathBuf>,
+    /// File holding the JWT secret (at least 32 bytes); random per process
+    /// when unset, so tokens do not survive a restart.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Token lifetime in seconds.
+    pub token_ttl_s: u64,
+    /// Clock skew tolerated on a token's `exp` and `iat`, in seconds; a
+    /// connection is closed `token expired` at `exp` plus this much.
+    pub leeway_s: u64,
+    /// Accept `?token=` on the WebSocket URL (for clients that cannot set
+    /// headers; the token then shows in proxy logs, so it can be turned off).
+    pub allow_query_token: bool,
+    /// Threads verifying passwords (PBKDF2 is deliberately slow and never
+    /// runs on the event loop).
+    pub hash_workers: usize,
+    /// Verifications waiting for a worker; one more is answered `503`.
+    pub hash_queue: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Required,
+            users_file: None,
+            jwt_secret_file: None,
+            token_ttl_s: 3600,
+            leeway_s: crate::security::jwt::LEEWAY_S,
+            allow_query_token: true,
+            hash_workers: 1,
+            hash_queue: 16,
+        }
+    }
+}
+
+/// Rate limits (SPEC.md §8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateConfig {
+    /// `POST /login` attempts (and Basic handshakes) per client IP per
+    /// minute, as a token bucket of that size refilled evenly; `429` beyond.
+    pub logins_per_ip_per_min: u32,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        RateConfig {
+            logins_per_ip_per_min: 10,
+        }
+    }
+}
+
 /// Resource limits (SPEC.md §8).
 ///
 /// Worst-case memory per connection is about
@@ -210,6 +280,10 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Rate limits.
+    pub rate: RateConfig,
     /// Resource limits.
     pub limits: Limits,
 }
@@ -224,6 +298,8 @@ impl Default for Config {
             ws: WsConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            rate: RateConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -318,6 +394,17 @@ impl Config {
             l.max_connections as u64,
             1,
             1 << 24,
+        )?;
+        let a = &self.auth;
+        range("auth.token_ttl_s", a.token_ttl_s, 1, 31_536_000)?;
+        range("auth.leeway_s", a.leeway_s, 0, 3_600)?;
+        range("auth.hash_workers", a.hash_workers as u64, 1, 64)?;
+        range("auth.hash_queue", a.hash_queue as u64, 1, 4096)?;
+        range(
+            "rate.logins_per_ip_per_min",
+            u64::from(self.rate.logins_per_ip_per_min),
+            1,
+            1_000_000,
         )?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError(

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use palisade::app::{App, Heroes};
 use palisade::cli::{self, Command};
-use palisade::config::{AppKind, Config};
+use palisade::config::{AppKind, AuthMode, Config};
 use palisade::http::StaticFiles;
+use palisade::security::{Auth, Demo};
 use palisade::{Server, Shared, log, tls};
 
 fn main() -> ExitCode {
@@ -66,7 +67,18 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         }
         _ => None,
     };
+    let (auth, demo) = Auth::from_config(&config).map_err(|e| (2, e))?;
     log::init(config.log.level, config.log.format);
+    if config.auth.mode == AuthMode::None {
+        log::warn(
+            "auth.mode is none: anyone who can reach the server may connect",
+            &[],
+        );
+    }
+    if let Demo::Password(password) = &demo {
+        // Shown once, on stderr directly: never through the log.
+        eprintln!("demo login: demo / {password}");
+    }
     warn_about_fd_limit(config.limits.max_connections);
     let limits = config.limits.core();
     let shared = Shared {
@@ -80,7 +92,7 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         None => "off".to_owned(),
     };
     let mut server =
-        Server::bind(shared, acceptor).map_err(|e| (1, format!("cannot listen: {e}")))?;
+        Server::bind(shared, acceptor, auth).map_err(|e| (1, format!("cannot listen: {e}")))?;
     server
         .handle_signals()
         .map_err(|e| (1, format!("cannot handle signals: {e}")))?;

@@ -20,6 +20,19 @@ pub enum App {
 pub const PROTOCOLS: &[&str] = &["palisade.v1"];
 
 impl App {
+    /// Runs once after the `101`: the hero application greets an
+    /// authenticated user with `user_authorized` (SPEC.md §6); echo sends
+    /// nothing, so that it echoes exactly what it receives.
+    pub fn on_open(&self, username: Option<&str>, tx: &mut Sender<'_>) {
+        if let (App::Hero(_), Some(name)) = (self, username) {
+            let _ = tx.send_text_with(|out| {
+                out.extend_from_slice(br#"{"event":"user_authorized","data":{"username":"#);
+                serde_json::to_writer(&mut *out, name).expect("a string serializes");
+                out.extend_from_slice(b"}}");
+            });
+        }
+    }
+
     /// Handles one event from a connection, replying through `tx`.
     pub fn on_event(&self, event: Event<'_>, tx: &mut Sender<'_>) {
         match (self, event) {

@@ -6,6 +6,8 @@
 //! so no request path ever reaches the file system (no traversal, no
 //! blocking read on the event loop).
 
+pub mod login;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;

@@ -22,19 +22,25 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::app::App;
 use crate::config::Config;
+use crate::http::login;
 use crate::http::{self, StaticFiles};
 use crate::log;
 use crate::proto::conn::{Initiator, WebSocket};
 use crate::proto::error::HandshakeError;
 use crate::proto::handshake::{self, HeadReader, UpgradeRequest};
 use crate::proto::{self, Limits};
-use crate::security::Gate;
+use crate::security::hasher::{Hasher, Job};
+use crate::security::{Auth, BasicResult, Gate, Identity};
 use crate::tls::{Acceptor, Fed, Session};
 use slab::Slab;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const REDIRECT: Token = Token(usize::MAX - 2);
+const WAKER: Token = Token(usize::MAX - 3);
+/// Longest wait for a password check before the connection is dropped
+/// (the queue is bounded, so this is only a safety net).
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes read from one connection per turn of the loop.
 pub const READ_BUDGET: usize = 256 * 1024;
 /// Size of the loop's shared read buffer.
@@ -74,10 +80,45 @@ enum Phase {
     },
     /// An open WebSocket connection.
     Ws(WebSocket),
+    /// Reading the body of a `POST /login`.
+    Body {
+        out: Vec<u8>,
+        body: Vec<u8>,
+        need: usize,
+        deadline: Instant,
+    },
+    /// Waiting for a password check on the hashing workers; not read.
+    Verify {
+        out: Vec<u8>,
+        kind: Verifying,
+        deadline: Instant,
+    },
     /// A final response is being written; then the write side is shut and
     /// input discarded until EOF or the deadline, so the peer reads the
     /// response instead of a reset.
     Linger { out: Vec<u8>, deadline: Instant },
+}
+
+/// What a password check is for.
+enum Verifying {
+    /// `POST /login`: answer with a token or `401`.
+    Login { username: String },
+    /// A handshake with `Authorization: Basic`; the head is kept to be
+    /// answered when the result is back.
+    Handshake {
+        reader: HeadReader,
+        received: u64,
+        username: String,
+    },
+}
+
+/// What the processing of input needs besides the connection.
+struct Ctx<'a> {
+    shared: &'a Shared,
+    auth: &'a mut Auth,
+    hasher: &'a Hasher<Token>,
+    token: Token,
+    now: Instant,
 }
 
 struct Conn {
@@ -125,7 +166,8 @@ pub struct Server {
     /// The plain listener that only redirects to https (`tls.redirect_listen`).
     redirect: Option<TcpListener>,
     redirect_ready: bool,
-    gate: Gate,
+    auth: Auth,
+    hasher: Hasher<Token>,
     open: usize,
     overflow: usize,
     accept_ready: bool,
@@ -134,7 +176,7 @@ pub struct Server {
 
 impl Server {
     /// Binds the listener.
-    pub fn bind(shared: Shared, acceptor: Option<Acceptor>) -> io::Result<Server> {
+    pub fn bind(shared: Shared, acceptor: Option<Acceptor>, auth: Auth) -> io::Result<Server> {
         let addr = shared
             .config
             .listen_addr()
@@ -158,6 +200,15 @@ impl Server {
         if let Some(r) = &mut redirect {
             poll.registry().register(r, REDIRECT, Interest::READABLE)?;
         }
+        // The workers hold the waker; it lives as long as they do.
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let hasher = Hasher::new(
+            shared.config.auth.hash_workers,
+            shared.config.auth.hash_queue,
+            move || {
+                let _ = waker.wake();
+            },
+        )?;
         Ok(Server {
             poll,
             listener,
@@ -172,7 +223,8 @@ impl Server {
             signals: None,
             redirect_ready: redirect.is_some(),
             redirect,
-            gate: Gate::new(),
+            auth,
+            hasher,
             open: 0,
             overflow: 0,
             accept_ready: true,
@@ -192,8 +244,17 @@ impl Server {
         Ok(())
     }
 
-    /// Reloads what SIGHUP reloads: today the TLS certificate and key.
+    /// Reloads what SIGHUP reloads: the users file, the TLS certificate
+    /// and key. A bad new file is logged and the old one kept.
     pub fn reload(&mut self) {
+        match self.auth.reload_users() {
+            None => {}
+            Some(Ok(n)) => log::info("users file reloaded", &[("users", &n)]),
+            Some(Err(e)) => log::warn(
+                "users reload failed; keeping the current users",
+                &[("error", &e)],
+            ),
+        }
         let tls = &self.shared.config.tls;
         let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
             log::info(
@@ -243,6 +304,10 @@ impl Server {
                 }
                 if token == REDIRECT {
                     self.redirect_ready = true;
+                    continue;
+                }
+                if token == WAKER {
+                    self.collect_verified(now);
                     continue;
                 }
                 if token == SIGNALS {
@@ -442,6 +507,81 @@ impl Server {
         }
     }
 
+    /// Answers the connections whose password checks came back.
+    fn collect_verified(&mut self, now: Instant) {
+        while let Some(done) = self.hasher.try_recv() {
+            let token = done.tag;
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue; // gone while its password was checked
+            };
+            let Phase::Verify { out, kind, .. } = &mut conn.phase else {
+                continue;
+            };
+            let out = std::mem::take(out);
+            match std::mem::replace(
+                kind,
+                Verifying::Login {
+                    username: String::new(),
+                },
+            ) {
+                Verifying::Login { username } => {
+                    let mut out = out;
+                    if done.ok {
+                        let jwt = self.auth.issue(&username, unix_now());
+                        login::write_success(&jwt, self.auth.token_ttl_s, conn.secure, &mut out);
+                        log::info(
+                            "login succeeded",
+                            &[("peer", &conn.peer), ("user", &username)],
+                        );
+                    } else {
+                        login::write_refusal(login::INVALID_CREDENTIALS, &[], &mut out);
+                        log::info(
+                            "login refused",
+                            &[
+                                ("peer", &conn.peer),
+                                ("status", &401),
+                                ("reason", &login::INVALID_CREDENTIALS.error),
+                            ],
+                        );
+                    }
+                    conn.phase = Phase::Linger {
+                        out,
+                        deadline: now + self.shared.limits.close_timeout,
+                    };
+                }
+                Verifying::Handshake {
+                    reader,
+                    received,
+                    username,
+                } => {
+                    let result = if done.ok {
+                        BasicResult::Verified(username)
+                    } else {
+                        BasicResult::Refused
+                    };
+                    conn.phase = Phase::Head {
+                        reader,
+                        out,
+                        deadline: now + self.shared.config.limits.handshake_timeout(),
+                        received,
+                    };
+                    let mut ctx = Ctx {
+                        shared: &self.shared,
+                        auth: &mut self.auth,
+                        hasher: &self.hasher,
+                        token,
+                        now,
+                    };
+                    handle_head(conn, &mut ctx, Some(result));
+                }
+            }
+            if !conn.queued {
+                conn.queued = true;
+                self.ready.push_back(token);
+            }
+        }
+    }
+
     /// Reads, processes and writes one connection, then decides its fate.
     fn drive(&mut self, token: Token, now: Instant) {
         let Some(conn) = self.conns.get_mut(token) else {
@@ -465,25 +605,23 @@ impl Server {
                         budget = budget.saturating_sub(n);
                         let first = !conn.seen_bytes;
                         conn.seen_bytes = true;
+                        let mut ctx = Ctx {
+                            shared: &self.shared,
+                            auth: &mut self.auth,
+                            hasher: &self.hasher,
+                            token,
+                            now,
+                        };
                         if conn.tls.is_some() {
                             let input = &self.scratch[..n];
                             let plain = &mut self.plain;
-                            let r = feed_tls(
-                                conn,
-                                input,
-                                first,
-                                plain,
-                                &self.shared,
-                                &mut self.gate,
-                                now,
-                            );
-                            if let Err(a) = r {
+                            if let Err(a) = feed_tls(conn, input, first, plain, &mut ctx) {
                                 after = a;
                                 break;
                             }
                         } else {
                             let input = &mut self.scratch[..n];
-                            process(conn, input, &self.shared, &mut self.gate, now);
+                            process(conn, input, &mut ctx);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
@@ -618,31 +756,52 @@ fn log_close(peer: &SocketAddr, ws: &WebSocket) {
 fn wants_read(conn: &Conn, limits: &Limits) -> bool {
     match &conn.phase {
         Phase::Head { out, .. } => out.len() < HTTP_OUT_HIGH,
+        Phase::Body { .. } | Phase::Linger { .. } => true,
+        Phase::Verify { .. } => false,
         Phase::Ws(ws) => ws.wants_read(limits),
-        Phase::Linger { .. } => true,
     }
 }
 
 fn deadline(conn: &Conn, limits: &Limits) -> Instant {
     match &conn.phase {
-        Phase::Head { deadline, .. } | Phase::Linger { deadline, .. } => *deadline,
+        Phase::Head { deadline, .. }
+        | Phase::Body { deadline, .. }
+        | Phase::Verify { deadline, .. }
+        | Phase::Linger { deadline, .. } => *deadline,
         Phase::Ws(ws) => ws.poll_timeout(limits),
     }
 }
 
 fn pending_output(phase: &Phase) -> &[u8] {
     match phase {
-        Phase::Head { out, .. } | Phase::Linger { out, .. } => out,
+        Phase::Head { out, .. }
+        | Phase::Body { out, .. }
+        | Phase::Verify { out, .. }
+        | Phase::Linger { out, .. } => out,
         Phase::Ws(ws) => ws.output(),
     }
 }
 
 fn consume_output(phase: &mut Phase, n: usize) {
     match phase {
-        Phase::Head { out, .. } | Phase::Linger { out, .. } => {
+        Phase::Head { out, .. }
+        | Phase::Body { out, .. }
+        | Phase::Verify { out, .. }
+        | Phase::Linger { out, .. } => {
             out.drain(..n);
         }
         Phase::Ws(ws) => ws.consume_output(n),
+    }
+}
+
+/// The phase's unsent output, taken out (to start a final response after it).
+fn take_output(phase: &mut Phase) -> Vec<u8> {
+    match phase {
+        Phase::Head { out, .. }
+        | Phase::Body { out, .. }
+        | Phase::Verify { out, .. }
+        | Phase::Linger { out, .. } => std::mem::take(out),
+        Phase::Ws(_) => Vec::new(),
     }
 }
 
@@ -697,21 +856,13 @@ fn flush(conn: &mut Conn) -> io::Result<()> {
         if !conn.writable {
             return Ok(());
         }
-        let buf: &[u8] = match &conn.phase {
-            Phase::Head { out, .. } | Phase::Linger { out, .. } => out,
-            Phase::Ws(ws) => ws.output(),
-        };
+        let buf = pending_output(&conn.phase);
         if buf.is_empty() {
             return Ok(());
         }
         match conn.sock.write(buf) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => match &mut conn.phase {
-                Phase::Head { out, .. } | Phase::Linger { out, .. } => {
-                    out.drain(..n);
-                }
-                Phase::Ws(ws) => ws.consume_output(n),
-            },
+            Ok(n) => consume_output(&mut conn.phase, n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -729,7 +880,7 @@ fn settle(conn: &mut Conn) -> After {
             }
             ws.wants_shutdown_write()
         }
-        Phase::Head { .. } => false,
+        Phase::Head { .. } | Phase::Body { .. } | Phase::Verify { .. } => false,
     };
     if shut_now && !conn.write_shut {
         if conn.tls.is_some() {
@@ -771,7 +922,19 @@ fn on_eof(conn: &mut Conn) -> After {
             ws.handle_eof();
             After::Close
         }
-        Phase::Linger { .. } => After::Close,
+        Phase::Body { body, need, .. } => {
+            log::info(
+                "login refused",
+                &[
+                    ("peer", &conn.peer),
+                    ("reason", &"closed before the body was complete"),
+                    ("received", &body.len()),
+                    ("expected", need),
+                ],
+            );
+            After::Close
+        }
+        Phase::Verify { .. } | Phase::Linger { .. } => After::Close,
     }
 }
 
@@ -839,7 +1002,35 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
                 After::Keep
             }
         },
-        Phase::Linger { deadline, .. } => {
+        Phase::Body {
+            deadline,
+            body,
+            need,
+            ..
+        } => {
+            if now < *deadline {
+                return After::Keep;
+            }
+            let detail = format!("{} of {} body bytes", body.len(), need);
+            log::info(
+                "login refused",
+                &[
+                    ("peer", &conn.peer),
+                    ("status", &408),
+                    ("reason", &"body timeout"),
+                    ("received", &detail),
+                ],
+            );
+            let mut out = take_output(&mut conn.phase);
+            handshake::write_error_response(408, "request body timeout", &[], &mut out);
+            conn.phase = Phase::Linger {
+                out,
+                deadline: now + shared.limits.close_timeout,
+            };
+            let _ = flush(conn);
+            settle(conn)
+        }
+        Phase::Verify { deadline, .. } | Phase::Linger { deadline, .. } => {
             if now < *deadline {
                 After::Keep
             } else {
@@ -850,7 +1041,9 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
 }
 
 /// Feeds bytes read from the socket to the connection's current phase.
-fn process(conn: &mut Conn, mut input: &mut [u8], shared: &Shared, gate: &mut Gate, now: Instant) {
+fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
+    let shared = ctx.shared;
+    let now = ctx.now;
     loop {
         match &mut conn.phase {
             Phase::Ws(ws) => {
@@ -859,7 +1052,17 @@ fn process(conn: &mut Conn, mut input: &mut [u8], shared: &Shared, gate: &mut Ga
                 });
                 return;
             }
-            Phase::Linger { .. } => return,
+            Phase::Linger { .. } | Phase::Verify { .. } => return,
+            Phase::Body { body, need, .. } => {
+                let take = (*need - body.len()).min(input.len());
+                body.extend_from_slice(&input[..take]);
+                if body.len() == *need {
+                    // Anything after the body is discarded: the answer
+                    // closes the connection.
+                    login_body_complete(conn, ctx);
+                }
+                return;
+            }
             Phase::Head {
                 reader, received, ..
             } => {
@@ -874,7 +1077,7 @@ fn process(conn: &mut Conn, mut input: &mut [u8], shared: &Shared, gate: &mut Ga
                 };
                 input = &mut input[taken..];
                 *received -= input.len() as u64;
-                handle_head(conn, shared, gate, now);
+                handle_head(conn, ctx, None);
                 if input.is_empty() {
                     return;
                 }
@@ -883,8 +1086,25 @@ fn process(conn: &mut Conn, mut input: &mut [u8], shared: &Shared, gate: &mut Ga
     }
 }
 
-/// Answers a complete request head.
-fn handle_head(conn: &mut Conn, shared: &Shared, gate: &mut Gate, now: Instant) {
+/// Seconds since the Unix epoch (token times).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether `Authorization: Basic` may be used: over TLS, or from a loopback
+/// peer that is not a proxy forwarding someone else's request.
+fn basic_allowed(secure: bool, peer: SocketAddr, req: &handshake::Request<'_, '_>) -> bool {
+    let proxied = req.header_values("x-forwarded-for").next().is_some()
+        || req.header_values("forwarded").next().is_some();
+    secure || (peer.ip().is_loopback() && !proxied)
+}
+
+/// Answers a complete request head. `basic` is the result of the password
+/// check of a Basic handshake whose head is answered again.
+fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
+    let (shared, now) = (ctx.shared, ctx.now);
     let Phase::Head {
         reader,
         out,
@@ -924,6 +1144,17 @@ fn handle_head(conn: &mut Conn, shared: &Shared, gate: &mut Gate, now: Instant) 
             now,
         );
     }
+    if req.path() == login::PATH {
+        return match login_head(&req, conn.peer, ctx) {
+            Ok(need) => start_login_body(conn, need, ctx),
+            Err((refusal, retry)) => {
+                let retry = retry.map(|r| r.to_string());
+                let extra: Vec<(&str, &str)> =
+                    retry.iter().map(|r| ("Retry-After", r.as_str())).collect();
+                refuse_login(conn, refusal, &extra, ctx)
+            }
+        };
+    }
     if req.path() != shared.config.ws.path {
         let hsts = conn.secure && shared.config.tls.hsts;
         // Pipelined requests are answered from one read without going back
@@ -960,18 +1191,45 @@ fn handle_head(conn: &mut Conn, shared: &Shared, gate: &mut Gate, now: Instant) 
             return refuse(conn, e.status(), e.reason(), header.as_slice(), shared, now);
         }
     };
+    let basic_ok = basic_allowed(conn.secure, conn.peer, &req);
+    if basic.is_none() && ctx.auth.mode == crate::config::AuthMode::Required {
+        if let crate::security::credentials::Credential::Basic { username, password } =
+            ctx.auth.credential(&upgrade, basic_ok)
+        {
+            // The password is checked off the loop; the head stays in the
+            // reader and is answered when the result is back.
+            return start_basic_check(conn, username, password, ctx);
+        }
+    }
+    let unix = unix_now();
+    let mut gate = Gate::new(ctx.auth, unix, basic_ok);
+    if let Some(result) = basic {
+        gate = gate.with_basic(result);
+    }
     let mut buf = std::mem::take(out);
-    match handshake::respond(&upgrade, gate, &mut buf) {
+    match handshake::respond(&upgrade, &mut gate, &mut buf) {
         Ok(accepted) => {
+            let user = match &accepted.identity {
+                Identity::User { name, .. } => name.as_str(),
+                Identity::Anonymous => "-",
+            };
             log::info(
                 "handshake accepted",
                 &[
                     ("peer", &conn.peer),
-                    ("path", &req.path()),
+                    ("target", &crate::log::Redacted(req.target)),
                     ("protocol", &accepted.protocol.unwrap_or("-")),
+                    ("user", &user),
                 ],
             );
-            conn.phase = Phase::Ws(WebSocket::new(now, buf));
+            let mut ws = WebSocket::new(now, buf);
+            if let Identity::User { name, expires_at } = &accepted.identity {
+                if let Some(exp) = expires_at {
+                    ws.set_expiry(now + Duration::from_secs(exp.saturating_sub(unix)));
+                }
+                ws.with_sender(now, limits, |tx| shared.app.on_open(Some(name), tx));
+            }
+            conn.phase = Phase::Ws(ws);
         }
         Err(reject) => {
             log::info(
@@ -988,6 +1246,161 @@ fn handle_head(conn: &mut Conn, shared: &Shared, gate: &mut Gate, now: Instant) 
             };
         }
     }
+}
+
+/// Counts a Basic handshake against the client's login rate; on refusal
+/// answers `429` and returns false.
+fn login_rate_ok(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
+    let Err(limited) = ctx.auth.login_allowed(conn.peer.ip(), ctx.now) else {
+        return true;
+    };
+    log_rate_limited(conn.peer, limited.retry_after_s);
+    let retry = limited.retry_after_s.to_string();
+    refuse(
+        conn,
+        429,
+        "too many login attempts",
+        &[("Retry-After", &retry)],
+        ctx.shared,
+        ctx.now,
+    );
+    false
+}
+
+/// Queues the password check of a Basic handshake.
+fn start_basic_check(conn: &mut Conn, username: String, password: Vec<u8>, ctx: &mut Ctx<'_>) {
+    if !login_rate_ok(conn, ctx) {
+        return;
+    }
+    let (hash, known) = ctx.auth.password_check(&username);
+    let job = Job {
+        tag: ctx.token,
+        hash,
+        password,
+        known,
+    };
+    let username = username.clone();
+    if ctx.hasher.submit(job).is_err() {
+        return refuse(
+            conn,
+            503,
+            "password checks queue full",
+            &[("Retry-After", "1")],
+            ctx.shared,
+            ctx.now,
+        );
+    }
+    let Phase::Head {
+        reader,
+        out,
+        received,
+        ..
+    } = &mut conn.phase
+    else {
+        return;
+    };
+    conn.phase = Phase::Verify {
+        out: std::mem::take(out),
+        kind: Verifying::Handshake {
+            reader: std::mem::take(reader),
+            received: *received,
+            username,
+        },
+        deadline: ctx.now + VERIFY_TIMEOUT,
+    };
+}
+
+/// Checks a `POST /login` head in order: method, rate, content type and
+/// length. Returns the body length, or the refusal and its `Retry-After`.
+fn login_head(
+    req: &handshake::Request<'_, '_>,
+    peer: SocketAddr,
+    ctx: &mut Ctx<'_>,
+) -> Result<usize, (login::Refusal, Option<u64>)> {
+    login::check_method(req).map_err(|r| (r, None))?;
+    if let Err(limited) = ctx.auth.login_allowed(peer.ip(), ctx.now) {
+        log_rate_limited(peer, limited.retry_after_s);
+        return Err((login::RATE_LIMITED, Some(limited.retry_after_s)));
+    }
+    login::check_head(req).map_err(|r| (r, None))
+}
+
+fn log_rate_limited(peer: SocketAddr, retry_after_s: u64) {
+    log::warn(
+        "rate limited",
+        &[
+            ("peer", &peer),
+            ("limit", &"rate.logins_per_ip_per_min"),
+            ("retry_after_s", &retry_after_s),
+        ],
+    );
+}
+
+/// Starts reading a login body of `need` bytes.
+fn start_login_body(conn: &mut Conn, need: usize, ctx: &mut Ctx<'_>) {
+    let out = take_output(&mut conn.phase);
+    conn.phase = Phase::Body {
+        out,
+        body: Vec::with_capacity(need),
+        need,
+        deadline: ctx.now + ctx.shared.config.limits.handshake_timeout(),
+    };
+    if need == 0 {
+        login_body_complete(conn, ctx);
+    }
+}
+
+/// The login body is in: parse it and queue the password check.
+fn login_body_complete(conn: &mut Conn, ctx: &mut Ctx<'_>) {
+    let Phase::Body { body, out, .. } = &mut conn.phase else {
+        return;
+    };
+    let parsed = login::parse_body(body);
+    body.fill(0);
+    let creds = match parsed {
+        Ok(c) => c,
+        Err(r) => return refuse_login(conn, r, &[], ctx),
+    };
+    let (hash, known) = ctx.auth.password_check(&creds.username);
+    let job = Job {
+        tag: ctx.token,
+        hash,
+        password: creds.password.into_bytes(),
+        known,
+    };
+    if ctx.hasher.submit(job).is_err() {
+        return refuse_login(conn, login::BUSY, &[("Retry-After", "1")], ctx);
+    }
+    conn.phase = Phase::Verify {
+        out: std::mem::take(out),
+        kind: Verifying::Login {
+            username: creds.username,
+        },
+        deadline: ctx.now + VERIFY_TIMEOUT,
+    };
+}
+
+/// Answers a login request with a JSON refusal and lingers.
+fn refuse_login(
+    conn: &mut Conn,
+    refusal: login::Refusal,
+    extra: &[(&str, &str)],
+    ctx: &mut Ctx<'_>,
+) {
+    log::info(
+        "login refused",
+        &[
+            ("peer", &conn.peer),
+            ("status", &refusal.status),
+            ("reason", &refusal.error),
+        ],
+    );
+    let mut out = take_output(&mut conn.phase);
+    login::write_refusal(refusal, extra, &mut out);
+    conn.phase = Phase::Linger {
+        out,
+        deadline: ctx.now + ctx.shared.limits.close_timeout,
+    };
 }
 
 /// Sends an error response and lingers.
@@ -1007,10 +1420,7 @@ fn refuse(
             ("reason", &reason),
         ],
     );
-    let mut out = match &mut conn.phase {
-        Phase::Head { out, .. } => std::mem::take(out),
-        _ => Vec::new(),
-    };
+    let mut out = take_output(&mut conn.phase);
     handshake::write_error_response(status, reason, extra, &mut out);
     conn.phase = Phase::Linger {
         out,
@@ -1024,9 +1434,7 @@ fn feed_tls(
     ciphertext: &[u8],
     first: bool,
     plain: &mut [u8],
-    shared: &Shared,
-    gate: &mut Gate,
-    now: Instant,
+    ctx: &mut Ctx<'_>,
 ) -> Result<(), After> {
     let Some(mut session) = conn.tls.take() else {
         return Ok(());
@@ -1043,11 +1451,11 @@ fn feed_tls(
         handshake::write_error_response(400, reason, &[], &mut out);
         conn.phase = Phase::Linger {
             out,
-            deadline: now + shared.limits.close_timeout,
+            deadline: ctx.now + ctx.shared.limits.close_timeout,
         };
         return Ok(());
     }
-    let result = session.feed(ciphertext, |p| process(conn, p, shared, gate, now), plain);
+    let result = session.feed(ciphertext, |p| process(conn, p, ctx), plain);
     conn.tls = Some(session);
     match result {
         Ok(Fed::Ok) => Ok(()),
@@ -1105,10 +1513,7 @@ fn redirect(conn: &mut Conn, location: Option<String>, shared: &Shared, now: Ins
     };
     // The target is not logged: its query may carry a token.
     log::debug("redirect to https", &[("peer", &conn.peer)]);
-    let mut out = match &mut conn.phase {
-        Phase::Head { out, .. } => std::mem::take(out),
-        _ => Vec::new(),
-    };
+    let mut out = take_output(&mut conn.phase);
     handshake::write_error_response(308, "use https", &[("Location", &location)], &mut out);
     conn.phase = Phase::Linger {
         out,

@@ -525,6 +525,8 @@ pub struct WebSocket {
     ping_sent: Option<Instant>,
     /// When a closing connection is dropped regardless.
     close_deadline: Option<Instant>,
+    /// When the peer's credentials expire (closed `1008 token expired`).
+    expires_at: Option<Instant>,
 }
 
 impl WebSocket {
@@ -538,7 +540,13 @@ impl WebSocket {
             last_frame: now,
             ping_sent: None,
             close_deadline: None,
+            expires_at: None,
         }
+    }
+
+    /// Closes the connection with `1008 token expired` at `at`.
+    pub fn set_expiry(&mut self, at: Instant) {
+        self.expires_at = Some(at);
     }
 
     /// Processes bytes from the peer, in order, calling `on_event` for each
@@ -654,10 +662,13 @@ impl WebSocket {
     /// The earliest moment [`WebSocket::handle_timeout`] has work to do.
     pub fn poll_timeout(&self, limits: &Limits) -> Instant {
         match self.state {
-            State::Open => match self.ping_sent {
-                Some(sent) => sent + limits.idle_timeout,
-                None => self.last_frame + limits.idle_timeout,
-            },
+            State::Open => {
+                let idle = match self.ping_sent {
+                    Some(sent) => sent + limits.idle_timeout,
+                    None => self.last_frame + limits.idle_timeout,
+                };
+                self.expires_at.map_or(idle, |e| e.min(idle))
+            }
             _ => self
                 .close_deadline
                 .unwrap_or(self.last_frame + limits.close_timeout),
@@ -668,6 +679,10 @@ impl WebSocket {
     /// non-closing peer. Returns why the connection must be dropped now.
     pub fn handle_timeout(&mut self, now: Instant, limits: &Limits) -> Option<Expired> {
         if now < self.poll_timeout(limits) {
+            return None;
+        }
+        if self.state == State::Open && self.expires_at.is_some_and(|e| now >= e) {
+            self.close(now, limits, code::POLICY_VIOLATION, "token expired");
             return None;
         }
         match self.state {

@@ -93,6 +93,7 @@ struct RawClaims {
 /// Signs and verifies tokens with one secret.
 pub struct Signer {
     key: hmac::Key,
+    leeway_s: u64,
 }
 
 impl std::fmt::Debug for Signer {
@@ -112,7 +113,29 @@ impl Signer {
         }
         Ok(Signer {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            leeway_s: LEEWAY_S,
         })
+    }
+
+    /// A signer of random 32 bytes (tokens die with the process).
+    pub fn random() -> Result<Signer, String> {
+        use ring::rand::SecureRandom;
+        let mut secret = [0u8; MIN_SECRET_BYTES];
+        ring::rand::SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| "the system random number generator failed".to_owned())?;
+        Signer::new(&secret)
+    }
+
+    /// Tolerates `leeway_s` seconds of clock skew instead of [`LEEWAY_S`].
+    pub fn with_leeway(mut self, leeway_s: u64) -> Signer {
+        self.leeway_s = leeway_s;
+        self
+    }
+
+    /// The clock skew tolerated, in seconds.
+    pub fn leeway_s(&self) -> u64 {
+        self.leeway_s
     }
 
     /// A token for `user`, valid from `now` for `ttl_s` seconds.
@@ -167,10 +190,10 @@ impl Signer {
         if iss != ISSUER {
             return Err(JwtError::WrongIssuer);
         }
-        if now > exp.saturating_add(LEEWAY_S) {
+        if now > exp.saturating_add(self.leeway_s) {
             return Err(JwtError::Expired);
         }
-        if iat > now.saturating_add(LEEWAY_S) {
+        if iat > now.saturating_add(self.leeway_s) {
             return Err(JwtError::NotYetValid);
         }
         Ok(Claims { sub, iat, exp, iss })

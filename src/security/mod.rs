@@ -2,41 +2,263 @@
 //!
 //! Every upgrade request that passed the RFC 6455 checks comes here through
 //! [`crate::proto::handshake::respond`], which is the only way to produce a
-//! `101`. Today the gate selects the subprotocol; origin checks,
-//! credentials and rate limits plug in here, each refusing with its own
-//! status from SPEC.md §2.
+//! `101`. The [`Gate`] checks credentials (SPEC.md §5) and selects the
+//! subprotocol; each refusal has its status from SPEC.md §2 and a reason
+//! for the log. [`Auth`] holds what the checks need: the users, the token
+//! signer, the login rate limiter.
 
+pub mod credentials;
+pub mod hasher;
 pub mod jwt;
 pub mod password;
+pub mod ratelimit;
 pub mod users;
 
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
 use crate::app::PROTOCOLS;
-use crate::proto::handshake::{Accept, Decision, Policy, UpgradeRequest};
+use crate::config::{AuthMode, Config};
+use crate::proto::handshake::{Accept, Decision, Policy, Reject, UpgradeRequest};
+use credentials::Credential;
+use password::PasswordHash;
+use ratelimit::{Limited, PerIp};
+use users::Users;
 
-/// What the gate knows about an accepted peer.
+/// Who an accepted peer is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity;
-
-/// The handshake policy of the server.
-#[derive(Debug, Default)]
-pub struct Gate {
-    _private: (),
+pub enum Identity {
+    /// Authentication is off (`auth.mode = none`).
+    #[default]
+    Anonymous,
+    /// A user who proved who they are.
+    User {
+        /// The user name.
+        name: String,
+        /// When the token expires (Unix seconds, leeway included); `None`
+        /// for a password (Basic) login.
+        expires_at: Option<u64>,
+    },
 }
 
-impl Gate {
-    /// The gate for a server.
-    pub fn new() -> Self {
-        Gate::default()
+/// Authentication state of a server: users, signer, rate limiter.
+#[derive(Debug)]
+pub struct Auth {
+    /// `auth.mode`.
+    pub mode: AuthMode,
+    users: Users,
+    /// Verified against for unknown users, as costly as a real hash.
+    dummy: PasswordHash,
+    signer: jwt::Signer,
+    /// `auth.token_ttl_s`.
+    pub token_ttl_s: u64,
+    allow_query_token: bool,
+    users_file: Option<PathBuf>,
+    logins: PerIp,
+}
+
+/// What the users file held at start-up when none was configured.
+#[derive(Debug)]
+pub enum Demo {
+    /// A users file was loaded.
+    No,
+    /// The `demo` user was created with this password (shown once).
+    Password(String),
+}
+
+impl Auth {
+    /// Loads the users file (or creates the demo user) and the secret.
+    pub fn from_config(config: &Config) -> Result<(Auth, Demo), String> {
+        let a = &config.auth;
+        let (users, demo) = match &a.users_file {
+            Some(path) => (Users::load(path)?, Demo::No),
+            None => {
+                let password = random_password()?;
+                let mut users = Users::default();
+                users.insert(
+                    users::Username::new("demo")?,
+                    PasswordHash::generate(password.as_bytes(), password::DEFAULT_ITERATIONS)?,
+                );
+                (users, Demo::Password(password))
+            }
+        };
+        let signer = match &a.jwt_secret_file {
+            Some(path) => {
+                let secret = std::fs::read(path)
+                    .map_err(|e| format!("auth.jwt_secret_file {}: {e}", path.display()))?;
+                let secret = secret.trim_ascii_end();
+                jwt::Signer::new(secret)
+                    .map_err(|e| format!("auth.jwt_secret_file {}: {e}", path.display()))?
+            }
+            None => jwt::Signer::random()?,
+        };
+        let dummy = PasswordHash::dummy(dummy_iterations(&users))?;
+        let auth = Auth {
+            mode: a.mode,
+            users,
+            dummy,
+            signer: signer.with_leeway(a.leeway_s),
+            token_ttl_s: a.token_ttl_s,
+            allow_query_token: a.allow_query_token,
+            users_file: a.users_file.clone(),
+            logins: PerIp::per_minute(
+                config.rate.logins_per_ip_per_min,
+                ratelimit::DEFAULT_MAX_ENTRIES,
+            ),
+        };
+        Ok((auth, demo))
+    }
+
+    /// Re-reads the users file; on error the current users stay. Returns
+    /// the number of users, or `None` when there is no file to read.
+    pub fn reload_users(&mut self) -> Option<Result<usize, String>> {
+        let path = self.users_file.as_ref()?;
+        Some(Users::load(path).and_then(|users| {
+            self.dummy = PasswordHash::dummy(dummy_iterations(&users))?;
+            self.users = users;
+            Ok(self.users.len())
+        }))
+    }
+
+    /// Counts one login attempt (a `POST /login` or a Basic handshake).
+    pub fn login_allowed(&mut self, ip: IpAddr, now: Instant) -> Result<(), Limited> {
+        self.logins.check(ip, now)
+    }
+
+    /// A password check for `username`: the user's hash, or the dummy one
+    /// (same cost) for an unknown user, and whether the user exists.
+    pub fn password_check(&self, username: &str) -> (PasswordHash, bool) {
+        match self.users.get(username) {
+            Some(h) => (h.clone(), true),
+            None => (self.dummy.clone(), false),
+        }
+    }
+
+    /// A token for `user` issued at `now` (Unix seconds).
+    pub fn issue(&self, user: &str, now: u64) -> String {
+        self.signer.issue(user, now, self.token_ttl_s)
+    }
+
+    /// The credential a handshake carries, in SPEC.md §5 order.
+    pub fn credential<'b>(
+        &self,
+        request: &UpgradeRequest<'_, '_, 'b>,
+        basic_allowed: bool,
+    ) -> Credential<'b> {
+        credentials::find(request.request(), self.allow_query_token, basic_allowed)
+    }
+
+    /// Verifies a token and that its user still exists.
+    fn verify_token(&self, token: &str, now: u64) -> Result<Identity, &'static str> {
+        let claims = self.signer.verify(token, now).map_err(|e| e.reason())?;
+        if self.users.get(&claims.sub).is_none() {
+            return Err("unknown_user");
+        }
+        Ok(Identity::User {
+            name: claims.sub,
+            expires_at: Some(claims.exp.saturating_add(self.signer.leeway_s())),
+        })
     }
 }
 
-impl Policy for Gate {
+/// The iteration count of the dummy hash: the largest in the file, so an
+/// unknown user never costs less than a real one.
+fn dummy_iterations(users: &Users) -> u32 {
+    users
+        .hashes()
+        .map(PasswordHash::iterations)
+        .max()
+        .unwrap_or(password::DEFAULT_ITERATIONS)
+}
+
+/// 18 random bytes as base64url: 24 characters, 144 bits.
+fn random_password() -> Result<String, String> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 18];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "the system random number generator failed".to_owned())?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The outcome of a password check done off the loop for a Basic handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BasicResult {
+    /// The password matched this user.
+    Verified(String),
+    /// Unknown user or wrong password.
+    Refused,
+}
+
+/// The handshake policy for one request.
+#[derive(Debug)]
+pub struct Gate<'a> {
+    auth: &'a Auth,
+    /// Unix seconds, for token expiry.
+    now: u64,
+    basic_allowed: bool,
+    basic: Option<BasicResult>,
+}
+
+impl<'a> Gate<'a> {
+    /// The gate for a request arriving at `now` (Unix seconds); Basic
+    /// credentials count only when `basic_allowed` (TLS or loopback).
+    pub fn new(auth: &'a Auth, now: u64, basic_allowed: bool) -> Self {
+        Gate {
+            auth,
+            now,
+            basic_allowed,
+            basic: None,
+        }
+    }
+
+    /// The result of the password check of this request's Basic credentials.
+    pub fn with_basic(mut self, result: BasicResult) -> Self {
+        self.basic = Some(result);
+        self
+    }
+}
+
+fn unauthorized(reason: &'static str) -> Decision<Identity> {
+    Decision::Reject(Reject {
+        status: 401,
+        reason,
+        header: Some(("WWW-Authenticate", "Bearer")),
+    })
+}
+
+impl Policy for Gate<'_> {
     type Identity = Identity;
 
     fn decide(&mut self, request: &UpgradeRequest<'_, '_, '_>) -> Decision<Identity> {
+        let identity = match self.auth.mode {
+            AuthMode::None => Identity::Anonymous,
+            AuthMode::Required => {
+                let found = self.auth.credential(request, self.basic_allowed);
+                let verified = match found {
+                    Credential::Token { token, .. } => self.auth.verify_token(token, self.now),
+                    Credential::Basic { .. } => match &self.basic {
+                        Some(BasicResult::Verified(name)) => Ok(Identity::User {
+                            name: name.clone(),
+                            expires_at: None,
+                        }),
+                        Some(BasicResult::Refused) => Err("invalid_credentials"),
+                        // The loop checks the password before asking.
+                        None => Err("unverified"),
+                    },
+                    Credential::Refused(reason) => Err(reason),
+                };
+                match verified {
+                    Ok(id) => id,
+                    Err(reason) => return unauthorized(reason),
+                }
+            }
+        };
         Decision::Accept(Accept {
             protocol: request.select_protocol(PROTOCOLS),
-            identity: Identity,
+            identity,
         })
     }
 }

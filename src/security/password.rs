@@ -107,6 +107,29 @@ impl PasswordHash {
         .is_ok()
     }
 
+    /// A hash no password matches, costing as much to check as a real one
+    /// of `iterations`: logins for unknown users verify against it so that
+    /// they take as long as a wrong password.
+    pub fn dummy(iterations: u32) -> Result<PasswordHash, String> {
+        let iterations = check_iterations(iterations)?;
+        let rng = SystemRandom::new();
+        let mut salt = vec![0u8; SALT_BYTES];
+        let mut hash = [0u8; HASH_BYTES];
+        rng.fill(&mut salt)
+            .and_then(|()| rng.fill(&mut hash))
+            .map_err(|_| "the system random number generator failed".to_owned())?;
+        Ok(PasswordHash {
+            iterations,
+            salt,
+            hash,
+        })
+    }
+
+    /// The iteration count.
+    pub fn iterations(&self) -> u32 {
+        self.iterations.get()
+    }
+
     /// The PHC string.
     pub fn to_phc(&self) -> String {
         format!(

@@ -144,6 +144,11 @@ impl Users {
         self.hashes.get(&Username(name.to_owned()))
     }
 
+    /// Every user's hash.
+    pub fn hashes(&self) -> impl Iterator<Item = &PasswordHash> {
+        self.hashes.values()
+    }
+
     /// Number of users.
     pub fn len(&self) -> usize {
         self.order.len()

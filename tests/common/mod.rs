@@ -100,6 +100,18 @@ impl Server {
         if !has_listen {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
+        // Most tests are about the protocol, not authentication: they run
+        // with auth off unless they choose (a flag, or an `auth` section).
+        let config_sets_auth = config
+            .as_ref()
+            .and_then(|p| fs::read_to_string(p).ok())
+            .is_some_and(|t| t.contains("\"auth\""));
+        let chooses_auth = args
+            .iter()
+            .any(|a| a.starts_with("--auth-mode") || a.starts_with("--users-file"));
+        if !chooses_auth && !config_sets_auth {
+            cmd.args(["--auth-mode", "none"]);
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -243,8 +255,25 @@ impl Drop for Server {
 }
 
 /// Copies lines from `pipe` into `logs` and echoes them to the test's stderr.
+/// Directory where every server's output is kept, so that one `grep` over
+/// the whole test run can show no token or password was logged.
+pub fn log_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-output/logs")
+}
+
 fn pump(pipe: impl Read + Send + 'static, prefix: String, logs: Arc<Mutex<Vec<String>>>) {
     thread::spawn(move || {
+        let dir = log_dir();
+        let _ = fs::create_dir_all(&dir);
+        let name: String = prefix
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("rust{}.log", name.trim_end_matches('-'))))
+            .ok();
         let mut r = BufReader::new(pipe);
         let mut buf = Vec::new();
         loop {
@@ -256,6 +285,9 @@ fn pump(pipe: impl Read + Send + 'static, prefix: String, logs: Arc<Mutex<Vec<St
                         .trim_end_matches(['\r', '\n'])
                         .to_string();
                     eprintln!("{prefix} {line}");
+                    if let Some(f) = &mut file {
+                        let _ = writeln!(f, "{line}");
+                    }
                     logs.lock().unwrap().push(line);
                 }
             }

@@ -1,0 +1,165 @@
+//! Token buckets per client IP, in a table of bounded size.
+//!
+//! A bucket holds up to `burst` tokens and refills at `rate` tokens per
+//! second; each attempt takes one. A bucket that has refilled completely is
+//! indistinguishable from a new one, so it may be dropped: when the table is
+//! full, those entries are swept out (at most once per second, so a flood of
+//! new addresses costs O(1) per attempt between sweeps). If it is still full
+//! after a sweep, new addresses are refused until entries age out — the
+//! table never grows past `max_entries`, and nobody's bucket is reset by an
+//! attacker who fills it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Default bound on the number of addresses tracked per table.
+pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Per-IP token buckets.
+#[derive(Debug)]
+pub struct PerIp {
+    rate: f64,
+    burst: f64,
+    max_entries: usize,
+    buckets: HashMap<IpAddr, Bucket>,
+    last_sweep: Option<Instant>,
+}
+
+/// Why an attempt was refused, and when to come back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limited {
+    /// Whole seconds until a token is available (for `Retry-After`), ≥ 1.
+    pub retry_after_s: u64,
+}
+
+impl PerIp {
+    /// Buckets of `burst` tokens refilled at `per_second`.
+    pub fn new(per_second: f64, burst: u32, max_entries: usize) -> PerIp {
+        PerIp {
+            rate: per_second.max(f64::MIN_POSITIVE),
+            burst: f64::from(burst.max(1)),
+            max_entries: max_entries.max(1),
+            buckets: HashMap::new(),
+            last_sweep: None,
+        }
+    }
+
+    /// `per_minute` attempts a minute, all of which may come at once.
+    pub fn per_minute(per_minute: u32, max_entries: usize) -> PerIp {
+        PerIp::new(f64::from(per_minute) / 60.0, per_minute, max_entries)
+    }
+
+    /// Takes a token for `ip` at `now`, or says how long to wait.
+    pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Limited> {
+        if !self.buckets.contains_key(&ip) && self.buckets.len() >= self.max_entries {
+            self.sweep(now);
+            if self.buckets.len() >= self.max_entries {
+                return Err(Limited { retry_after_s: 1 });
+            }
+        }
+        let burst = self.burst;
+        let b = self.buckets.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.rate).min(burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - b.tokens) / self.rate;
+            Err(Limited {
+                retry_after_s: (wait.ceil() as u64).max(1),
+            })
+        }
+    }
+
+    /// Drops the buckets that have refilled completely.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let (rate, burst) = (self.rate, self.burst);
+        self.buckets.retain(|_, b| {
+            let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+            b.tokens + elapsed * rate < burst
+        });
+    }
+
+    /// Addresses tracked now.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether no address is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | n))
+    }
+
+    #[test]
+    fn burst_then_refill() {
+        let t0 = Instant::now();
+        let mut l = PerIp::per_minute(10, 100);
+        for _ in 0..10 {
+            l.check(ip(1), t0).unwrap();
+        }
+        assert_eq!(l.check(ip(1), t0), Err(Limited { retry_after_s: 6 }));
+        // Another address has its own bucket.
+        l.check(ip(2), t0).unwrap();
+        // One token back after 6 s.
+        l.check(ip(1), t0 + Duration::from_secs(6)).unwrap();
+        assert!(l.check(ip(1), t0 + Duration::from_secs(6)).is_err());
+    }
+
+    #[test]
+    fn table_is_bounded_and_sweeps_full_buckets() {
+        let t0 = Instant::now();
+        let mut l = PerIp::per_minute(60, 3);
+        for n in 0..3 {
+            l.check(ip(n), t0).unwrap();
+        }
+        // Full: a fourth address is refused, nobody is evicted.
+        assert_eq!(l.check(ip(9), t0), Err(Limited { retry_after_s: 1 }));
+        assert_eq!(l.len(), 3);
+        // After a second every bucket has refilled: swept, room again.
+        let t1 = t0 + Duration::from_secs(2);
+        l.check(ip(9), t1).unwrap();
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn exhausted_buckets_survive_a_sweep() {
+        let t0 = Instant::now();
+        let mut l = PerIp::per_minute(2, 2);
+        l.check(ip(1), t0).unwrap();
+        l.check(ip(1), t0).unwrap();
+        l.check(ip(2), t0).unwrap();
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(l.check(ip(3), t1).is_err());
+        // ip(1) was not reset by the attempt from ip(3).
+        assert!(l.check(ip(1), t1).is_err());
+    }
+}
