@@ -405,6 +405,32 @@ fn idle_ping_then_timeout() {
 }
 
 #[test]
+fn expired_credentials_close_with_1008() {
+    let mut h = Harness::new();
+    let limits = h.limits.clone();
+    let at = h.now + Duration::from_millis(1500);
+    h.ws.set_expiry(at);
+    // The expiry comes before the idle ping.
+    assert_eq!(h.ws.poll_timeout(&limits), at);
+    assert_eq!(
+        h.ws.handle_timeout(at - Duration::from_millis(1), &limits),
+        None
+    );
+    assert_eq!(h.out(), vec![]);
+    assert_eq!(h.ws.handle_timeout(at, &limits), None);
+    assert_eq!(
+        h.out(),
+        vec![Out(opcode::CLOSE, close_payload(1008, b"token expired"))]
+    );
+    // Then the usual closing handshake: the peer's close ends it.
+    assert_eq!(h.ws.poll_timeout(&limits), at + limits.close_timeout);
+    h.feed(&masked(opcode::CLOSE, &close_payload(1008, b"")));
+    assert!(h.ws.is_finished());
+    let info = h.ws.close_info().unwrap();
+    assert_eq!((info.code, info.reason), (1008, "token expired"));
+}
+
+#[test]
 fn pong_keeps_the_connection_alive() {
     let mut h = Harness::new();
     let limits = h.limits.clone();
