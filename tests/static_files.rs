@@ -163,3 +163,71 @@ fn pipelined_requests_cannot_queue_unbounded_responses() {
     let grown = server.rss_kib().saturating_sub(before);
     assert!(grown < 8 * 1024, "RSS grew {grown} KiB");
 }
+
+/// A large file to a slow reader is sent in full: while a response is being
+/// written the deadline is `idle_timeout_ms` from the last write that made
+/// progress, not the request's. Also after the
+/// client half-closes its side right after the request. The file is larger
+/// than the largest kernel send buffer (4 MiB by default), so the server
+/// still holds part of it when the timeouts (0.8 s together) have passed.
+#[test]
+fn a_slow_reader_gets_a_large_file_in_full() {
+    let root = std::env::temp_dir().join(format!("palisade-big-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let body: Vec<u8> = (0..6u32 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(root.join("big.txt"), &body).unwrap();
+    let server = Server::start_with_config(
+        r#"{"limits":{"handshake_timeout_ms":500,"close_timeout_ms":300,"idle_timeout_ms":3000}}"#,
+        &["--static-dir", root.to_str().unwrap()],
+    );
+    for (what, request, half_close) in [
+        (
+            "keep-alive",
+            "GET /big.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+            false,
+        ),
+        (
+            "close + half-close",
+            "GET /big.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            true,
+        ),
+    ] {
+        // A small receive buffer, so the server cannot hand the whole file
+        // to the kernel at once.
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(16 * 1024).unwrap();
+        sock.connect(&server.addr().into()).unwrap();
+        let mut s: std::net::TcpStream = sock.into();
+        s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        if half_close {
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let (status, headers, mut got) = read_response_head(&mut s);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{what}");
+        assert_eq!(header(&headers, "Content-Length"), Some("6291456"));
+        let mut chunk = vec![0u8; 64 * 1024];
+        while got.len() < body.len() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            match s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("{what}: read failed after {} bytes: {e}", got.len()),
+            }
+        }
+        let took = started.elapsed();
+        eprintln!(
+            "{what}: {} of {} bytes in {took:?} (handshake timeout 0.5 s, close timeout 0.3 s)",
+            got.len(),
+            body.len()
+        );
+        assert!(
+            took > std::time::Duration::from_millis(1500),
+            "the read was not slow"
+        );
+        assert!(got == body, "{what}: body differs ({} bytes)", got.len());
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -140,6 +140,9 @@ struct Conn {
     queued: bool,
     over_capacity: bool,
     write_shut: bool,
+    /// The peer shut its write side (EOF read): nothing more to read, but
+    /// a response may still be on its way out.
+    read_eof: bool,
     /// Earliest deadline with an entry in the timer heap.
     timer_at: Option<Instant>,
 }
@@ -454,6 +457,7 @@ impl Server {
                 queued: true,
                 over_capacity: over,
                 write_shut: false,
+                read_eof: false,
                 timer_at: None,
             };
             let token = self.conns.insert(conn);
@@ -598,7 +602,8 @@ impl Server {
                 match conn.sock.read(&mut self.scratch) {
                     Ok(0) => {
                         conn.readable = false;
-                        after = on_eof(conn);
+                        conn.read_eof = true;
+                        after = on_eof(conn, now, &self.shared.limits);
                         break;
                     }
                     Ok(n) => {
@@ -634,9 +639,13 @@ impl Server {
                 }
             }
             // Write once for everything the reads produced.
-            if let Err(e) = flush(conn) {
-                log::debug("write failed", &[("peer", &conn.peer), ("error", &e)]);
-                after = After::Close;
+            match flush(conn) {
+                Ok(0) => {}
+                Ok(_) => extend_on_progress(conn, now, &self.shared),
+                Err(e) => {
+                    log::debug("write failed", &[("peer", &conn.peer), ("error", &e)]);
+                    after = After::Close;
+                }
             }
             let more = matches!(after, After::Keep)
                 && conn.readable
@@ -754,6 +763,9 @@ fn log_close(peer: &SocketAddr, ws: &WebSocket) {
 }
 
 fn wants_read(conn: &Conn, limits: &Limits) -> bool {
+    if conn.read_eof {
+        return false;
+    }
     match &conn.phase {
         Phase::Head { out, .. } => out.len() < HTTP_OUT_HIGH,
         Phase::Body { .. } | Phase::Linger { .. } => true,
@@ -807,7 +819,7 @@ fn take_output(phase: &mut Phase) -> Vec<u8> {
 
 /// Moves plaintext into rustls and writes ciphertext until the socket is
 /// full or nothing is left. A full rustls buffer just stops the move.
-fn flush_tls(conn: &mut Conn) -> io::Result<()> {
+fn flush_tls(conn: &mut Conn) -> io::Result<usize> {
     let Conn {
         tls: Some(session),
         phase,
@@ -816,8 +828,9 @@ fn flush_tls(conn: &mut Conn) -> io::Result<()> {
         ..
     } = conn
     else {
-        return Ok(());
+        return Ok(0);
     };
+    let mut taken = 0;
     loop {
         let buf = pending_output(phase);
         let moved = if buf.is_empty() {
@@ -826,43 +839,78 @@ fn flush_tls(conn: &mut Conn) -> io::Result<()> {
             session.write_plaintext(buf)
         };
         consume_output(phase, moved);
+        taken += moved;
         while session.wants_write() {
             if !*writable {
-                return Ok(());
+                return Ok(taken);
             }
             match session.write_tls(sock) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     *writable = false;
-                    return Ok(());
+                    return Ok(taken);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         if moved == 0 {
-            return Ok(());
+            return Ok(taken);
         }
     }
 }
 
-/// Writes queued output until it is gone or the socket is full.
-fn flush(conn: &mut Conn) -> io::Result<()> {
+/// An HTTP response still being written keeps its connection as long as
+/// it moves: after each write that made progress, the peer has
+/// `limits.idle_timeout_ms` for the next one (a large file to a slow client
+/// is not cut off at the request's deadline; the kernel may not report the
+/// socket writable again until half of a multi-megabyte send buffer has
+/// drained). Once everything is out, the usual short deadlines apply.
+fn extend_on_progress(conn: &mut Conn, now: Instant, shared: &Shared) {
+    let limits = &shared.limits;
+    match &mut conn.phase {
+        Phase::Head { out, deadline, .. } => {
+            let next = if out.is_empty() {
+                shared.config.limits.handshake_timeout()
+            } else {
+                limits.idle_timeout
+            };
+            *deadline = now + next;
+        }
+        Phase::Linger { out, deadline } => {
+            let next = if out.is_empty() {
+                limits.close_timeout
+            } else {
+                limits.idle_timeout
+            };
+            *deadline = now + next;
+        }
+        _ => {}
+    }
+}
+
+/// Writes queued output until it is gone or the socket is full; returns
+/// how many bytes of it were taken.
+fn flush(conn: &mut Conn) -> io::Result<usize> {
     if conn.tls.is_some() {
         return flush_tls(conn);
     }
+    let mut written = 0;
     loop {
         if !conn.writable {
-            return Ok(());
+            return Ok(written);
         }
         let buf = pending_output(&conn.phase);
         if buf.is_empty() {
-            return Ok(());
+            return Ok(written);
         }
         match conn.sock.write(buf) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => consume_output(&mut conn.phase, n),
+            Ok(n) => {
+                written += n;
+                consume_output(&mut conn.phase, n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -873,7 +921,12 @@ fn flush(conn: &mut Conn) -> io::Result<()> {
 /// After reading and writing: shut the write side or close when due.
 fn settle(conn: &mut Conn) -> After {
     let shut_now = match &conn.phase {
-        Phase::Linger { out, .. } => out.is_empty(),
+        Phase::Linger { out, .. } => {
+            if out.is_empty() && conn.read_eof {
+                return After::Close; // all sent, and the peer is gone
+            }
+            out.is_empty()
+        }
         Phase::Ws(ws) => {
             if ws.is_finished() {
                 return After::Close;
@@ -905,7 +958,19 @@ fn settle(conn: &mut Conn) -> After {
     After::Keep
 }
 
-fn on_eof(conn: &mut Conn) -> After {
+fn on_eof(conn: &mut Conn, now: Instant, limits: &Limits) -> After {
+    if let Phase::Head { out, .. } | Phase::Linger { out, .. } = &mut conn.phase {
+        if !out.is_empty() {
+            // The peer is done sending, not necessarily done reading (a
+            // request followed by a half-close): finish the responses.
+            let out = std::mem::take(out);
+            conn.phase = Phase::Linger {
+                out,
+                deadline: now + limits.close_timeout,
+            };
+            return After::Keep;
+        }
+    }
     match &mut conn.phase {
         Phase::Head {
             reader, received, ..
@@ -959,6 +1024,14 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             }
             if *received > 0 && reader.is_empty() && out.is_empty() {
                 // An idle keep-alive connection: close quietly.
+                return After::Close;
+            }
+            if reader.is_empty() && !out.is_empty() {
+                // Responses the peer stopped reading: nothing to add.
+                log::debug(
+                    "response not read in time",
+                    &[("peer", &conn.peer), ("unsent", &out.len())],
+                );
                 return After::Close;
             }
             let e = HandshakeError::Timeout;
@@ -1459,7 +1532,13 @@ fn feed_tls(
     conn.tls = Some(session);
     match result {
         Ok(Fed::Ok) => Ok(()),
-        Ok(Fed::Closed) => Err(on_eof(conn)),
+        Ok(Fed::Closed) => {
+            conn.read_eof = true;
+            match on_eof(conn, ctx.now, &ctx.shared.limits) {
+                After::Keep => Ok(()),
+                close => Err(close),
+            }
+        }
         Err(e) => {
             // A client that gives up mid-handshake says close_notify: not a failure.
             let level = if e.contains("CloseNotify") {
