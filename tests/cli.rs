@@ -178,3 +178,54 @@ fn users_add_appends_and_replaces_atomically() {
     assert!(err.contains("username \"bad name\""), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_auth_files_stop_the_start_with_exit_code_2() {
+    let dir = std::env::temp_dir().join(format!("palisade-cli-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users.json");
+    std::fs::write(
+        &users,
+        "{\n  \"users\": [\n    {\"username\": \"alice\", \"password_hash\": \"$md5$nope\"}\n  ]\n}\n",
+    )
+    .unwrap();
+    let u = users.to_str().unwrap();
+    let (code, _, err) = run(&["--listen", "127.0.0.1:0", "--users-file", u]);
+    assert_eq!(code, 2, "{err}");
+    let line = err.lines().next().unwrap_or("");
+    assert!(
+        line.starts_with("palisade: users file ")
+            && line.contains("line 3")
+            && line.contains("password_hash"),
+        "{err}"
+    );
+    let secret = dir.join("short.secret");
+    std::fs::write(&secret, "too short").unwrap();
+    let config = dir.join("c.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auth":{{"jwt_secret_file":{:?}}}}}"#,
+            secret.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("palisade: auth.jwt_secret_file ") && err.contains("at least 32 bytes"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--auth-mode", "maybe"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("palisade: --auth-mode: \"maybe\" is not required or none"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
