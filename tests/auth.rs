@@ -439,6 +439,24 @@ fn login_answers_every_status() {
             assert_eq!(header(&h, "Allow"), Some("POST"));
         }
     }
+    // A client that waits for 100 Continue before the body gets one.
+    let body = format!(r#"{{"username":"bob","password":"{BOB_PW}"}}"#);
+    let mut s = connect(addr);
+    s.write_all(
+        format!(
+            "POST /login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let (interim, _, rest) = read_response_head(&mut s);
+    assert_eq!(interim, "HTTP/1.1 100 Continue");
+    assert!(rest.is_empty());
+    s.write_all(body.as_bytes()).unwrap();
+    let (st, _, _) = read_response_head(&mut s);
+    assert_eq!(st, "HTTP/1.1 200 OK");
+
     let logs = server.logs().join("\n");
     assert!(!logs.contains(token) && !logs.contains(ALICE_PW) && !logs.contains(BOB_PW));
 }

@@ -1219,7 +1219,10 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
     }
     if req.path() == login::PATH {
         return match login_head(&req, conn.peer, ctx) {
-            Ok(need) => start_login_body(conn, need, ctx),
+            Ok(need) => {
+                let expect_continue = req.has_token("expect", "100-continue");
+                start_login_body(conn, need, expect_continue, ctx)
+            }
             Err((refusal, retry)) => {
                 let retry = retry.map(|r| r.to_string());
                 let extra: Vec<(&str, &str)> =
@@ -1409,9 +1412,13 @@ fn log_rate_limited(peer: SocketAddr, retry_after_s: u64) {
     );
 }
 
-/// Starts reading a login body of `need` bytes.
-fn start_login_body(conn: &mut Conn, need: usize, ctx: &mut Ctx<'_>) {
-    let out = take_output(&mut conn.phase);
+/// Starts reading a login body of `need` bytes (after a `100 Continue`
+/// when the client waits for one, as curl does for larger bodies).
+fn start_login_body(conn: &mut Conn, need: usize, expect_continue: bool, ctx: &mut Ctx<'_>) {
+    let mut out = take_output(&mut conn.phase);
+    if expect_continue && need > 0 {
+        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
     conn.phase = Phase::Body {
         out,
         body: Vec::with_capacity(need),
