@@ -280,6 +280,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// On SIGINT or SIGTERM: time for clients to answer the `1001` close
+    /// before the server exits anyway.
+    pub shutdown_grace_ms: u64,
     /// Authentication.
     pub auth: AuthConfig,
     /// Rate limits.
@@ -298,6 +301,7 @@ impl Default for Config {
             ws: WsConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            shutdown_grace_ms: 5_000,
             auth: AuthConfig::default(),
             rate: RateConfig::default(),
             limits: Limits::default(),
@@ -395,6 +399,7 @@ impl Config {
             1,
             1 << 24,
         )?;
+        range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
         let a = &self.auth;
         range("auth.token_ttl_s", a.token_ttl_s, 1, 31_536_000)?;
         range("auth.leeway_s", a.leeway_s, 0, 3_600)?;

@@ -175,6 +175,8 @@ pub struct Server {
     overflow: usize,
     accept_ready: bool,
     accept_retry_at: Option<Instant>,
+    /// Set by a stop signal: when the server exits at the latest.
+    stopping: Option<Instant>,
 }
 
 impl Server {
@@ -232,14 +234,19 @@ impl Server {
             overflow: 0,
             accept_ready: true,
             accept_retry_at: None,
+            stopping: None,
         })
     }
 
-    /// Handles SIGHUP from now on: reload the TLS certificate and key
-    /// without dropping connections (a bad new file is logged and the old
-    /// one kept). For the daemon; an embedding program may do its own.
+    /// Handles signals from now on: SIGHUP reloads the users file and the
+    /// TLS certificate without dropping connections (a bad new file is
+    /// logged and the old one kept); SIGINT and SIGTERM start a graceful
+    /// shutdown (a second one exits at once). For the daemon; an embedding
+    /// program may call [`Server::reload`] and [`Server::begin_shutdown`]
+    /// itself.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals = signal_hook_mio::v1_0::Signals::new([signal_hook::consts::SIGHUP])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -288,10 +295,19 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Runs the loop until an unrecoverable poll error.
+    /// Runs the loop until an unrecoverable poll error, or until a
+    /// graceful shutdown is done.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
+            if let Some(until) = self.stopping {
+                let now = Instant::now();
+                if self.conns.is_empty() || now >= until {
+                    let left = self.conns.tokens().len();
+                    log::info("stopped", &[("connections_dropped", &left)]);
+                    return Ok(());
+                }
+            }
             let timeout = self.poll_timeout(Instant::now());
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -314,12 +330,19 @@ impl Server {
                     continue;
                 }
                 if token == SIGNALS {
-                    let hup = self
-                        .signals
-                        .as_mut()
-                        .is_some_and(|s| s.pending().count() > 0);
-                    if hup {
-                        self.reload();
+                    let pending: Vec<i32> = match self.signals.as_mut() {
+                        Some(s) => s.pending().collect(),
+                        None => Vec::new(),
+                    };
+                    for signal in pending {
+                        if signal == signal_hook::consts::SIGHUP {
+                            self.reload();
+                        } else if self.stopping.is_some() {
+                            log::warn("second stop signal: exiting now", &[]);
+                            return Ok(());
+                        } else {
+                            self.begin_shutdown(now);
+                        }
                     }
                     continue;
                 }
@@ -338,6 +361,7 @@ impl Server {
                 }
             }
             if (self.accept_ready || self.redirect_ready)
+                && self.stopping.is_none()
                 && self.accept_retry_at.is_none_or(|t| now >= t)
             {
                 self.accept_retry_at = None;
@@ -357,6 +381,57 @@ impl Server {
         }
     }
 
+    /// Stops accepting, closes every WebSocket with `1001` and drops
+    /// connections that are between requests; [`Server::run`] returns once
+    /// all are gone or `shutdown_grace_ms` has passed (SPEC.md §7).
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
+        self.stopping = Some(now + grace);
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        if let Some(r) = &mut self.redirect {
+            let _ = self.poll.registry().deregister(r);
+        }
+        self.accept_ready = false;
+        self.redirect_ready = false;
+        let tokens = self.conns.tokens();
+        log::info(
+            "shutting down",
+            &[
+                ("connections", &tokens.len()),
+                ("grace_ms", &grace.as_millis()),
+            ],
+        );
+        let shared = Arc::clone(&self.shared);
+        let limits = &shared.limits;
+        for token in tokens {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            let close = match &mut conn.phase {
+                Phase::Ws(ws) => {
+                    if ws.is_open() {
+                        ws.close(
+                            now,
+                            limits,
+                            proto::error::code::GOING_AWAY,
+                            "server shutting down",
+                        );
+                    }
+                    false
+                }
+                Phase::Linger { .. } => false,
+                // Between requests, or a request not answered yet.
+                Phase::Head { .. } | Phase::Body { .. } | Phase::Verify { .. } => true,
+            };
+            if close {
+                self.close(token);
+            } else if !conn.queued {
+                conn.queued = true;
+                self.ready.push_back(token);
+            }
+        }
+    }
+
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         if !self.ready.is_empty()
             || ((self.accept_ready || (self.redirect_ready && self.redirect.is_some()))
@@ -365,6 +440,9 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
+        if let Some(t) = self.stopping {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
         if let Some(t) = self.accept_retry_at {
             next = Some(next.map_or(t, |n| n.min(t)));
         }

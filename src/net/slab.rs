@@ -61,6 +61,21 @@ impl<T> Slab<T> {
         e.value.as_mut()
     }
 
+    /// The tokens of every stored value.
+    pub fn tokens(&self) -> Vec<Token> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.value.is_some())
+            .map(|(slot, e)| Token((e.serial << SLOT_BITS) | slot))
+            .collect()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() == self.free.len()
+    }
+
     pub fn remove(&mut self, token: Token) -> Option<T> {
         let slot = token.0 & SLOT_MASK;
         let e = self.entries.get_mut(slot)?;
@@ -90,5 +105,9 @@ mod tests {
         assert!(s.get_mut(a).is_none(), "the old token no longer resolves");
         assert_eq!(s.get_mut(b), Some(&mut 2));
         assert_eq!(s.remove(a), None);
+        assert_eq!(s.tokens(), vec![b]);
+        assert!(!s.is_empty());
+        s.remove(b);
+        assert!(s.is_empty() && s.tokens().is_empty());
     }
 }

@@ -254,13 +254,14 @@ impl Drop for Server {
     }
 }
 
-/// Copies lines from `pipe` into `logs` and echoes them to the test's stderr.
 /// Directory where every server's output is kept, so that one `grep` over
 /// the whole test run can show no token or password was logged.
 pub fn log_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-output/logs")
 }
 
+/// Copies lines from `pipe` into `logs` and a file in [`log_dir`], and
+/// echoes them to the test's stderr.
 fn pump(pipe: impl Read + Send + 'static, prefix: String, logs: Arc<Mutex<Vec<String>>>) {
     thread::spawn(move || {
         let dir = log_dir();
