@@ -280,6 +280,11 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Origins allowed to open WebSockets (`https://app.example.com`);
+    /// empty means the server's own host only; `"*"` allows any (warned).
+    pub allowed_origins: Vec<String>,
+    /// Refuse handshakes without an `Origin` (non-browser clients) too.
+    pub require_origin: bool,
     /// On SIGINT or SIGTERM: time for clients to answer the `1001` close
     /// before the server exits anyway.
     pub shutdown_grace_ms: u64,
@@ -301,6 +306,8 @@ impl Default for Config {
             ws: WsConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            allowed_origins: Vec::new(),
+            require_origin: false,
             shutdown_grace_ms: 5_000,
             auth: AuthConfig::default(),
             rate: RateConfig::default(),
@@ -400,6 +407,8 @@ impl Config {
             1 << 24,
         )?;
         range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
+        crate::security::origin::OriginPolicy::new(&self.allowed_origins, self.require_origin)
+            .map_err(ConfigError)?;
         let a = &self.auth;
         range("auth.token_ttl_s", a.token_ttl_s, 1, 31_536_000)?;
         range("auth.leeway_s", a.leeway_s, 0, 3_600)?;

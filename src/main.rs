@@ -7,6 +7,7 @@ use palisade::app::{App, Heroes};
 use palisade::cli::{self, Command};
 use palisade::config::{AppKind, AuthMode, Config};
 use palisade::http::StaticFiles;
+use palisade::security::origin::OriginPolicy;
 use palisade::security::{Auth, Demo};
 use palisade::{Server, Shared, log, tls};
 
@@ -67,11 +68,19 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         }
         _ => None,
     };
+    let origins =
+        OriginPolicy::new(&config.allowed_origins, config.require_origin).map_err(|e| (2, e))?;
     let (auth, demo) = Auth::from_config(&config).map_err(|e| (2, e))?;
     log::init(config.log.level, config.log.format);
     if config.auth.mode == AuthMode::None {
         log::warn(
             "auth.mode is none: anyone who can reach the server may connect",
+            &[],
+        );
+    }
+    if origins.allows_any() {
+        log::warn(
+            "allowed_origins contains \"*\": pages on any site may open WebSockets here",
             &[],
         );
     }
@@ -86,6 +95,7 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         limits,
         app,
         files,
+        origins,
     };
     let tls_note = match &acceptor {
         Some(a) => format!("on serial={}", a.serial),

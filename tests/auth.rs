@@ -24,6 +24,15 @@ use palisade::security::jwt::Signer;
 use palisade::security::password::PasswordHash;
 use palisade::security::users::{Username, Users};
 
+/// Tests that keep CPUs busy hashing take this, so that they do not run
+/// beside each other (the test harness runs tests in parallel, and on a
+/// 2-core machine another server's hashing would delay this one's loop).
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const SECRET: &str = "test-only secret: 0123456789abcdef0123456789abcdef";
 const ALICE_PW: &str = "correct horse battery staple";
 const BOB_PW: &str = "Tr0ub4dor&3";
@@ -115,6 +124,8 @@ fn forge(header: &str, claims: &str, secret: &[u8]) -> String {
 /// One HTTP request; the whole response (the server closes after it).
 fn http(addr: SocketAddr, raw: &str) -> (String, Vec<(String, String)>, String) {
     let mut s = connect(addr);
+    // Logins queue behind each other's password hashing on a busy machine.
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.write_all(raw.as_bytes()).unwrap();
     let (status, headers, mut body) = read_response_head(&mut s);
     let mut rest = Vec::new();
@@ -484,6 +495,7 @@ fn logins_over_the_rate_get_429_with_retry_after() {
 
 #[test]
 fn a_full_hashing_queue_answers_503() {
+    let _serial = heavy();
     let f = Fixture::new(400_000);
     let server = f.start(r#""hash_workers":1,"hash_queue":1"#, 1000);
     let addr = server.addr();
@@ -518,7 +530,8 @@ fn a_full_hashing_queue_answers_503() {
 /// client's `get_name` round trips are answered as fast as ever.
 #[test]
 fn hashing_does_not_block_the_event_loop() {
-    let f = Fixture::new(100_000);
+    let _serial = heavy();
+    let f = Fixture::new(50_000);
     let server = f.start(r#""hash_workers":1,"hash_queue":32"#, 1000);
     let addr = server.addr();
     let token = token_for(addr, "alice", ALICE_PW);
@@ -580,6 +593,7 @@ fn hashing_does_not_block_the_event_loop() {
 /// An unknown user costs the same as a wrong password (the dummy hash).
 #[test]
 fn unknown_user_and_wrong_password_take_the_same_time() {
+    let _serial = heavy();
     let f = Fixture::new(100_000);
     let server = f.start("", 1000);
     let addr = server.addr();
@@ -647,6 +661,7 @@ fn hup(pid: u32) {
 
 #[test]
 fn without_a_users_file_a_demo_user_is_created() {
+    let _serial = heavy();
     let server = Server::start(&["--auth-mode", "required"]);
     let line = server
         .logs()

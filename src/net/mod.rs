@@ -30,6 +30,7 @@ use crate::proto::error::HandshakeError;
 use crate::proto::handshake::{self, HeadReader, UpgradeRequest};
 use crate::proto::{self, Limits};
 use crate::security::hasher::{Hasher, Job};
+use crate::security::origin::OriginPolicy;
 use crate::security::{Auth, BasicResult, Gate, Identity};
 use crate::tls::{Acceptor, Fed, Session};
 use slab::Slab;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub app: App,
     /// Files for the HTTP responder.
     pub files: StaticFiles,
+    /// The Origin policy (SPEC.md §4).
+    pub origins: OriginPolicy,
 }
 
 enum Phase {
@@ -1346,7 +1349,11 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
         }
     };
     let basic_ok = basic_allowed(conn.secure, conn.peer, &req);
-    if basic.is_none() && ctx.auth.mode == crate::config::AuthMode::Required {
+    let origin_ok = shared
+        .origins
+        .check(req.header_values("origin"), upgrade.host())
+        .is_ok();
+    if basic.is_none() && origin_ok && ctx.auth.mode == crate::config::AuthMode::Required {
         if let crate::security::credentials::Credential::Basic { username, password } =
             ctx.auth.credential(&upgrade, basic_ok)
         {
@@ -1356,7 +1363,7 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
         }
     }
     let unix = unix_now();
-    let mut gate = Gate::new(ctx.auth, unix, basic_ok);
+    let mut gate = Gate::new(ctx.auth, &shared.origins, unix, basic_ok);
     if let Some(result) = basic {
         gate = gate.with_basic(result);
     }

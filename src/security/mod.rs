@@ -2,14 +2,15 @@
 //!
 //! Every upgrade request that passed the RFC 6455 checks comes here through
 //! [`crate::proto::handshake::respond`], which is the only way to produce a
-//! `101`. The [`Gate`] checks credentials (SPEC.md §5) and selects the
-//! subprotocol; each refusal has its status from SPEC.md §2 and a reason
+//! `101`. The [`Gate`] checks the Origin (SPEC.md §4) and the credentials
+//! (SPEC.md §5) and selects the subprotocol; each refusal has its status from SPEC.md §2 and a reason
 //! for the log. [`Auth`] holds what the checks need: the users, the token
 //! signer, the login rate limiter.
 
 pub mod credentials;
 pub mod hasher;
 pub mod jwt;
+pub mod origin;
 pub mod password;
 pub mod ratelimit;
 pub mod users;
@@ -196,6 +197,7 @@ pub enum BasicResult {
 #[derive(Debug)]
 pub struct Gate<'a> {
     auth: &'a Auth,
+    origins: &'a origin::OriginPolicy,
     /// Unix seconds, for token expiry.
     now: u64,
     basic_allowed: bool,
@@ -205,9 +207,15 @@ pub struct Gate<'a> {
 impl<'a> Gate<'a> {
     /// The gate for a request arriving at `now` (Unix seconds); Basic
     /// credentials count only when `basic_allowed` (TLS or loopback).
-    pub fn new(auth: &'a Auth, now: u64, basic_allowed: bool) -> Self {
+    pub fn new(
+        auth: &'a Auth,
+        origins: &'a origin::OriginPolicy,
+        now: u64,
+        basic_allowed: bool,
+    ) -> Self {
         Gate {
             auth,
+            origins,
             now,
             basic_allowed,
             basic: None,
@@ -233,6 +241,15 @@ impl Policy for Gate<'_> {
     type Identity = Identity;
 
     fn decide(&mut self, request: &UpgradeRequest<'_, '_, '_>) -> Decision<Identity> {
+        // SPEC.md §2 order: the origin (403) before credentials (401).
+        let origins = request.request().header_values("origin");
+        if let Err(refusal) = self.origins.check(origins, request.host()) {
+            return Decision::Reject(Reject {
+                status: 403,
+                reason: refusal.reason(),
+                header: None,
+            });
+        }
         let identity = match self.auth.mode {
             AuthMode::None => Identity::Anonymous,
             AuthMode::Required => {
