@@ -166,6 +166,13 @@ impl Default for AuthConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateConfig {
+    /// WebSocket handshakes per client IP per second (bursts of twice
+    /// that); `429` with `Retry-After` beyond.
+    pub handshakes_per_ip_per_s: u32,
+    /// Messages per connection per second (bursts of twice that); beyond,
+    /// messages are dropped with one `rate_limited` error event, and a
+    /// client that keeps sending for another burst is closed `1008`.
+    pub messages_per_conn_per_s: u32,
     /// `POST /login` attempts (and Basic handshakes) per client IP per
     /// minute, as a token bucket of that size refilled evenly; `429` beyond.
     pub logins_per_ip_per_min: u32,
@@ -174,6 +181,8 @@ pub struct RateConfig {
 impl Default for RateConfig {
     fn default() -> Self {
         RateConfig {
+            handshakes_per_ip_per_s: 50,
+            messages_per_conn_per_s: 200,
             logins_per_ip_per_min: 10,
         }
     }
@@ -214,6 +223,8 @@ pub struct Limits {
     pub close_timeout_ms: u64,
     /// Open connections at most (503 beyond).
     pub max_connections: usize,
+    /// Open connections from one client IP (`429` beyond).
+    pub max_connections_per_ip: u32,
     /// Connections the kernel may queue before the loop accepts them
     /// (`listen(2)` backlog; the kernel caps it at `net.core.somaxconn`).
     /// 128, the usual default, overflows under bursts and costs each
@@ -235,6 +246,7 @@ impl Default for Limits {
             idle_timeout_ms: core.idle_timeout.as_millis() as u64,
             close_timeout_ms: core.close_timeout.as_millis() as u64,
             max_connections: 10_000,
+            max_connections_per_ip: 256,
             listen_backlog: 1024,
         }
     }
@@ -285,6 +297,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Refuse handshakes without an `Origin` (non-browser clients) too.
     pub require_origin: bool,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client IP.
+    pub trusted_proxies: Vec<String>,
     /// On SIGINT or SIGTERM: time for clients to answer the `1001` close
     /// before the server exits anyway.
     pub shutdown_grace_ms: u64,
@@ -308,6 +322,7 @@ impl Default for Config {
             log: LogConfig::default(),
             allowed_origins: Vec::new(),
             require_origin: false,
+            trusted_proxies: Vec::new(),
             shutdown_grace_ms: 5_000,
             auth: AuthConfig::default(),
             rate: RateConfig::default(),
@@ -414,6 +429,26 @@ impl Config {
         range("auth.leeway_s", a.leeway_s, 0, 3_600)?;
         range("auth.hash_workers", a.hash_workers as u64, 1, 64)?;
         range("auth.hash_queue", a.hash_queue as u64, 1, 4096)?;
+        crate::security::client_ip::TrustedProxies::new(&self.trusted_proxies)
+            .map_err(ConfigError)?;
+        range(
+            "limits.max_connections_per_ip",
+            u64::from(self.limits.max_connections_per_ip),
+            1,
+            1 << 24,
+        )?;
+        range(
+            "rate.handshakes_per_ip_per_s",
+            u64::from(self.rate.handshakes_per_ip_per_s),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "rate.messages_per_conn_per_s",
+            u64::from(self.rate.messages_per_conn_per_s),
+            1,
+            10_000_000,
+        )?;
         range(
             "rate.logins_per_ip_per_min",
             u64::from(self.rate.logins_per_ip_per_min),

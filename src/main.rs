@@ -7,6 +7,7 @@ use palisade::app::{App, Heroes};
 use palisade::cli::{self, Command};
 use palisade::config::{AppKind, AuthMode, Config};
 use palisade::http::StaticFiles;
+use palisade::security::client_ip::TrustedProxies;
 use palisade::security::origin::OriginPolicy;
 use palisade::security::{Auth, Demo};
 use palisade::{Server, Shared, log, tls};
@@ -68,6 +69,7 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         }
         _ => None,
     };
+    let proxies = TrustedProxies::new(&config.trusted_proxies).map_err(|e| (2, e))?;
     let origins =
         OriginPolicy::new(&config.allowed_origins, config.require_origin).map_err(|e| (2, e))?;
     let (auth, demo) = Auth::from_config(&config).map_err(|e| (2, e))?;
@@ -96,6 +98,7 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         app,
         files,
         origins,
+        proxies,
     };
     let tls_note = match &acceptor {
         Some(a) => format!("on serial={}", a.serial),

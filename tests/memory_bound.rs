@@ -18,14 +18,19 @@ const SENT: usize = 1000; // payload bytes each client actually sends
 
 #[test]
 fn stalled_large_frames_do_not_grow_rss_past_the_bound() {
-    let server = Server::start(&[
-        "--app",
-        "echo",
-        "--max-message-bytes",
-        "1048576",
-        "--max-frame-bytes",
-        "1048576",
-    ]);
+    // 400 clients from 127.0.0.1: per-IP quotas raised, this test is
+    // about memory.
+    let server = Server::start_with_config(
+        r#"{"limits":{"max_connections_per_ip":100000},"rate":{"handshakes_per_ip_per_s":100000}}"#,
+        &[
+            "--app",
+            "echo",
+            "--max-message-bytes",
+            "1048576",
+            "--max-frame-bytes",
+            "1048576",
+        ],
+    );
     // Warm up allocator and pools with one full round trip.
     let mut warm = open(server.addr());
     warm.write_all(&binary(vec![1u8; 4096])).unwrap();

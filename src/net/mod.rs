@@ -25,12 +25,14 @@ use crate::config::Config;
 use crate::http::login;
 use crate::http::{self, StaticFiles};
 use crate::log;
-use crate::proto::conn::{Initiator, WebSocket};
+use crate::proto::conn::{Event, Initiator, WebSocket};
 use crate::proto::error::HandshakeError;
 use crate::proto::handshake::{self, HeadReader, UpgradeRequest};
 use crate::proto::{self, Limits};
+use crate::security::client_ip::{TrustedProxies, canonical};
 use crate::security::hasher::{Hasher, Job};
 use crate::security::origin::OriginPolicy;
+use crate::security::ratelimit::{ConnectionCounts, MessageRate, PerIp, Verdict};
 use crate::security::{Auth, BasicResult, Gate, Identity};
 use crate::tls::{Acceptor, Fed, Session};
 use slab::Slab;
@@ -70,6 +72,15 @@ pub struct Shared {
     pub files: StaticFiles,
     /// The Origin policy (SPEC.md §4).
     pub origins: OriginPolicy,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub proxies: TrustedProxies,
+}
+
+/// Per-client-IP state: the handshake rate and the open connections.
+/// Both tables are bounded (see [`PerIp`] and [`ConnectionCounts`]).
+struct Quotas {
+    handshakes: PerIp,
+    conns: ConnectionCounts,
 }
 
 enum Phase {
@@ -119,6 +130,7 @@ enum Verifying {
 struct Ctx<'a> {
     shared: &'a Shared,
     auth: &'a mut Auth,
+    quotas: &'a mut Quotas,
     hasher: &'a Hasher<Token>,
     token: Token,
     now: Instant,
@@ -148,6 +160,12 @@ struct Conn {
     read_eof: bool,
     /// Earliest deadline with an entry in the timer heap.
     timer_at: Option<Instant>,
+    /// The client address this connection counts against, once known.
+    charged: Option<std::net::IpAddr>,
+    /// The client had `limits.max_connections_per_ip` open already.
+    over_quota: bool,
+    /// Messages per second (SPEC.md §8 `rate.messages_per_conn_per_s`).
+    msg_rate: MessageRate,
 }
 
 /// What to do with a connection after it was driven.
@@ -173,6 +191,7 @@ pub struct Server {
     redirect: Option<TcpListener>,
     redirect_ready: bool,
     auth: Auth,
+    quotas: Quotas,
     hasher: Hasher<Token>,
     open: usize,
     overflow: usize,
@@ -208,6 +227,15 @@ impl Server {
         if let Some(r) = &mut redirect {
             poll.registry().register(r, REDIRECT, Interest::READABLE)?;
         }
+        let per_s = shared.config.rate.handshakes_per_ip_per_s;
+        let quotas = Quotas {
+            handshakes: PerIp::new(
+                f64::from(per_s),
+                per_s.saturating_mul(2),
+                crate::security::ratelimit::DEFAULT_MAX_ENTRIES,
+            ),
+            conns: ConnectionCounts::default(),
+        };
         // The workers hold the waker; it lives as long as they do.
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
         let hasher = Hasher::new(
@@ -231,6 +259,7 @@ impl Server {
             signals: None,
             redirect_ready: redirect.is_some(),
             redirect,
+            quotas,
             auth,
             hasher,
             open: 0,
@@ -519,7 +548,20 @@ impl Server {
                 None => None,
             };
             let deadline = now + self.shared.config.limits.handshake_timeout();
+            // A direct client is counted at once; behind a trusted proxy the
+            // client is known only from the request head.
+            let ip = canonical(peer.ip());
+            let (charged, over_quota) = if self.shared.proxies.contains(ip) {
+                (None, false)
+            } else {
+                let max = self.shared.config.limits.max_connections_per_ip;
+                (Some(ip), !self.quotas.conns.charge(ip, max))
+            };
+            let rate = self.shared.config.rate.messages_per_conn_per_s;
             let conn = Conn {
+                charged,
+                over_quota,
+                msg_rate: MessageRate::new(rate.saturating_mul(2), now),
                 sock,
                 peer,
                 secure: tls.is_some(),
@@ -653,6 +695,7 @@ impl Server {
                     let mut ctx = Ctx {
                         shared: &self.shared,
                         auth: &mut self.auth,
+                        quotas: &mut self.quotas,
                         hasher: &self.hasher,
                         token,
                         now,
@@ -694,6 +737,7 @@ impl Server {
                         let mut ctx = Ctx {
                             shared: &self.shared,
                             auth: &mut self.auth,
+                            quotas: &mut self.quotas,
                             hasher: &self.hasher,
                             token,
                             now,
@@ -791,6 +835,9 @@ impl Server {
             }
         }
         let _ = self.poll.registry().deregister(&mut conn.sock);
+        if let Some(ip) = conn.charged {
+            self.quotas.conns.release(ip);
+        }
         if conn.over_capacity {
             self.overflow -= 1;
         } else {
@@ -1201,7 +1248,38 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
     loop {
         match &mut conn.phase {
             Phase::Ws(ws) => {
+                let per_s = shared.config.rate.messages_per_conn_per_s;
+                let (bucket, peer) = (&mut conn.msg_rate, conn.peer);
                 ws.handle_input(now, input, &shared.limits, |event, tx| {
+                    if matches!(event, Event::Text(_) | Event::Binary(_)) {
+                        match bucket.check(per_s, now) {
+                            Verdict::Allowed => {}
+                            Verdict::Refused { first } => {
+                                if first {
+                                    log::warn(
+                                        "rate limited",
+                                        &[
+                                            ("peer", &peer),
+                                            ("limit", &"rate.messages_per_conn_per_s"),
+                                        ],
+                                    );
+                                    let _ = tx.send_text(RATE_LIMITED_EVENT);
+                                }
+                                return;
+                            }
+                            Verdict::StrikeOut => {
+                                log::warn(
+                                    "closing a client that ignored its message rate",
+                                    &[("peer", &peer), ("limit", &"rate.messages_per_conn_per_s")],
+                                );
+                                tx.close(
+                                    proto::error::code::POLICY_VIOLATION,
+                                    "message rate exceeded",
+                                );
+                                return;
+                            }
+                        }
+                    }
                     shared.app.on_event(event, tx)
                 });
                 return;
@@ -1239,6 +1317,10 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
         }
     }
 }
+
+/// The error event for a message over the rate (SPEC.md §6).
+const RATE_LIMITED_EVENT: &str =
+    r#"{"event":"error","data":{"code":"rate_limited","message":"too many messages; slow down"}}"#;
 
 /// Seconds since the Unix epoch (token times).
 fn unix_now() -> u64 {
@@ -1287,6 +1369,53 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
     if let Some(port) = conn.redirect_to {
         let location = redirect_location(&req, port);
         return redirect(conn, location, shared, now);
+    }
+    let client = shared
+        .proxies
+        .client_ip(conn.peer.ip(), req.header_values("x-forwarded-for"));
+    if conn.charged.is_none() {
+        let max = shared.config.limits.max_connections_per_ip;
+        conn.charged = Some(client);
+        conn.over_quota = !ctx.quotas.conns.charge(client, max);
+    }
+    if conn.over_quota {
+        log::warn(
+            "rate limited",
+            &[
+                ("peer", &conn.peer),
+                ("client", &client),
+                ("limit", &"limits.max_connections_per_ip"),
+            ],
+        );
+        return refuse(
+            conn,
+            429,
+            "too many connections from this address",
+            &[("Retry-After", "1")],
+            shared,
+            now,
+        );
+    }
+    if req.path() == shared.config.ws.path {
+        if let Err(limited) = ctx.quotas.handshakes.check(client, now) {
+            log::warn(
+                "rate limited",
+                &[
+                    ("peer", &conn.peer),
+                    ("client", &client),
+                    ("limit", &"rate.handshakes_per_ip_per_s"),
+                ],
+            );
+            let retry = limited.retry_after_s.to_string();
+            return refuse(
+                conn,
+                429,
+                "too many handshakes from this address",
+                &[("Retry-After", &retry)],
+                shared,
+                now,
+            );
+        }
     }
     if conn.over_capacity {
         return refuse(

@@ -8,7 +8,16 @@
 //   #lookup-result             result of the free-text lookup
 //   #errors                    one <li> per server error event: "<code>: <message>"
 //   #retry                     when the next reconnect attempt happens
-//   #user / #username          shown after a user_authorized event
+//   #user / #username          "Logged in as <name>", shown after a user_authorized event
+//   #login                     login section: shown when the server refuses the WebSocket
+//                              (no or bad credentials) or the session expired; hidden while connected
+//   #login-form, #login-username, #login-password, #login-submit   the login form (POST /login)
+//   #login-error               why the last login failed (wrong password, rate limit, ...)
+//   #login-notice              why the form is shown (e.g. the session expired)
+//
+// Credentials: POST /login answers with a token and an HttpOnly cookie; the
+// browser sends the cookie with the WebSocket handshake. The token itself is
+// kept only in a variable of this closure (never in web storage).
 'use strict';
 
 (function () {
@@ -17,6 +26,15 @@
   const BACKOFF_FACTOR = 2;
   const BACKOFF_CAP_MS = 5000;
   const MAX_ERRORS_SHOWN = 8;
+  const EXPIRED_REASON = 'token expired'; // close 1008 with this reason: the session ended
+  const MESSAGES = {
+    loginFirst: 'The server wants a login before it opens the WebSocket.',
+    expired: 'Your session expired. Log in again.',
+    refused: 'The server refused the connection. Log in again.',
+    wrongPassword: 'Wrong user name or password.',
+    incomplete: 'Enter a user name and a password.',
+    unreachable: 'Cannot reach the server. Try again.',
+  };
 
   const $ = (id) => document.getElementById(id);
   const statusEl = $('status');
@@ -24,12 +42,20 @@
   const retryNowBtn = $('retry-now');
   const userEl = $('user');
   const usernameEl = $('username');
+  const sessionEndEl = $('session-end');
   const heroesEl = $('heroes');
   const lookupForm = $('lookup');
   const lookupInput = $('lookup-hero');
   const lookupSubmit = $('lookup-submit');
   const lookupResult = $('lookup-result');
   const errorsEl = $('errors');
+  const loginSection = $('login');
+  const loginForm = $('login-form');
+  const loginUser = $('login-username');
+  const loginPassword = $('login-password');
+  const loginSubmit = $('login-submit');
+  const loginError = $('login-error');
+  const loginNotice = $('login-notice');
 
   const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
 
@@ -40,6 +66,12 @@
   let nextId = 1;
   // id -> { kind: 'list' | 'hero' | 'lookup', hero?: string }
   let pending = new Map();
+  let generation = 0; // bumped by every connect(), so late answers of older attempts are ignored
+  // The session from the last successful login of this page: { token, expiresAt }.
+  // Memory only; the handshake uses the HttpOnly cookie set by the same answer.
+  let session = null;
+  let loginInFlight = false;
+  let loginBlockedTimer = null;
 
   function allocId() {
     const id = nextId;
@@ -120,10 +152,136 @@
   function showUser(username) {
     if (typeof username === 'string' && username !== '') {
       usernameEl.textContent = username;
+      // The end of the session is known when this page logged in (not with an older cookie).
+      const end = session !== null && session.expiresAt !== null ? new Date(session.expiresAt) : null;
+      sessionEndEl.textContent = end ? ' (session ends at ' + end.toLocaleTimeString() + ')' : '';
       userEl.hidden = false;
     } else {
       usernameEl.textContent = '';
+      sessionEndEl.textContent = '';
       userEl.hidden = true;
+    }
+  }
+
+  // ---- login ---------------------------------------------------------------
+
+  function showLogin(notice) {
+    clearRetry();
+    loginNotice.textContent = notice || '';
+    loginNotice.hidden = !notice;
+    const wasHidden = loginSection.hidden;
+    loginSection.hidden = false;
+    retryNowBtn.hidden = false; // a manual retry stays possible (e.g. after logging in elsewhere)
+    if (wasHidden) (loginUser.value === '' ? loginUser : loginPassword).focus();
+  }
+
+  function hideLogin() {
+    loginSection.hidden = true;
+    loginNotice.hidden = true;
+    loginNotice.textContent = '';
+    showLoginError('');
+    loginPassword.value = '';
+  }
+
+  function showLoginError(text) {
+    loginError.textContent = text;
+    loginError.hidden = text === '';
+  }
+
+  // Seconds from a Retry-After header (delta-seconds or an HTTP date); `fallback` otherwise.
+  function retryAfterSeconds(res, fallback) {
+    const v = (res.headers.get('Retry-After') || '').trim();
+    if (/^\d+$/.test(v)) return Math.max(1, parseInt(v, 10));
+    const at = Date.parse(v);
+    if (!Number.isNaN(at)) return Math.max(1, Math.ceil((at - Date.now()) / 1000));
+    return fallback;
+  }
+
+  // Shows `prefix` with a countdown and keeps the submit button disabled until it ends.
+  function blockLogin(prefix, seconds) {
+    if (loginBlockedTimer !== null) clearInterval(loginBlockedTimer);
+    const due = Date.now() + seconds * 1000;
+    const tick = () => {
+      const left = Math.ceil((due - Date.now()) / 1000);
+      if (left <= 0) {
+        clearInterval(loginBlockedTimer);
+        loginBlockedTimer = null;
+        loginSubmit.disabled = loginInFlight;
+        showLoginError('You can try to log in again now.');
+        return;
+      }
+      showLoginError(prefix + ' Try again in ' + left + ' s.');
+    };
+    loginSubmit.disabled = true;
+    tick();
+    loginBlockedTimer = setInterval(tick, 1000);
+  }
+
+  async function logIn(username, password) {
+    loginInFlight = true;
+    loginSubmit.disabled = true;
+    showLoginError('');
+    let res;
+    let body = null;
+    try {
+      res = await fetch('/login', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username, password }),
+        credentials: 'same-origin',
+        cache: 'no-store',
+      });
+      try {
+        body = await res.json();
+      } catch (_) {
+        body = null;
+      }
+    } catch (_) {
+      res = null;
+    } finally {
+      loginInFlight = false;
+      loginSubmit.disabled = loginBlockedTimer !== null;
+    }
+    if (res === null) {
+      showLoginError(MESSAGES.unreachable);
+      return;
+    }
+    if (res.status === 200 && body && typeof body.token === 'string') {
+      const ttl = typeof body.expires_in === 'number' ? body.expires_in : null;
+      session = { token: body.token, expiresAt: ttl === null ? null : Date.now() + ttl * 1000 };
+      loginPassword.value = '';
+      showLoginError('');
+      loginNotice.hidden = true;
+      if (socket !== null && socket.readyState !== WebSocket.OPEN) {
+        // An attempt started before the cookie existed: replace it.
+        const old = socket;
+        socket = null;
+        old.close();
+      }
+      if (socket === null) {
+        attempt = 0;
+        connect();
+      }
+      return;
+    }
+    switch (res.status) {
+      case 401:
+        loginPassword.value = '';
+        loginPassword.focus();
+        showLoginError(MESSAGES.wrongPassword);
+        break;
+      case 429:
+        blockLogin('Too many login attempts.', retryAfterSeconds(res, 60));
+        break;
+      case 503:
+        blockLogin('The server is busy.', retryAfterSeconds(res, 1));
+        break;
+      case 400:
+        showLoginError(MESSAGES.incomplete);
+        break;
+      default:
+        showLoginError('Login failed (HTTP ' + res.status + ').');
+        break;
     }
   }
 
@@ -210,9 +368,29 @@
     retryNowBtn.hidden = false;
   }
 
+  // A connection that failed before it opened: either the server is down (retry
+  // with backoff) or it refused the handshake, which a page cannot tell apart
+  // (the browser hides the HTTP status, e.g. 401). A plain request settles it:
+  // if the server answers, it refused us, so show the login form and stop.
+  function afterRefusal(gen) {
+    retryEl.textContent = '';
+    const settle = (reachable) => {
+      if (gen !== generation || socket !== null) return; // superseded by a newer attempt
+      if (reachable) {
+        showLogin(session !== null ? MESSAGES.refused : MESSAGES.loginFirst);
+      } else {
+        scheduleReconnect();
+      }
+    };
+    fetch('/healthz', { cache: 'no-store', credentials: 'omit' })
+      .then((res) => settle(res.ok), () => settle(false));
+  }
+
   function connect() {
     clearRetry();
     setStatus('connecting');
+    generation += 1;
+    const gen = generation;
     let ws;
     try {
       ws = new WebSocket(wsUrl, [PROTOCOL]);
@@ -222,23 +400,34 @@
       return;
     }
     socket = ws;
+    let opened = false;
     ws.addEventListener('open', () => {
       if (socket !== ws) return;
+      opened = true;
       attempt = 0;
+      hideLogin();
       setStatus('connected');
       send('list', 'list_heroes');
     });
     ws.addEventListener('message', (ev) => {
       if (socket === ws) onMessage(ev);
     });
-    ws.addEventListener('close', () => {
+    ws.addEventListener('close', (ev) => {
       if (socket !== ws) return;
       socket = null;
       pending = new Map();
       showUser(null);
       for (const el of heroesEl.querySelectorAll('.loading')) el.classList.remove('loading');
       setStatus('disconnected');
-      scheduleReconnect();
+      if (opened && ev.code === 1008 && ev.reason === EXPIRED_REASON) {
+        // The server ended the session: reconnecting with the same cookie would be refused.
+        session = null;
+        showLogin(MESSAGES.expired);
+      } else if (opened) {
+        scheduleReconnect();
+      } else {
+        afterRefusal(gen);
+      }
     });
     // 'error' is always followed by 'close', which does the work.
   }
@@ -248,6 +437,18 @@
       attempt = 0;
       connect();
     }
+  });
+
+  loginForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    if (loginInFlight || loginSubmit.disabled) return;
+    const username = loginUser.value.trim();
+    const password = loginPassword.value;
+    if (username === '' || password === '') {
+      showLoginError(MESSAGES.incomplete);
+      return;
+    }
+    logIn(username, password);
   });
 
   lookupForm.addEventListener('submit', (ev) => {
