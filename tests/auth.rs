@@ -389,7 +389,12 @@ fn login_answers_every_status() {
     assert_eq!(wrong.2, r#"{"error":"invalid_credentials"}"#);
     assert_eq!((&wrong.0, &wrong.2), (&unknown.0, &unknown.2));
 
-    let cases: [(String, &str, &str); 7] = [
+    let cases: [(String, &str, &str); 8] = [
+        (
+            login_request(&format!(r#"["alice","{ALICE_PW}"]"#)),
+            "HTTP/1.1 400 Bad Request",
+            "invalid_request",
+        ),
         (
             login_request(r#"{"username":"alice"}"#),
             "HTTP/1.1 400 Bad Request",

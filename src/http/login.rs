@@ -96,6 +96,11 @@ impl std::fmt::Debug for LoginBody {
 
 /// Parses the body: a JSON object with string `username` and `password`.
 pub fn parse_body(body: &[u8]) -> Result<LoginBody, Refusal> {
+    // serde fills a struct from an array by position too: only an object
+    // is a login body.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Refusal::new(400, "invalid_request"));
+    }
     let parsed: LoginBody =
         serde_json::from_slice(body).map_err(|_| Refusal::new(400, "invalid_request"))?;
     if parsed.username.is_empty() || parsed.password.is_empty() {
@@ -108,6 +113,8 @@ pub fn parse_body(body: &[u8]) -> Result<LoginBody, Refusal> {
 pub const INVALID_CREDENTIALS: Refusal = Refusal::new(401, "invalid_credentials");
 /// The `503` when the password queue is full.
 pub const BUSY: Refusal = Refusal::new(503, "busy");
+/// The `408` for a body that does not arrive in time.
+pub const TIMEOUT: Refusal = Refusal::new(408, "request_timeout");
 /// The `429` over the login rate.
 pub const RATE_LIMITED: Refusal = Refusal::new(429, "rate_limited");
 
@@ -225,6 +232,8 @@ mod tests {
             br#"{"username":"alice"}"#,
             br#"{"username":1,"password":"x"}"#,
             br#"{"username":"","password":"x"}"#,
+            br#"["alice","pw"]"#,
+            br#" ["alice","pw"]"#,
             b"\xff",
         ] {
             assert_eq!(parse_body(bad).unwrap_err().status, 400);

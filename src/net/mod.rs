@@ -1223,7 +1223,7 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
                 ],
             );
             let mut out = take_output(&mut conn.phase);
-            handshake::write_error_response(408, "request body timeout", &[], &mut out);
+            login::write_refusal(login::TIMEOUT, &[], &mut out);
             conn.phase = Phase::Linger {
                 out,
                 deadline: now + shared.limits.close_timeout,
