@@ -2,8 +2,10 @@
 # Runs every external-client test against the palisade binary, continuing after
 # failures: the four client scripts in plain mode, the same four again over TLS
 # (PALISADE_TLS=1: https:// and wss:// with the development certificate in
-# certs/), then the TLS-only probes (openssl s_client, testssl.sh). It ends with
-# one summary line:
+# certs/), then the TLS-only probes (openssl s_client, testssl.sh), and last
+# tests/check-logs.sh, which looks for tokens and the test passwords in every
+# server log kept under target/test-output/logs/ (by these scripts and by the
+# Rust test harness). It ends with one summary line:
 #
 #   external: N passed, M failed
 #
@@ -19,6 +21,8 @@
 #   PALISADE_PYTHON    python with `websockets` installed (default python3)
 #   PALISADE_TEST_OUT  screenshot directory (default target/test-output/browser)
 #   PALISADE_EXTRA_ARGS extra server flags passed by every script
+#   PALISADE_LOG_DIR   where every script keeps its servers' stderr and
+#                      check-logs.sh looks (default target/test-output/logs)
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,9 +30,10 @@ abs() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; es
 
 if [ -n "${PALISADE_BIN:-}" ]; then PALISADE_BIN=$(abs "$PALISADE_BIN"); else PALISADE_BIN=$ROOT/target/debug/palisade; fi
 if [ -n "${PALISADE_TEST_OUT:-}" ]; then PALISADE_TEST_OUT=$(abs "$PALISADE_TEST_OUT"); else PALISADE_TEST_OUT=$ROOT/target/test-output/browser; fi
+if [ -n "${PALISADE_LOG_DIR:-}" ]; then PALISADE_LOG_DIR=$(abs "$PALISADE_LOG_DIR"); else PALISADE_LOG_DIR=$ROOT/target/test-output/logs; fi
 PY=${PALISADE_PYTHON:-python3}
 case "$PY" in */*) PY=$(abs "$PY") ;; esac
-export PALISADE_BIN PALISADE_TEST_OUT
+export PALISADE_BIN PALISADE_TEST_OUT PALISADE_LOG_DIR
 unset PALISADE_TLS # each run below chooses its mode
 
 SCRIPT_TIMEOUT_S=240
@@ -65,6 +70,9 @@ run "http_curl (tls)" env PALISADE_TLS=1 bash tests/clients/http_curl.sh
 run "browser_demo (tls)" env PALISADE_TLS=1 node tests/browser/demo.mjs
 run "tls_openssl (tls)" bash tests/clients/tls_openssl.sh
 run "testssl (tls)" bash tests/clients/testssl.sh
+
+# After every other run: no token or test password in any server log.
+run check_logs bash tests/check-logs.sh
 
 echo "external: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -7,6 +7,18 @@ Starts the server from $PALISADE_BIN (default target/debug/palisade) with
 `listening on 127.0.0.1:PORT` on its stderr, runs the checks, prints one
 PASS/FAIL line per check and exits non-zero if any failed.
 
+Authentication (SPEC.md section 5): a users file with alice is made with
+`palisade users add` (10000 iterations) and the server started with it (and a
+config raising the login rate). The client logs in with POST /login (urllib),
+connects with `Authorization: Bearer <token>`, expects
+{"event":"user_authorized","data":{"username":"alice"}} as the first message,
+then runs the hero checks. Without credentials, and with a garbage token, the
+handshake must be refused with HTTP 401 and `WWW-Authenticate: Bearer`. A
+second server with --auth-mode none accepts a client without credentials and
+sends no user_authorized. The passwords used are listed in
+tests/test-passwords.txt; each server's stderr is also written to
+target/test-output/logs/.
+
 With PALISADE_TLS=1 the server is started with the development certificate
 (certs/localhost.pem, certs/localhost.key) and the client connects to
 wss://localhost:PORT/ws trusting only the development CA (certs/ca.pem); every
@@ -18,6 +30,7 @@ check name then ends in "(tls)".
 
 import asyncio
 import collections
+import itertools
 import json
 import os
 import re
@@ -25,12 +38,15 @@ import shlex
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 NAME = "heroes_websockets"
 SUBPROTOCOL = "palisade.v1"
@@ -51,6 +67,13 @@ TLS = os.environ.get("PALISADE_TLS") == "1"
 CA_FILE = ROOT / "certs" / "ca.pem"
 TLS_ARGS = ["--tls-cert", str(ROOT / "certs" / "localhost.pem"),
             "--tls-key", str(ROOT / "certs" / "localhost.key")] if TLS else []
+LOG_DIR = Path(os.environ.get("PALISADE_LOG_DIR", ROOT / "target" / "test-output" / "logs"))
+# Every password used here is listed in tests/test-passwords.txt.
+USER = "alice"
+PASSWORD = "py-alice-Nq5Tc8Lb2w"
+WRONG_PASSWORD = "py-wrong-Gd3Xs7Pk4m"
+USER_AUTHORIZED = {"event": "user_authorized", "data": {"username": USER}}
+_server_numbers = itertools.count(1)
 
 results = []  # (ok, name)
 
@@ -69,16 +92,24 @@ def check(name, ok, detail=""):
 class Server:
     """The server under test, started with --listen 127.0.0.1:0."""
 
-    def __init__(self):
+    def __init__(self, *args):
         self.bin = os.environ.get("PALISADE_BIN", "target/debug/palisade")
         extra = shlex.split(os.environ.get("PALISADE_EXTRA_ARGS", ""))
-        self.argv = [self.bin, "--listen", "127.0.0.1:0", *TLS_ARGS, *extra]
+        self.argv = [self.bin, "--listen", "127.0.0.1:0", *TLS_ARGS, *args, *extra]
         self.proc = None
         self.addr = None
         self.log = collections.deque(maxlen=200)
         self._found = threading.Event()
+        self._log_file = None
+        self._drainer = None
 
     def start(self):
+        # The whole stderr is kept for tests/check-logs.sh, under a name no other run uses.
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        mode = "-tls" if TLS else ""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        path = LOG_DIR / f"{NAME}{mode}-{stamp}-{os.getpid()}-{next(_server_numbers)}.log"
+        self._log_file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by _drain
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -86,7 +117,8 @@ class Server:
             stderr=subprocess.PIPE,
         )
         # One thread reads stderr for the whole run, so the pipe never fills.
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
         if not self._found.wait(START_TIMEOUT_S) or self.addr is None:
             raise RuntimeError(
                 f"no 'listening on' line within {START_TIMEOUT_S:.0f} s from {' '.join(self.argv)}"
@@ -98,22 +130,65 @@ class Server:
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.log.append(line)
+            self._log_file.write(line + "\n")
+            self._log_file.flush()
             if self.addr is None:
                 m = LISTEN_RE.search(line)
                 if m:
                     self.addr = m.group(1)
                     self._found.set()
+        self._log_file.close()
         self._found.set()  # EOF: stop waiting
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._drainer is not None:
+            self._drainer.join(5)  # the log file is complete once stderr reached EOF
+
+
+def add_user(users_file, username, password):
+    """`palisade users add` with the password on stdin (10000 iterations: fast logins)."""
+    bin_ = os.environ.get("PALISADE_BIN", "target/debug/palisade")
+    proc = subprocess.run(
+        [bin_, "users", "add", username, "--users-file", str(users_file), "--iterations", "10000"],
+        input=(password + "\n").encode(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        timeout=60, check=False,
+    )
+    return check(f"palisade users add {username}", proc.returncode == 0,
+                 f"exit {proc.returncode}: {proc.stderr.decode('utf-8', 'replace')[:300]}")
+
+
+def http_base(addr):
+    if TLS:
+        return f"https://localhost:{addr.rsplit(':', 1)[1]}"
+    return f"http://{addr}"
+
+
+def login(addr, username, password):
+    """POST /login; returns (status, headers, parsed JSON body or None)."""
+    body = json.dumps({"username": username, "password": password}).encode()
+    req = urllib.request.Request(http_base(addr) + "/login", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=str(CA_FILE)) if TLS else None
+    # Loopback only: no proxy from the environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(req, timeout=IO_TIMEOUT_S) as res:
+            status, headers, raw = res.status, res.headers, res.read()
+    except urllib.error.HTTPError as e:
+        status, headers, raw = e.code, e.headers, e.read()
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    return status, headers, parsed
 
 
 def tls_options():
@@ -162,13 +237,44 @@ async def request(ws, name, payload, predicate, describe):
     return check(name, predicate(msg), f"expected {describe}, got {msg!r}")
 
 
-async def protocol_checks(url):
+def bearer(token):
+    return {"additional_headers": {"Authorization": f"Bearer {token}"}}
+
+
+async def first_message_check(ws, name, expected):
+    """The first message the server sends after the 101 is exactly `expected`."""
+    try:
+        raw = await asyncio.wait_for(ws.recv(), IO_TIMEOUT_S)
+        msg = json.loads(raw) if isinstance(raw, str) else raw
+    except Exception as e:  # noqa: BLE001
+        return check(name, False, f"{type(e).__name__}: {e}")
+    return check(name, msg == expected, f"expected {json.dumps(expected)}, got {msg!r}")
+
+
+async def refused_check(url, name, **kwargs):
+    """The handshake is refused with HTTP 401 and WWW-Authenticate: Bearer."""
+    try:
+        ws = await connect(url, subprotocols=[SUBPROTOCOL], open_timeout=IO_TIMEOUT_S,
+                           **tls_options(), **kwargs)
+        await ws.close()
+        check(name, False, "handshake succeeded")
+    except InvalidStatus as e:
+        status = e.response.status_code
+        www = e.response.headers.get("WWW-Authenticate", "")
+        check(name, status == 401 and (www == "Bearer" or www.startswith("Bearer ")),
+              f"status {status}, WWW-Authenticate {www!r}")
+    except Exception as e:  # noqa: BLE001
+        check(name, False, f"{type(e).__name__}: {e}")
+
+
+async def protocol_checks(url, token):
     async with connect(
         url, subprotocols=[SUBPROTOCOL], open_timeout=IO_TIMEOUT_S, close_timeout=IO_TIMEOUT_S,
-        **tls_options(),
+        **tls_options(), **bearer(token),
     ) as ws:
         check("subprotocol negotiated is palisade.v1", ws.subprotocol == SUBPROTOCOL,
               f"got {ws.subprotocol!r}")
+        await first_message_check(ws, "first message is user_authorized for alice", USER_AUTHORIZED)
 
         expected = {"event": "heroes", "data": {"heroes": HEROES}, "id": 1}
         await request(ws, "list_heroes returns the exact hero list",
@@ -221,11 +327,11 @@ async def protocol_checks(url):
             check(name, False, f"{type(e).__name__}: {e}")
 
 
-async def clean_close_check(url):
+async def clean_close_check(url, token):
     name = "client close 1000 -> closed cleanly with 1000"
     try:
         ws = await connect(url, subprotocols=[SUBPROTOCOL], open_timeout=IO_TIMEOUT_S,
-                           close_timeout=IO_TIMEOUT_S, **tls_options())
+                           close_timeout=IO_TIMEOUT_S, **tls_options(), **bearer(token))
         await asyncio.wait_for(ws.send(json.dumps({"event": "list_heroes", "id": 3})), IO_TIMEOUT_S)
         await recv_json(ws)
         started = time.monotonic()
@@ -259,43 +365,111 @@ async def untrusted_check(url):
         check(name, False, f"{type(e).__name__}: {e}")
 
 
-async def run_checks(addr):
+def ws_url(addr):
     if TLS:
-        url = f"wss://localhost:{addr.rsplit(':', 1)[1]}/ws"
-        await untrusted_check(url)
-    else:
-        url = f"ws://{addr}/ws"
+        return f"wss://localhost:{addr.rsplit(':', 1)[1]}/ws"
+    return f"ws://{addr}/ws"
+
+
+def login_checks(addr):
+    """Logs alice in; returns the token (or None)."""
     try:
-        await protocol_checks(url)
+        status, _, body = login(addr, USER, WRONG_PASSWORD)
+        check("POST /login with a wrong password -> 401 invalid_credentials",
+              status == 401 and body == {"error": "invalid_credentials"}, f"status {status}, body {body!r}")
+        status, headers, body = login(addr, USER, PASSWORD)
+    except Exception as e:  # noqa: BLE001
+        check("POST /login alice -> 200 with a Bearer token", False, f"{type(e).__name__}: {e}")
+        return None
+    token = body.get("token") if isinstance(body, dict) else None
+    ok = (status == 200 and isinstance(token, str) and token.count(".") == 2
+          and body.get("token_type") == "Bearer" and isinstance(body.get("expires_in"), int))
+    check("POST /login alice -> 200 with a Bearer token", ok, f"status {status}, body {body!r}")
+    cookie = headers.get("Set-Cookie", "") if headers else ""
+    check("login sets the HttpOnly cookie palisade_token",
+          token is not None and cookie.startswith(f"palisade_token={token};") and "HttpOnly" in cookie,
+          f"Set-Cookie {cookie[:40]!r}...")
+    return token if ok else None
+
+
+async def run_checks(addr, token):
+    url = ws_url(addr)
+    if TLS:
+        await untrusted_check(url)
+    await refused_check(url, "handshake without credentials -> HTTP 401, WWW-Authenticate: Bearer")
+    await refused_check(url, "handshake with a garbage Bearer token -> HTTP 401",
+                        **bearer("garbage.not-a.token"))
+    if token is None:
+        check("protocol checks ran (logged in)", False, "no token from POST /login")
+        return
+    try:
+        await protocol_checks(url, token)
     except Exception as e:  # noqa: BLE001 - e.g. the handshake failed
         check("protocol checks ran to the end", False, f"{type(e).__name__}: {e}")
-    await clean_close_check(url)
+    await clean_close_check(url, token)
+
+
+async def auth_none_checks(addr):
+    """auth.mode none: no credentials needed, no user_authorized event."""
+    name = "auth none: handshake without credentials -> open, first message is the reply"
+    try:
+        async with connect(ws_url(addr), subprotocols=[SUBPROTOCOL], open_timeout=IO_TIMEOUT_S,
+                           close_timeout=IO_TIMEOUT_S, **tls_options()) as ws:
+            await asyncio.wait_for(ws.send(json.dumps({"event": "list_heroes", "id": 5})), IO_TIMEOUT_S)
+            await first_message_check(ws, name, {"event": "heroes", "data": {"heroes": HEROES}, "id": 5})
+    except Exception as e:  # noqa: BLE001
+        check(name, False, f"{type(e).__name__}: {e}")
+
+
+def start(server, what):
+    try:
+        addr = server.start()
+        check(f"{what} starts and reports its address", True)
+        return addr
+    except Exception as e:  # noqa: BLE001
+        check(f"{what} starts and reports its address", False, str(e))
+        return None
 
 
 def main():
-    server = Server()
-    try:
+    servers = []
+    with tempfile.TemporaryDirectory(prefix=f"palisade-{NAME}.") as work:
+        users = Path(work) / "users.json"
+        config = Path(work) / "config.json"
+        config.write_text(json.dumps({"rate": {"logins_per_ip_per_min": 1000}}))
         try:
-            addr = server.start()
-            check("server starts and reports its address", True)
-        except Exception as e:  # noqa: BLE001
-            check("server starts and reports its address", False, str(e))
-            addr = None
-        if addr is not None:
-            try:
-                asyncio.run(asyncio.wait_for(run_checks(addr), OVERALL_TIMEOUT_S))
-            except asyncio.TimeoutError:
-                check(f"all checks finish within {OVERALL_TIMEOUT_S:.0f} s", False)
-            alive = server.proc.poll() is None
-            check("server still running after the checks", alive,
-                  f"exit status {server.proc.poll()}")
-    finally:
-        server.stop()
+            if add_user(users, USER, PASSWORD):
+                server = Server("--config", str(config), "--users-file", str(users))
+                servers.append(server)
+                addr = start(server, "server")
+                if addr is not None:
+                    token = login_checks(addr)
+                    try:
+                        asyncio.run(asyncio.wait_for(run_checks(addr, token), OVERALL_TIMEOUT_S))
+                    except asyncio.TimeoutError:
+                        check(f"all checks finish within {OVERALL_TIMEOUT_S:.0f} s", False)
+                    alive = server.proc.poll() is None
+                    check("server still running after the checks", alive,
+                          f"exit status {server.proc.poll()}")
+                server.stop()
+
+            server = Server("--auth-mode", "none")
+            servers.append(server)
+            addr = start(server, "server with --auth-mode none")
+            if addr is not None:
+                try:
+                    asyncio.run(asyncio.wait_for(auth_none_checks(addr), OVERALL_TIMEOUT_S))
+                except asyncio.TimeoutError:
+                    check(f"auth none checks finish within {OVERALL_TIMEOUT_S:.0f} s", False)
+        finally:
+            for server in servers:
+                server.stop()
     failed = [n for ok, n in results if not ok]
     if failed:
-        print(f"--- last server log lines ({NAME}) ---", file=sys.stderr)
-        for line in list(server.log)[-30:]:
-            print(line, file=sys.stderr)
+        for server in servers:
+            print(f"--- last server log lines ({NAME}: {' '.join(server.argv[1:])}) ---", file=sys.stderr)
+            for line in list(server.log)[-30:]:
+                print(line, file=sys.stderr)
     print(f"{NAME}: {len(results) - len(failed)} passed, {len(failed)} failed", flush=True)
     return 1 if failed else 0
 

@@ -2,14 +2,29 @@
 # (and SUFFIX, appended to every check name) are set. Gives a work directory,
 # PASS/FAIL lines with counts, the server's start and clean-up, and `finish`,
 # which prints "NAME: N passed, M failed" and exits non-zero on a failure.
+# Every server's stderr is kept under $LOG_DIR (default
+# target/test-output/logs/) when it stops, for tests/check-logs.sh.
 # shellcheck shell=bash
 START_TIMEOUT_S=10
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/palisade-$NAME.XXXXXX")
+LOG_DIR=${PALISADE_LOG_DIR:-$ROOT/target/test-output/logs}
 SERVER_PID=
+SERVER_RUNS=0
 PASSED=0
 FAILED=0
 
-cleanup() {
+# save_server_log: copies $WORK/server.log to $LOG_DIR under a name no other
+# run uses (script, mode, time, process id, server number).
+save_server_log() {
+    [ -f "$WORK/server.log" ] || return 0
+    local mode=
+    [ -n "${SUFFIX:-}" ] && mode=-tls
+    mkdir -p "$LOG_DIR" &&
+        cp "$WORK/server.log" "$LOG_DIR/$NAME$mode-$(date +%Y%m%dT%H%M%S)-$$-$SERVER_RUNS.log"
+}
+
+# stop_server: SIGTERM (SIGKILL after 5 s) to the running server, then keeps its log.
+stop_server() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null
         for _ in $(seq 1 50); do
@@ -19,6 +34,13 @@ cleanup() {
         kill -KILL "$SERVER_PID" 2>/dev/null
         wait "$SERVER_PID" 2>/dev/null
     fi
+    SERVER_PID=
+    save_server_log
+    rm -f "$WORK/server.log"
+}
+
+cleanup() {
+    stop_server
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -42,8 +64,11 @@ finish() {
 
 # start_server [FLAGS...]: runs $BIN on 127.0.0.1:0 with FLAGS (and
 # $PALISADE_EXTRA_ARGS), waits for its `listening on` line and sets ADDR;
-# a server that does not start is a failure that ends the script.
+# a server that does not start is a failure that ends the script. A server
+# still running from an earlier call is stopped first (one at a time).
 start_server() {
+    stop_server
+    SERVER_RUNS=$((SERVER_RUNS + 1))
     # shellcheck disable=SC2086 # PALISADE_EXTRA_ARGS is a list of flags
     "$BIN" --listen 127.0.0.1:0 "$@" ${PALISADE_EXTRA_ARGS:-} </dev/null >/dev/null 2>"$WORK/server.log" &
     SERVER_PID=$!
