@@ -1,0 +1,655 @@
+//! The attack suite (issue: abuse resistance). Each attack starts its own
+//! server, runs the attack from loopback (bounded in count and time) while
+//! a well-behaved client does `get_name` round trips from 127.0.0.1, and
+//! asserts what the attacker gets, that the well-behaved client lost
+//! nothing, and the server's peak RSS. Attackers bind to other addresses
+//! of 127.0.0.0/8. Each test appends a row to `target/test-output/attacks.md`.
+
+mod common;
+#[path = "attacks/support.rs"]
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use support::*;
+
+/// RSS bound for the small attacks, in KiB (the server idles at ~4 MiB).
+const SMALL_RSS_KIB: u64 = 64 * 1024;
+
+#[test]
+fn cross_site_handshake_is_refused_403() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let mut refused = 0;
+    for i in 0..50 {
+        let mut s = connect_from(loopback(i), server.addr()).unwrap();
+        let (status, _, _) = handshake(&mut s, "/ws", &[("Origin", "https://evil.example")]);
+        assert_eq!(status, "HTTP/1.1 403 Forbidden");
+        refused += 1;
+    }
+    let own = format!("http://{}", server.addr());
+    let mut s = connect(server.addr());
+    let (status, _, _) = handshake(&mut s, "/ws", &[("Origin", &own)]);
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+    let v = victim.finish();
+    record(
+        "cross-site page (`Origin: https://evil.example`)",
+        &format!("403 x {refused}; same-origin 101"),
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn handshake_flood_from_one_ip_gets_429_after_the_burst() {
+    let _s = serial();
+    let server =
+        Server::start_with_config(&config(r#""rate":{"handshakes_per_ip_per_s":50}"#), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let attacker = loopback(7);
+    let (mut ok, mut limited, mut retry_after) = (0, 0, String::new());
+    let t = Instant::now();
+    for _ in 0..300 {
+        let mut s = connect_from(attacker, server.addr()).unwrap();
+        let (status, h, _) = handshake(&mut s, "/ws", &[]);
+        match status.as_str() {
+            "HTTP/1.1 101 Switching Protocols" => ok += 1,
+            "HTTP/1.1 429 Too Many Requests" => {
+                limited += 1;
+                retry_after = header(&h, "Retry-After").unwrap_or("").to_owned();
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let took = t.elapsed();
+    // Burst of 100 plus what refilled at 50/s while the flood ran.
+    let allowed = 100.0 + 50.0 * took.as_secs_f64() + 2.0;
+    assert!(
+        ok >= 100 && f64::from(ok) <= allowed,
+        "{ok} accepted in {took:?}"
+    );
+    assert!(limited >= 300 - allowed as i32, "{limited}");
+    assert_eq!(retry_after, "1");
+    assert!(server.wait_for_log("limit=rate.handshakes_per_ip_per_s", Duration::from_secs(5)));
+    let v = victim.finish();
+    record(
+        "handshake flood, one IP (300 in a row)",
+        &format!("101 x {ok}, then 429 + Retry-After x {limited}"),
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn handshake_flood_from_1000_addresses_stays_bounded() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let before = server.rss_kib();
+    let mut ok = 0;
+    for i in 0..1000 {
+        let mut s = connect_from(loopback(1000 + i), server.addr()).unwrap();
+        let (status, _, _) = handshake(&mut s, "/ws", &[]);
+        assert_eq!(status, "HTTP/1.1 101 Switching Protocols", "address {i}");
+        ok += 1;
+        drop(s);
+    }
+    let grown = server.rss_kib().saturating_sub(before);
+    eprintln!("1000 addresses, one handshake each: RSS grew {grown} KiB");
+    // The per-IP table holds ~100 bytes per address; 1000 of them are
+    // far below a megabyte.
+    assert!(grown < 8 * 1024, "RSS grew {grown} KiB");
+    let v = victim.finish();
+    record(
+        "handshake flood, 1,000 source addresses",
+        &format!("101 x {ok} (each under its own rate)"),
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn connections_per_ip_are_capped() {
+    let _s = serial();
+    let server =
+        Server::start_with_config(&config(r#""limits":{"max_connections_per_ip":20}"#), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let attacker = loopback(9);
+    let held: Vec<Client> = (0..20)
+        .map(|_| {
+            let mut s = connect_from(attacker, server.addr()).unwrap();
+            let (status, _, rest) = handshake(&mut s, "/ws", &[]);
+            assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+            Client::new(s, rest)
+        })
+        .collect();
+    let mut s = connect_from(attacker, server.addr()).unwrap();
+    let (status, h, _) = handshake(&mut s, "/ws", &[]);
+    assert_eq!(status, "HTTP/1.1 429 Too Many Requests");
+    assert_eq!(header(&h, "Retry-After"), Some("1"));
+    assert!(server.wait_for_log(
+        "limit=limits.max_connections_per_ip",
+        Duration::from_secs(5)
+    ));
+    // Another address is not affected; a freed slot can be used again.
+    let mut other = connect_from(loopback(10), server.addr()).unwrap();
+    assert_eq!(
+        handshake(&mut other, "/ws", &[]).0,
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    drop(held);
+    thread::sleep(Duration::from_millis(200));
+    let mut again = connect_from(attacker, server.addr()).unwrap();
+    assert_eq!(
+        handshake(&mut again, "/ws", &[]).0,
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    let v = victim.finish();
+    record(
+        "connections per IP over `limits.max_connections_per_ip` (20)",
+        "429 + Retry-After: 1 for the 21st",
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(r#""rate":{"handshakes_per_ip_per_s":5}"#), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let attacker = loopback(11);
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let mut s = connect_from(attacker, server.addr()).unwrap();
+        let fake = format!("198.51.100.{i}");
+        let (status, _, _) = handshake(&mut s, "/ws", &[("X-Forwarded-For", &fake)]);
+        statuses.push(status);
+    }
+    let ok = statuses.iter().filter(|s| s.contains("101")).count();
+    let limited = statuses.iter().filter(|s| s.contains("429")).count();
+    assert!(
+        ok <= 12 && limited >= 18,
+        "{ok} accepted, {limited} limited"
+    );
+    let v = victim.finish();
+    record(
+        "`X-Forwarded-For` spoofing from an untrusted peer",
+        &format!("one key for all: 101 x {ok}, 429 x {limited}"),
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn forwarded_for_from_a_trusted_proxy_keys_each_client() {
+    let _s = serial();
+    let server = Server::start_with_config(
+        &config(r#""trusted_proxies":["127.0.0.0/8"],"rate":{"handshakes_per_ip_per_s":5}"#),
+        &[],
+    );
+    let proxy = loopback(12);
+    // Ten handshakes for each of three clients behind the proxy: each
+    // client has its own bucket (burst 10).
+    for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        for _ in 0..10 {
+            let mut s = connect_from(proxy, server.addr()).unwrap();
+            let xff = format!("6.6.6.6, {client}");
+            let (status, _, _) = handshake(&mut s, "/ws", &[("X-Forwarded-For", &xff)]);
+            assert_eq!(status, "HTTP/1.1 101 Switching Protocols", "{client}");
+        }
+        let mut s = connect_from(proxy, server.addr()).unwrap();
+        let (status, _, _) = handshake(&mut s, "/ws", &[("X-Forwarded-For", client)]);
+        assert_eq!(status, "HTTP/1.1 429 Too Many Requests", "{client}");
+    }
+    assert!(server.wait_for_log(
+        "client=203.0.113.2 limit=rate.handshakes_per_ip_per_s",
+        Duration::from_secs(5)
+    ));
+}
+
+#[test]
+fn slowloris_is_closed_at_the_handshake_timeout() {
+    let _s = serial();
+    let server =
+        Server::start_with_config(&config(r#""limits":{"handshake_timeout_ms":2000}"#), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let n = 1000;
+    let mut conns: Vec<TcpStream> = (0..n)
+        .map(|i| connect_from(loopback(3000 + i % 100), server.addr()).unwrap())
+        .collect();
+    let head = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n";
+    let t = Instant::now();
+    let mut byte = 0;
+    // One byte per connection per second until the server gives up.
+    let mut closed_at = None;
+    while t.elapsed() < Duration::from_secs(6) {
+        let mut open = 0;
+        for c in &mut conns {
+            if c.write_all(&head[byte % head.len()..][..1]).is_ok() {
+                open += 1;
+            }
+        }
+        byte += 1;
+        if open == 0 {
+            closed_at = Some(t.elapsed());
+            break;
+        }
+        thread::sleep(Duration::from_secs(1));
+    }
+    // Every connection got a 408 (or was reset after it) at ~2 s.
+    let mut statuses = std::collections::BTreeMap::new();
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let st = status_of(c);
+        let key = if st.starts_with("HTTP/1.1 408") {
+            "408"
+        } else {
+            "reset/EOF"
+        };
+        *statuses.entry(key).or_insert(0) += 1;
+    }
+    eprintln!("slowloris: writes failing after {closed_at:?}; {statuses:?}");
+    assert!(
+        statuses.get("408").copied().unwrap_or(0) > 0,
+        "{statuses:?}"
+    );
+    let v = victim.finish();
+    record(
+        "slowloris: 1,000 connections, one header byte per second",
+        &format!("closed at the 2 s handshake timeout ({statuses:?})"),
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn header_bombs_get_431_quickly() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let attacker = loopback(13);
+    let many = {
+        let mut h = String::from("GET /ws HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..100 {
+            h.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        h + "\r\n"
+    };
+    let huge = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let tiny = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        "a:\r\n".repeat(5000)
+    );
+    let mut rows = Vec::new();
+    for (what, req) in [
+        ("100 headers", many),
+        ("one 100 KB header line", huge),
+        ("5,000 tiny headers", tiny),
+    ] {
+        let cpu0 = cpu_time(server.pid());
+        let t = Instant::now();
+        let rounds = 200;
+        for _ in 0..rounds {
+            let mut s = connect_from(attacker, server.addr()).unwrap();
+            let _ = s.write_all(req.as_bytes());
+            let st = status_of(&mut s);
+            assert_eq!(st, "HTTP/1.1 431 Request Header Fields Too Large", "{what}");
+        }
+        let wall = t.elapsed() / rounds;
+        let cpu = (cpu_time(server.pid()) - cpu0) / rounds;
+        eprintln!("{what}: 431 in {wall:?} per request, server CPU {cpu:?} per request");
+        rows.push(format!("{what}: {:.0} µs CPU", cpu.as_secs_f64() * 1e6));
+    }
+    let v = victim.finish();
+    record(
+        "header bombs (many / huge / thousands of tiny headers)",
+        &format!("431 each; {}", rows.join(", ")),
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn message_flood_gets_rate_limited_then_1008() {
+    let _s = serial();
+    let server =
+        Server::start_with_config(&config(r#""rate":{"messages_per_conn_per_s":50}"#), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let mut s = connect_from(loopback(14), server.addr()).unwrap();
+    let (status, _, rest) = handshake(&mut s, "/ws", &[]);
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+    let mut c = Client::new(s, rest);
+    let msg = text(r#"{"event":"get_name","data":{"hero":"hulk"}}"#);
+    let burst: Vec<u8> = msg.iter().copied().cycle().take(msg.len() * 400).collect();
+    c.write_all(&burst).unwrap();
+    let (mut names, mut limited) = (0, 0);
+    let close = loop {
+        let f = read_frame(&mut c).unwrap();
+        match f.opcode {
+            op::TEXT if f.payload.starts_with(br#"{"event":"name""#) => names += 1,
+            op::TEXT if f.payload.windows(12).any(|w| w == b"rate_limited") => limited += 1,
+            op::CLOSE => break f.close_code(),
+            _ => panic!("unexpected {f:?}"),
+        }
+    };
+    assert_eq!(names, 100, "the burst (2 x 50) is answered");
+    assert_eq!(limited, 1, "one rate_limited event, not one per message");
+    assert_eq!(close, Some(1008));
+    assert!(server.wait_for_log("limit=rate.messages_per_conn_per_s", Duration::from_secs(5)));
+    let v = victim.finish();
+    record(
+        "message flood on one connection (400 at once, rate 50/s)",
+        &format!("{names} answers, 1 `rate_limited`, then close 1008"),
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn oversized_frame_headers_close_1009_before_any_payload() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    for (what, len) in [("2^63-1", (1u64 << 63) - 1), ("max+1", 65_537)] {
+        let mut s = connect_from(loopback(15), server.addr()).unwrap();
+        let (_, _, rest) = handshake(&mut s, "/ws", &[]);
+        let mut c = Client::new(s, rest);
+        // Only the header: the close must come without any payload sent.
+        c.write_all(&frame_header(true, 0, op::BINARY, len, Some(MASK)))
+            .unwrap();
+        let t = Instant::now();
+        expect_close(&mut c, 1009);
+        eprintln!("{what}: 1009 after {:?}", t.elapsed());
+    }
+    let v = victim.finish();
+    assert!(peak_rss_kib(server.pid()) < SMALL_RSS_KIB);
+    record(
+        "frame announcing 2^63-1 bytes, and max+1",
+        "close 1009 before any payload",
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn fragments_summing_over_the_message_cap_close_1009() {
+    let _s = serial();
+    let server = Server::start_with_config(
+        &config(r#""limits":{"max_frame_bytes":16384,"max_message_bytes":65536}"#),
+        &[],
+    );
+    let victim = WellBehaved::start(server.addr());
+    let mut s = connect_from(loopback(16), server.addr()).unwrap();
+    let (_, _, rest) = handshake(&mut s, "/ws", &[]);
+    let mut c = Client::new(s, rest);
+    let chunk = vec![b'a'; 16_000];
+    c.write_all(&fragment(op::TEXT, false, &chunk)).unwrap();
+    for _ in 0..3 {
+        c.write_all(&fragment(op::CONT, false, &chunk)).unwrap();
+    }
+    // 64,000 so far; one more fragment would make 80,000.
+    let _ = c.write_all(&fragment(op::CONT, true, &chunk));
+    expect_close(&mut c, 1009);
+    let v = victim.finish();
+    record(
+        "fragments each under the frame cap, together over the message cap",
+        "close 1009",
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn empty_continuations_and_ping_floods_are_bounded() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    // 10,000 zero-length continuations: closed at max_fragments (1024).
+    let mut s = connect_from(loopback(17), server.addr()).unwrap();
+    let (_, _, rest) = handshake(&mut s, "/ws", &[]);
+    let mut c = Client::new(s, rest);
+    let mut flood = fragment(op::TEXT, false, b"");
+    for _ in 0..10_000 {
+        flood.extend(fragment(op::CONT, false, b""));
+    }
+    let _ = c.write_all(&flood);
+    expect_close(&mut c, 1009);
+    // A ping flood from a client that never reads: the pongs queue up to
+    // max_outbound_bytes, then the server stops reading and closes it.
+    let cpu0 = cpu_time(server.pid());
+    let mut s = connect_from(loopback(18), server.addr()).unwrap();
+    let (_, _, _) = handshake(&mut s, "/ws", &[]);
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let pings: Vec<u8> = (0..1000).flat_map(|_| ping(vec![b'p'; 125])).collect();
+    let mut sent = 0usize;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        match s.write(&pings) {
+            Ok(n) => sent += n,
+            Err(_) => break, // the server stopped reading (backpressure) or closed
+        }
+    }
+    let cpu = cpu_time(server.pid()) - cpu0;
+    let rss = peak_rss_kib(server.pid());
+    eprintln!(
+        "ping flood: {} KiB of pings accepted before the server stopped reading; server CPU {cpu:?}; peak RSS {rss} KiB",
+        sent / 1024
+    );
+    assert!(
+        sent < 64 << 20,
+        "the server kept reading {sent} bytes of pings"
+    );
+    assert!(rss < SMALL_RSS_KIB, "{rss} KiB");
+    let v = victim.finish();
+    record(
+        "10,000 empty continuations; ping flood without reading",
+        &format!(
+            "1009 at max_fragments; pings read until backpressure ({} KiB)",
+            sent / 1024
+        ),
+        &v,
+        rss,
+    );
+}
+
+#[test]
+fn a_reader_that_never_reads_is_cut_off() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let mut s = connect_from(loopback(19), server.addr()).unwrap();
+    let (_, _, _) = handshake(&mut s, "/ws", &[]);
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // list_heroes replies are larger than the requests: the replies pile up.
+    let req = text(r#"{"event":"list_heroes"}"#);
+    let batch: Vec<u8> = req.iter().copied().cycle().take(req.len() * 1000).collect();
+    let mut sent = 0usize;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        match s.write(&batch) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    let rss = peak_rss_kib(server.pid());
+    eprintln!(
+        "never-reading client: {} KiB of requests sent before the server stopped reading; peak RSS {rss} KiB",
+        sent / 1024
+    );
+    assert!(rss < SMALL_RSS_KIB, "{rss} KiB");
+    let v = victim.finish();
+    record(
+        "a reader that never reads while the server replies",
+        "server stops reading at max_outbound_bytes/2 (backpressure); closed 1008 if the queue reaches max_outbound_bytes",
+        &v,
+        rss,
+    );
+}
+
+#[test]
+fn protocol_violations_get_their_close_codes() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "invalid UTF-8",
+            masked(op::TEXT, b"\xce\xba\xe1\xbd\xb9\xed\xa0\x80"),
+            1007,
+        ),
+        ("invalid close code", close_frame(1005, b""), 1002),
+        (
+            "unmasked frame",
+            frame(true, 0, op::TEXT, b"hi", None),
+            1002,
+        ),
+        ("RSV bit", frame(true, 4, op::TEXT, b"hi", Some(MASK)), 1002),
+        (
+            "reserved opcode",
+            frame(true, 0, 0x3, b"", Some(MASK)),
+            1002,
+        ),
+    ];
+    let mut seen = Vec::new();
+    for (i, (what, bytes, code)) in cases.into_iter().enumerate() {
+        let mut s = connect_from(loopback(20 + i as u32), server.addr()).unwrap();
+        let (_, _, rest) = handshake(&mut s, "/ws", &[]);
+        let mut c = Client::new(s, rest);
+        c.write_all(&bytes).unwrap();
+        expect_close(&mut c, code);
+        seen.push(format!("{what} {code}"));
+    }
+    let v = victim.finish();
+    record(
+        "invalid UTF-8, close codes, unmasked frames, RSV bits, opcodes",
+        &seen.join(", "),
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+#[test]
+fn json_bombs_are_invalid_json_without_a_crash() {
+    let _s = serial();
+    let server = Server::start_with_config(
+        &config(r#""limits":{"max_message_bytes":1048576,"max_frame_bytes":1048576}"#),
+        &[],
+    );
+    let victim = WellBehaved::start(server.addr());
+    let mut c = open(server.addr());
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_data = format!(
+        r#"{{"event":"get_name","data":{{"hero":{}{}}}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let huge_number = format!(r#"{{"event":"get_name","id":1{}}}"#, "0".repeat(100_000));
+    let big_float = r#"{"event":"get_name","data":{"hero":1e999999}}"#.to_string();
+    for (what, msg) in [
+        ("100,000 nested arrays", nested),
+        ("nested arrays inside data", deep_data),
+        ("a 100,000-digit id", huge_number),
+        ("1e999999", big_float),
+    ] {
+        c.write_all(&text(&msg)).unwrap();
+        let f = read_frame(&mut c).unwrap();
+        let reply = String::from_utf8_lossy(&f.payload);
+        assert!(
+            reply.contains(r#""code":"invalid_json""#)
+                || reply.contains(r#""code":"invalid_message""#),
+            "{what}: {reply}"
+        );
+        eprintln!("{what}: {reply}");
+    }
+    // The connection and the server are fine.
+    c.write_all(&text(r#"{"event":"get_name","data":{"hero":"hulk"}}"#))
+        .unwrap();
+    let f = read_frame(&mut c).unwrap();
+    assert!(f.payload.starts_with(br#"{"event":"name""#));
+    let v = victim.finish();
+    record(
+        "JSON bombs: 100,000 nested arrays, huge numbers",
+        "`error` invalid_json / invalid_message; no crash",
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+}
+
+/// The soft limit on open files of this process (the server inherits it).
+fn nofile_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn ten_thousand_idle_connections() {
+    let _s = serial();
+    let n: u32 = 10_000;
+    let limit = nofile_limit();
+    assert!(
+        limit >= u64::from(n) + 500,
+        "this test holds {n} sockets: raise the open-file limit (ulimit -n {}; scripts/test-all.sh does) -- it is {limit}",
+        n + 500
+    );
+    let server = Server::start_with_config(&config(r#""limits":{"max_connections":20000}"#), &[]);
+    let victim = WellBehaved::start(server.addr());
+    thread::sleep(Duration::from_millis(100));
+    let before = server.rss_kib();
+    let t = Instant::now();
+    // 100 addresses x 100 connections: within the per-IP quota and rate.
+    let conns: Vec<Client> = (0..n)
+        .map(|i| {
+            let mut s = connect_from(loopback(6000 + i / 100), server.addr()).unwrap();
+            let (status, _, rest) = handshake(&mut s, "/ws", &[]);
+            assert_eq!(status, "HTTP/1.1 101 Switching Protocols", "connection {i}");
+            Client::new(s, rest)
+        })
+        .collect();
+    let opened = t.elapsed();
+    thread::sleep(Duration::from_millis(300));
+    let after = server.rss_kib();
+    let per_conn = (after.saturating_sub(before) * 1024) as f64 / f64::from(n);
+    eprintln!(
+        "{n} idle WebSockets opened in {opened:?}; RSS {before} -> {after} KiB: {per_conn:.0} bytes per idle connection"
+    );
+    // A fresh client is served at once while they sit there.
+    let mut fresh = open(server.addr());
+    let t = Instant::now();
+    fresh
+        .write_all(&text(r#"{"event":"get_name","data":{"hero":"hulk"}}"#))
+        .unwrap();
+    let f = read_frame(&mut fresh).unwrap();
+    assert!(f.payload.starts_with(br#"{"event":"name""#));
+    eprintln!(
+        "a new client's round trip with {n} idle connections open: {:?}",
+        t.elapsed()
+    );
+    assert!(per_conn < 4096.0, "{per_conn:.0} bytes per idle connection");
+    let v = victim.finish();
+    record(
+        "10,000 idle connections opened at once",
+        &format!("all 101; {per_conn:.0} bytes of server RSS per idle connection"),
+        &v,
+        peak_rss_kib(server.pid()),
+    );
+    drop(conns);
+}
