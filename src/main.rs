@@ -86,6 +86,7 @@ fn run(config: Config) -> Result<(), (u8, String)> {
             &[],
         );
     }
+    palisade::net::warn_mixed_iterations(&auth);
     if let Demo::Password(password) = &demo {
         // Shown once, on stderr directly: never through the log.
         eprintln!("demo login: demo / {password}");

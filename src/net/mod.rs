@@ -13,7 +13,7 @@ mod slab;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -291,7 +291,10 @@ impl Server {
     pub fn reload(&mut self) {
         match self.auth.reload_users() {
             None => {}
-            Some(Ok(n)) => log::info("users file reloaded", &[("users", &n)]),
+            Some(Ok(n)) => {
+                log::info("users file reloaded", &[("users", &n)]);
+                warn_mixed_iterations(&self.auth);
+            }
             Some(Err(e)) => log::warn(
                 "users reload failed; keeping the current users",
                 &[("error", &e)],
@@ -452,6 +455,15 @@ impl Server {
                     false
                 }
                 Phase::Linger { .. } => false,
+                Phase::Head { out, .. } if !out.is_empty() => {
+                    // A response on its way out: finish it, then close.
+                    let out = std::mem::take(out);
+                    conn.phase = Phase::Linger {
+                        out,
+                        deadline: now + limits.close_timeout,
+                    };
+                    false
+                }
                 // Between requests, or a request not answered yet.
                 Phase::Head { .. } | Phase::Body { .. } | Phase::Verify { .. } => true,
             };
@@ -591,7 +603,9 @@ impl Server {
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 log::warn("register failed", &[("peer", &peer), ("error", &e)]);
-                self.conns.remove(token);
+                if let Some(ip) = self.conns.remove(token).and_then(|c| c.charged) {
+                    self.quotas.conns.release(ip);
+                }
                 continue;
             }
             if over {
@@ -850,6 +864,16 @@ impl Server {
             }
             log_close(&conn.peer, ws);
         }
+    }
+}
+
+/// Warns when stored hashes use different iteration counts.
+pub fn warn_mixed_iterations(auth: &Auth) {
+    if let Some((lo, hi)) = auth.mixed_iterations() {
+        log::warn(
+            "users file mixes PBKDF2 iteration counts: logins of users with fewer iterations answer faster than unknown names; rehash them with palisade users add",
+            &[("min", &lo), ("max", &hi)],
+        );
     }
 }
 
@@ -1331,10 +1355,17 @@ fn unix_now() -> u64 {
 
 /// Whether `Authorization: Basic` may be used: over TLS, or from a loopback
 /// peer that is not a proxy forwarding someone else's request.
-fn basic_allowed(secure: bool, peer: SocketAddr, req: &handshake::Request<'_, '_>) -> bool {
-    let proxied = req.header_values("x-forwarded-for").next().is_some()
+fn basic_allowed(
+    secure: bool,
+    peer: SocketAddr,
+    proxies: &TrustedProxies,
+    req: &handshake::Request<'_, '_>,
+) -> bool {
+    let ip = canonical(peer.ip());
+    let proxied = proxies.contains(ip)
+        || req.header_values("x-forwarded-for").next().is_some()
         || req.header_values("forwarded").next().is_some();
-    secure || (peer.ip().is_loopback() && !proxied)
+    secure || (ip.is_loopback() && !proxied)
 }
 
 /// Answers a complete request head. `basic` is the result of the password
@@ -1373,62 +1404,29 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
     let client = shared
         .proxies
         .client_ip(conn.peer.ip(), req.header_values("x-forwarded-for"));
-    if conn.charged.is_none() {
-        let max = shared.config.limits.max_connections_per_ip;
-        conn.charged = Some(client);
-        conn.over_quota = !ctx.quotas.conns.charge(client, max);
-    }
-    if conn.over_quota {
-        log::warn(
-            "rate limited",
-            &[
-                ("peer", &conn.peer),
-                ("client", &client),
-                ("limit", &"limits.max_connections_per_ip"),
-            ],
-        );
-        return refuse(
-            conn,
-            429,
-            "too many connections from this address",
-            &[("Retry-After", "1")],
-            shared,
-            now,
-        );
-    }
-    if req.path() == shared.config.ws.path {
-        if let Err(limited) = ctx.quotas.handshakes.check(client, now) {
-            log::warn(
-                "rate limited",
-                &[
-                    ("peer", &conn.peer),
-                    ("client", &client),
-                    ("limit", &"rate.handshakes_per_ip_per_s"),
-                ],
-            );
-            let retry = limited.retry_after_s.to_string();
+    // A Basic handshake answered again after its password check passed
+    // these checks the first time.
+    if basic.is_none() {
+        let seat = Seat {
+            peer: conn.peer,
+            charged: &mut conn.charged,
+            over_quota: &mut conn.over_quota,
+            over_capacity: conn.over_capacity,
+        };
+        if let Some(refusal) = admission(seat, client, req.path(), ctx) {
+            let (status, reason, retry) = refusal;
             return refuse(
                 conn,
-                429,
-                "too many handshakes from this address",
+                status,
+                reason,
                 &[("Retry-After", &retry)],
                 shared,
                 now,
             );
         }
     }
-    if conn.over_capacity {
-        return refuse(
-            conn,
-            503,
-            "server at max_connections",
-            &[("Retry-After", "1")],
-            shared,
-            now,
-        );
-    }
     if req.path() == login::PATH {
-        return match login_head(&req, conn.peer, ctx) {
+        return match login_head(&req, conn.peer, client, ctx) {
             Ok(need) => {
                 let expect_continue = req.has_token("expect", "100-continue");
                 start_login_body(conn, need, expect_continue, ctx)
@@ -1477,10 +1475,16 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
             return refuse(conn, e.status(), e.reason(), header.as_slice(), shared, now);
         }
     };
-    let basic_ok = basic_allowed(conn.secure, conn.peer, &req);
+    let basic_ok = basic_allowed(conn.secure, conn.peer, &shared.proxies, &req);
+    let https = conn.secure
+        || (shared.proxies.contains(canonical(conn.peer.ip()))
+            && matches!(
+                req.single_header("x-forwarded-proto"),
+                handshake::Single::One(p) if p.trim_ascii().eq_ignore_ascii_case(b"https")
+            ));
     let origin_ok = shared
         .origins
-        .check(req.header_values("origin"), upgrade.host())
+        .check(req.header_values("origin"), upgrade.host(), https)
         .is_ok();
     if basic.is_none() && origin_ok && ctx.auth.mode == crate::config::AuthMode::Required {
         if let crate::security::credentials::Credential::Basic { username, password } =
@@ -1492,7 +1496,7 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
         }
     }
     let unix = unix_now();
-    let mut gate = Gate::new(ctx.auth, &shared.origins, unix, basic_ok);
+    let mut gate = Gate::new(ctx.auth, &shared.origins, unix, basic_ok, https);
     if let Some(result) = basic {
         gate = gate.with_basic(result);
     }
@@ -1515,7 +1519,13 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
             let mut ws = WebSocket::new(now, buf);
             if let Identity::User { name, expires_at } = &accepted.identity {
                 if let Some(exp) = expires_at {
-                    ws.set_expiry(now + Duration::from_secs(exp.saturating_sub(unix)));
+                    // Clamped: a token from another holder of the secret
+                    // may carry any exp.
+                    let left = Duration::from_secs(exp.saturating_sub(unix).min(1 << 32));
+                    ws.set_expiry(
+                        now.checked_add(left)
+                            .unwrap_or(now + Duration::from_secs(1 << 32)),
+                    );
                 }
                 ws.with_sender(now, limits, |tx| shared.app.on_open(Some(name), tx));
             }
@@ -1538,10 +1548,67 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
     }
 }
 
+/// The per-client checks of SPEC.md §2 between parsing and the method:
+/// connections per IP (`429`), handshakes per IP on the WebSocket path
+/// (`429`), the global cap (`503`). Returns the refusal: status, reason
+/// and `Retry-After`.
+/// The fields of a connection [`admission`] reads and updates.
+struct Seat<'c> {
+    peer: SocketAddr,
+    charged: &'c mut Option<IpAddr>,
+    over_quota: &'c mut bool,
+    over_capacity: bool,
+}
+
+fn admission(
+    conn: Seat<'_>,
+    client: IpAddr,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<(u16, &'static str, String)> {
+    let shared = ctx.shared;
+    let max = shared.config.limits.max_connections_per_ip;
+    if *conn.charged != Some(client) && shared.proxies.contains(canonical(conn.peer.ip())) {
+        // Behind a proxy each request on a connection may come from
+        // another client (proxies reuse upstream connections): the
+        // connection counts against the client of its latest request.
+        if let Some(old) = conn.charged.take() {
+            ctx.quotas.conns.release(old);
+        }
+        *conn.charged = Some(client);
+        *conn.over_quota = !ctx.quotas.conns.charge(client, max);
+    }
+    let limited = |limit: &str| {
+        log::warn(
+            "rate limited",
+            &[("peer", &conn.peer), ("client", &client), ("limit", &limit)],
+        );
+    };
+    if *conn.over_quota {
+        limited("limits.max_connections_per_ip");
+        return Some((429, "too many connections from this address", "1".into()));
+    }
+    if path == shared.config.ws.path {
+        if let Err(l) = ctx.quotas.handshakes.check(client, ctx.now) {
+            limited("rate.handshakes_per_ip_per_s");
+            return Some((
+                429,
+                "too many handshakes from this address",
+                l.retry_after_s.to_string(),
+            ));
+        }
+    }
+    if conn.over_capacity {
+        return Some((503, "server at max_connections", "1".into()));
+    }
+    None
+}
+
 /// Counts a Basic handshake against the client's login rate; on refusal
 /// answers `429` and returns false.
 fn login_rate_ok(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
-    let Err(limited) = ctx.auth.login_allowed(conn.peer.ip(), ctx.now) else {
+    let client = conn.charged.unwrap_or(canonical(conn.peer.ip()));
+    let Err(limited) = ctx.auth.login_allowed(client, ctx.now) else {
         return true;
     };
     log_rate_limited(conn.peer, limited.retry_after_s);
@@ -1605,10 +1672,11 @@ fn start_basic_check(conn: &mut Conn, username: String, password: Vec<u8>, ctx: 
 fn login_head(
     req: &handshake::Request<'_, '_>,
     peer: SocketAddr,
+    client: IpAddr,
     ctx: &mut Ctx<'_>,
 ) -> Result<usize, (login::Refusal, Option<u64>)> {
     login::check_method(req).map_err(|r| (r, None))?;
-    if let Err(limited) = ctx.auth.login_allowed(peer.ip(), ctx.now) {
+    if let Err(limited) = ctx.auth.login_allowed(client, ctx.now) {
         log_rate_limited(peer, limited.retry_after_s);
         return Err((login::RATE_LIMITED, Some(limited.retry_after_s)));
     }

@@ -56,6 +56,16 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The key a client counts under in per-IP tables: the address, except
+/// that IPv6 clients count per /64 (one subscriber's usual allocation, so
+/// one attacker cannot take 2^64 separate buckets).
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
 /// The trusted proxies.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<Cidr>);
@@ -140,6 +150,17 @@ mod tests {
         let t = TrustedProxies::new(&proxies.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();
         t.client_ip(ip(peer), xff.iter().map(|s| s.as_bytes()))
+    }
+
+    #[test]
+    fn rate_keys() {
+        assert_eq!(rate_key(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(rate_key(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(rate_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            rate_key(ip("2001:db8:1:2::ffff")),
+            rate_key(ip("2001:db8:1:2:1::"))
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! full, and the server answers `503`), and hand results back through a
 //! channel, calling `notify` (the loop's `mio::Waker`) after each one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -45,6 +46,8 @@ pub struct Hasher<T> {
     jobs: Option<SyncSender<Job<T>>>,
     done: Receiver<Done<T>>,
     threads: Vec<thread::JoinHandle<()>>,
+    /// Set when the pool is dropped: queued jobs are wiped, not computed.
+    stop: Arc<AtomicBool>,
 }
 
 impl<T> std::fmt::Debug for Hasher<T> {
@@ -65,11 +68,13 @@ impl<T: Send + 'static> Hasher<T> {
         let (done_tx, done_rx) = mpsc::channel();
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         let notify = Arc::new(notify);
+        let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..workers.max(1) {
             let jobs = Arc::clone(&jobs_rx);
             let done = done_tx.clone();
             let notify = Arc::clone(&notify);
+            let stop = Arc::clone(&stop);
             let handle = thread::Builder::new()
                 .name(format!("palisade-hash-{i}"))
                 .spawn(move || {
@@ -82,6 +87,10 @@ impl<T: Send + 'static> Hasher<T> {
                         let Ok(mut job) = job else {
                             return; // the server is gone
                         };
+                        if stop.load(Ordering::Relaxed) {
+                            job.password.fill(0);
+                            continue; // shutting down: nobody waits for it
+                        }
                         let matched = job.hash.verify(&job.password);
                         job.password.fill(0);
                         let ok = matched && job.known;
@@ -97,6 +106,7 @@ impl<T: Send + 'static> Hasher<T> {
             jobs: Some(jobs_tx),
             done: done_rx,
             threads,
+            stop,
         })
     }
 
@@ -122,18 +132,19 @@ impl<T: Send + 'static> Hasher<T> {
 
 impl<T> Drop for Hasher<T> {
     fn drop(&mut self) {
-        // Closing the queue ends the threads after their current job.
+        // Queued jobs are skipped and closing the queue ends the threads;
+        // they are not joined, so a stopping server does not wait for a
+        // password check nobody will read.
+        self.stop.store(true, Ordering::Relaxed);
         self.jobs = None;
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        self.threads.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::time::{Duration, Instant};
 
     #[test]

@@ -75,6 +75,8 @@ impl Auth {
         let a = &config.auth;
         let (users, demo) = match &a.users_file {
             Some(path) => (Users::load(path)?, Demo::No),
+            // Nobody needs to log in: no demo user (and no start-up hash).
+            None if a.mode == AuthMode::None => (Users::default(), Demo::No),
             None => {
                 let password = random_password()?;
                 let mut users = Users::default();
@@ -121,6 +123,15 @@ impl Auth {
             self.users = users;
             Ok(self.users.len())
         }))
+    }
+
+    /// The lowest and highest iteration counts of the stored hashes when
+    /// they differ: a user with fewer iterations than the dummy hash answers
+    /// faster than an unknown name, which tells that the name exists.
+    pub fn mixed_iterations(&self) -> Option<(u32, u32)> {
+        let counts = self.users.hashes().map(PasswordHash::iterations);
+        let (min, max) = counts.fold((u32::MAX, 0), |(lo, hi), i| (lo.min(i), hi.max(i)));
+        (min < max).then_some((min, max))
     }
 
     /// Counts one login attempt (a `POST /login` or a Basic handshake).
@@ -202,6 +213,9 @@ pub struct Gate<'a> {
     /// Unix seconds, for token expiry.
     now: u64,
     basic_allowed: bool,
+    /// Whether the client reached us over https (TLS here, or at a trusted
+    /// proxy that says so).
+    https: bool,
     basic: Option<BasicResult>,
 }
 
@@ -213,12 +227,14 @@ impl<'a> Gate<'a> {
         origins: &'a origin::OriginPolicy,
         now: u64,
         basic_allowed: bool,
+        https: bool,
     ) -> Self {
         Gate {
             auth,
             origins,
             now,
             basic_allowed,
+            https,
             basic: None,
         }
     }
@@ -244,7 +260,7 @@ impl Policy for Gate<'_> {
     fn decide(&mut self, request: &UpgradeRequest<'_, '_, '_>) -> Decision<Identity> {
         // SPEC.md §2 order: the origin (403) before credentials (401).
         let origins = request.request().header_values("origin");
-        if let Err(refusal) = self.origins.check(origins, request.host()) {
+        if let Err(refusal) = self.origins.check(origins, request.host(), self.https) {
             return Decision::Reject(Reject {
                 status: 403,
                 reason: refusal.reason(),

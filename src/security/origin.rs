@@ -142,11 +142,13 @@ impl OriginPolicy {
     }
 
     /// Checks the request's Origin values against the policy; `host` is
-    /// the request's `Host` (for same-origin when the list is empty).
+    /// the request's `Host` and `https` whether the request came over TLS
+    /// (for same-origin when the list is empty).
     pub fn check<'v>(
         &self,
         mut origins: impl Iterator<Item = &'v [u8]>,
         host: &[u8],
+        https: bool,
     ) -> Result<(), Refusal> {
         let value = match (origins.next(), origins.next()) {
             (None, _) => {
@@ -167,7 +169,7 @@ impl OriginPolicy {
             .trim();
         let origin = parse(text).ok_or(Refusal::Malformed)?;
         if self.allowed.is_empty() {
-            return if same_host(&origin, host) {
+            return if same_host(&origin, host, https) {
                 Ok(())
             } else {
                 Err(Refusal::NotAllowed)
@@ -192,9 +194,15 @@ fn same_origin(allowed: &Origin, o: &Origin) -> bool {
     web(&allowed.scheme) == web(&o.scheme) && allowed.host == o.host && allowed.port == o.port
 }
 
-/// Same-origin default: the Origin's host and port equal the `Host`; a
-/// `Host` without a port means the default port of the Origin's scheme.
-fn same_host(o: &Origin, host: &[u8]) -> bool {
+/// Same-origin default: the Origin's scheme is the request's, and its host
+/// and port equal the `Host` (a `Host` without a port means the default
+/// port of the request's scheme). A page on `http://a.com`, which anyone on
+/// the network path can inject into, is not the origin of `wss://a.com`.
+fn same_host(o: &Origin, host: &[u8], https: bool) -> bool {
+    let scheme = if https { "https" } else { "http" };
+    if o.scheme != scheme {
+        return false;
+    }
     let Ok(host) = std::str::from_utf8(host) else {
         return false;
     };
@@ -204,7 +212,7 @@ fn same_host(o: &Origin, host: &[u8]) -> bool {
     let Some(name) = normalize_host(name) else {
         return false;
     };
-    let port = port.unwrap_or(default_port(&o.scheme));
+    let port = port.unwrap_or(default_port(scheme));
     name == o.host && port == o.port
 }
 
@@ -221,7 +229,12 @@ mod tests {
     use super::*;
 
     fn check(policy: &OriginPolicy, origin: Option<&str>, host: &str) -> Result<(), Refusal> {
-        policy.check(origin.map(str::as_bytes).into_iter(), host.as_bytes())
+        let https = origin.is_some_and(|o| o.to_ascii_lowercase().starts_with("https:"));
+        policy.check(
+            origin.map(str::as_bytes).into_iter(),
+            host.as_bytes(),
+            https,
+        )
     }
 
     #[test]
@@ -304,6 +317,20 @@ mod tests {
         assert_eq!(check(&p, Some("https://a.com:443"), "A.COM."), Ok(()));
         assert_eq!(check(&p, Some("https://a.com"), "a.com:443"), Ok(()));
         assert_eq!(check(&p, Some("http://a.com"), "a.com"), Ok(()));
+        // The request's scheme decides: http pages do not open wss, and
+        // the reverse.
+        fn o(s: &str) -> std::option::IntoIter<&[u8]> {
+            Some(s.as_bytes()).into_iter()
+        }
+        assert_eq!(
+            p.check(o("http://a.com"), b"a.com", true),
+            Err(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            p.check(o("https://a.com"), b"a.com", false),
+            Err(Refusal::NotAllowed)
+        );
+        assert_eq!(p.check(o("https://a.com"), b"a.com", true), Ok(()));
         assert_eq!(
             check(&p, Some("http://127.0.0.1:9999"), "127.0.0.1:8080"),
             Err(Refusal::NotAllowed)
@@ -318,7 +345,10 @@ mod tests {
         );
         assert_eq!(check(&p, Some("null"), "a.com"), Err(Refusal::Malformed));
         let two = [&b"https://a.com"[..], b"https://a.com"];
-        assert_eq!(p.check(two.into_iter(), b"a.com"), Err(Refusal::Repeated));
+        assert_eq!(
+            p.check(two.into_iter(), b"a.com", true),
+            Err(Refusal::Repeated)
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use super::client_ip::rate_key;
+
 /// Default bound on the number of addresses tracked per table.
 pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
 
@@ -58,6 +60,7 @@ impl PerIp {
 
     /// Takes a token for `ip` at `now`, or says how long to wait.
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Limited> {
+        let ip = rate_key(ip);
         if !self.buckets.contains_key(&ip) && self.buckets.len() >= self.max_entries {
             self.sweep(now);
             if self.buckets.len() >= self.max_entries {
@@ -281,6 +284,7 @@ impl ConnectionCounts {
     /// `max_per_ip` (the connection is counted anyway, and released on
     /// close like the others).
     pub fn charge(&mut self, ip: IpAddr, max_per_ip: u32) -> bool {
+        let ip = rate_key(ip);
         let n = self.counts.entry(ip).or_insert(0);
         *n += 1;
         *n <= max_per_ip
@@ -288,6 +292,7 @@ impl ConnectionCounts {
 
     /// One connection from `ip` is gone.
     pub fn release(&mut self, ip: IpAddr) {
+        let ip = rate_key(ip);
         if let std::collections::hash_map::Entry::Occupied(mut e) = self.counts.entry(ip) {
             *e.get_mut() -= 1;
             if *e.get() == 0 {
