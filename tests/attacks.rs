@@ -42,6 +42,7 @@ fn cross_site_handshake_is_refused_403() {
         &format!("403 x {refused}; same-origin 101"),
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -82,6 +83,7 @@ fn handshake_flood_from_one_ip_gets_429_after_the_burst() {
         &format!("101 x {ok}, then 429 + Retry-After x {limited}"),
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -110,6 +112,7 @@ fn handshake_flood_from_1000_addresses_stays_bounded() {
         &format!("101 x {ok} (each under its own rate)"),
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -155,6 +158,7 @@ fn connections_per_ip_are_capped() {
         "429 + Retry-After: 1 for the 21st",
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -183,6 +187,7 @@ fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
         &format!("one key for all: 101 x {ok}, 429 x {limited}"),
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -190,7 +195,9 @@ fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
 fn forwarded_for_from_a_trusted_proxy_keys_each_client() {
     let _s = serial();
     let server = Server::start_with_config(
-        &config(r#""trusted_proxies":["127.0.0.0/8"],"rate":{"handshakes_per_ip_per_s":5}"#),
+        &config(
+            r#""trusted_proxies":["127.0.0.0/8"],"rate":{"handshakes_per_ip_per_s":5,"logins_per_ip_per_min":2}"#,
+        ),
         &[],
     );
     let proxy = loopback(12);
@@ -211,6 +218,23 @@ fn forwarded_for_from_a_trusted_proxy_keys_each_client() {
         "client=203.0.113.2 limit=rate.handshakes_per_ip_per_s",
         Duration::from_secs(5)
     ));
+    // Logins count per client too: one client over its login rate does
+    // not lock out the others behind the same proxy.
+    let login = |client: &str| {
+        let body = r#"{"username":"nobody","password":"wrong"}"#;
+        let mut s = connect_from(proxy, server.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let req = format!(
+            "POST /login HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        status_of(&mut s)
+    };
+    assert_eq!(login("203.0.113.1"), "HTTP/1.1 401 Unauthorized");
+    assert_eq!(login("203.0.113.1"), "HTTP/1.1 401 Unauthorized");
+    assert_eq!(login("203.0.113.1"), "HTTP/1.1 429 Too Many Requests");
+    assert_eq!(login("203.0.113.2"), "HTTP/1.1 401 Unauthorized");
 }
 
 #[test]
@@ -266,6 +290,7 @@ fn slowloris_is_closed_at_the_handshake_timeout() {
         &format!("closed at the 2 s handshake timeout ({statuses:?})"),
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -316,6 +341,7 @@ fn header_bombs_get_431_quickly() {
         &format!("431 each; {}", rows.join(", ")),
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -352,6 +378,7 @@ fn message_flood_gets_rate_limited_then_1008() {
         &format!("{names} answers, 1 `rate_limited`, then close 1008"),
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -378,6 +405,7 @@ fn oversized_frame_headers_close_1009_before_any_payload() {
         "close 1009 before any payload",
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -406,6 +434,7 @@ fn fragments_summing_over_the_message_cap_close_1009() {
         "close 1009",
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -460,16 +489,20 @@ fn empty_continuations_and_ping_floods_are_bounded() {
         ),
         &v,
         rss,
+        SMALL_RSS_KIB,
     );
 }
 
 #[test]
 fn a_reader_that_never_reads_is_cut_off() {
     let _s = serial();
-    let server = Server::start_with_config(&config(""), &[]);
+    // A small outbound cap, so that one read's worth of requests earns more
+    // replies than it allows.
+    let server =
+        Server::start_with_config(&config(r#""limits":{"max_outbound_bytes":16384}"#), &[]);
     let victim = WellBehaved::start(server.addr());
     let mut s = connect_from(loopback(19), server.addr()).unwrap();
-    let (_, _, _) = handshake(&mut s, "/ws", &[]);
+    let (_, _, rest) = handshake(&mut s, "/ws", &[]);
     s.set_write_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     // list_heroes replies are larger than the requests: the replies pile up.
@@ -483,18 +516,79 @@ fn a_reader_that_never_reads_is_cut_off() {
             Err(_) => break,
         }
     }
+    // Now read what the server queued: the replies it had earned, then
+    // the close.
+    let mut c = Client::new(s, rest);
+    let (mut replies, mut close) = (0u32, None);
+    while let Ok(f) = read_frame(&mut c) {
+        if f.opcode == op::CLOSE {
+            close = Some((
+                f.close_code(),
+                String::from_utf8_lossy(&f.payload[2..]).into_owned(),
+            ));
+            break;
+        }
+        replies += 1;
+    }
     let rss = peak_rss_kib(server.pid());
     eprintln!(
-        "never-reading client: {} KiB of requests sent before the server stopped reading; peak RSS {rss} KiB",
+        "never-reading client: {} KiB of requests sent; {replies} replies then {close:?}; peak RSS {rss} KiB",
         sent / 1024
     );
-    assert!(rss < SMALL_RSS_KIB, "{rss} KiB");
+    assert_eq!(close, Some((Some(1008), "slow consumer".to_owned())));
     let v = victim.finish();
     record(
-        "a reader that never reads while the server replies",
-        "server stops reading at max_outbound_bytes/2 (backpressure); closed 1008 if the queue reaches max_outbound_bytes",
+        "a reader that never reads while the server replies (`max_outbound_bytes` 16 KiB)",
+        &format!("{replies} replies then close 1008 `slow consumer`"),
         &v,
         rss,
+        SMALL_RSS_KIB,
+    );
+}
+
+#[test]
+fn a_frame_trickled_byte_by_byte_is_bounded_by_the_idle_timeout() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(r#""limits":{"idle_timeout_ms":1000}"#), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let mut s = connect_from(loopback(30), server.addr()).unwrap();
+    let (_, _, _) = handshake(&mut s, "/ws", &[]);
+    let frame = masked(op::TEXT, &[b'x'; 100]);
+    let t = Instant::now();
+    let mut written = 0;
+    for b in &frame {
+        if s.write_all(std::slice::from_ref(b)).is_err() {
+            break;
+        }
+        written += 1;
+        thread::sleep(Duration::from_millis(100));
+        if t.elapsed() > Duration::from_secs(6) {
+            break;
+        }
+    }
+    // The server pinged after 1 s of no complete frame and dropped the
+    // connection after 1 s more: reading ends in EOF or a reset.
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut rest = Vec::new();
+    let end = std::io::Read::read_to_end(&mut s, &mut rest);
+    let took = t.elapsed();
+    eprintln!("trickle: {written} bytes written, connection ended after {took:?} ({end:?})");
+    assert!(
+        written < frame.len(),
+        "the whole frame was accepted byte by byte"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(server.wait_for_log("timeout=idle", Duration::from_secs(3)));
+    let v = victim.finish();
+    record(
+        "a frame trickled one byte per 100 ms (idle timeout 1 s)",
+        &format!(
+            "ping at 1 s, TCP closed at 2 s ({written} of {} bytes sent)",
+            frame.len()
+        ),
+        &v,
+        peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -537,6 +631,7 @@ fn protocol_violations_get_their_close_codes() {
         &seen.join(", "),
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -584,6 +679,7 @@ fn json_bombs_are_invalid_json_without_a_crash() {
         "`error` invalid_json / invalid_message; no crash",
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
 }
 
@@ -650,6 +746,7 @@ fn ten_thousand_idle_connections() {
         &format!("all 101; {per_conn:.0} bytes of server RSS per idle connection"),
         &v,
         peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
     );
     drop(conns);
 }

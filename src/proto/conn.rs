@@ -512,6 +512,12 @@ impl Decoder {
     }
 }
 
+/// Input accepted after the server's close frame before the connection is
+/// dropped: a few messages' worth, then reading stops.
+fn after_close_allowance(limits: &Limits) -> u64 {
+    4 * limits.max_message_bytes + 64 * 1024
+}
+
 /// The server side of one WebSocket connection after the `101`.
 #[derive(Debug)]
 pub struct WebSocket {
@@ -527,6 +533,8 @@ pub struct WebSocket {
     close_deadline: Option<Instant>,
     /// When the peer's credentials expire (closed `1008 token expired`).
     expires_at: Option<Instant>,
+    /// Bytes received since the server sent its close frame.
+    after_close: u64,
 }
 
 impl WebSocket {
@@ -541,6 +549,7 @@ impl WebSocket {
             ping_sent: None,
             close_deadline: None,
             expires_at: None,
+            after_close: 0,
         }
     }
 
@@ -564,6 +573,16 @@ impl WebSocket {
     ) where
         F: FnMut(Event<'_>, &mut Sender<'_>),
     {
+        if self.state != State::Open {
+            // After our close frame the peer may still have a little in
+            // flight before its own close; a peer that keeps streaming is
+            // not worth reading for the rest of close_timeout.
+            self.after_close = self.after_close.saturating_add(input.len() as u64);
+            if self.after_close > after_close_allowance(limits) {
+                self.state = State::Closed;
+                return;
+            }
+        }
         if matches!(self.state, State::Failed | State::Closed) {
             return;
         }

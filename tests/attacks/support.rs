@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,7 +57,8 @@ pub struct Victim {
 }
 
 /// A client from 127.0.0.1 doing one `get_name` round trip every 10 ms
-/// until stopped; every reply must come back, in order, with its id.
+/// (well under `rate.messages_per_conn_per_s`) until stopped; every reply
+/// must come back, in order, with its id.
 pub struct WellBehaved {
     stop: Arc<AtomicBool>,
     handle: thread::JoinHandle<Victim>,
@@ -68,6 +69,8 @@ impl WellBehaved {
         let mut c = open(addr);
         let stop = Arc::new(AtomicBool::new(false));
         let s = Arc::clone(&stop);
+        let progress = Arc::new(AtomicU32::new(0));
+        let p = Arc::clone(&progress);
         let handle = thread::spawn(move || {
             let mut v = Victim::default();
             let mut id = 0u32;
@@ -87,6 +90,7 @@ impl WellBehaved {
                         );
                         if f.opcode == op::TEXT && f.payload == want.as_bytes() {
                             v.answered += 1;
+                            p.store(v.answered, Ordering::Relaxed);
                         } else {
                             v.lost_or_wrong += 1;
                         }
@@ -101,6 +105,11 @@ impl WellBehaved {
             }
             v
         });
+        // The attack starts once the client is in its stride.
+        let t = Instant::now();
+        while progress.load(Ordering::Relaxed) < 5 && t.elapsed() < Duration::from_secs(5) {
+            thread::sleep(Duration::from_millis(1));
+        }
         WellBehaved { stop, handle }
     }
 
@@ -150,15 +159,26 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
 
 /// Appends one row to the summary table printed at the end of the suite
 /// (`target/test-output/attacks.md`, shown by `scripts/test-all.sh`).
-pub fn record(attack: &str, attacker_saw: &str, victim: &Victim, peak_rss_kib: u64) {
+pub fn record(
+    attack: &str,
+    attacker_saw: &str,
+    victim: &Victim,
+    peak_rss_kib: u64,
+    bound_kib: u64,
+) {
+    assert!(
+        peak_rss_kib < bound_kib,
+        "{attack}: peak RSS {peak_rss_kib} KiB over the bound of {bound_kib} KiB"
+    );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-output");
     let _ = std::fs::create_dir_all(&dir);
     let line = format!(
-        "| {attack} | {attacker_saw} | {} of {} | {} | {:.1} MiB |\n",
+        "| {attack} | {attacker_saw} | {} of {} | {} | {:.1} MiB (bound {} MiB) |\n",
         victim.sent - victim.answered,
         victim.sent,
         format_args!("{:.1} ms", victim.max_rtt.as_secs_f64() * 1000.0),
-        peak_rss_kib as f64 / 1024.0
+        peak_rss_kib as f64 / 1024.0,
+        bound_kib / 1024
     );
     eprint!("{line}");
     let path = dir.join("attacks.md");

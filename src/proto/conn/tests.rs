@@ -431,6 +431,27 @@ fn expired_credentials_close_with_1008() {
 }
 
 #[test]
+fn a_peer_streaming_after_our_close_is_read_only_so_far() {
+    let mut h = Harness::new();
+    let limits = h.limits.clone();
+    h.ws.close(h.now, &limits, 1001, "going away");
+    assert_eq!(
+        h.out(),
+        vec![Out(opcode::CLOSE, close_payload(1001, b"going away"))]
+    );
+    // A few messages in flight are fine: still waiting for the close.
+    let msg = masked(opcode::TEXT, &vec![b'a'; 60_000]);
+    h.feed(&msg);
+    assert!(h.ws.wants_read(&limits));
+    // Four messages' worth more and the server stops reading.
+    for _ in 0..5 {
+        h.feed(&msg);
+    }
+    assert!(!h.ws.wants_read(&limits));
+    assert!(h.ws.is_finished());
+}
+
+#[test]
 fn pong_keeps_the_connection_alive() {
     let mut h = Harness::new();
     let limits = h.limits.clone();
