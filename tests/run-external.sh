@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every external-client test against the palisade binary, continuing after
-# failures: the four client scripts in plain mode, the same four again over TLS
-# (PALISADE_TLS=1: https:// and wss:// with the development certificate in
+# failures: the four client scripts in plain mode, then the plain-only browser
+# test of cross-site WebSocket hijacking (tests/browser/cross_site.mjs: a page on
+# another origin against the Origin policy), the four client scripts again over
+# TLS (PALISADE_TLS=1: https:// and wss:// with the development certificate in
 # certs/), then the TLS-only probes (openssl s_client, testssl.sh), and last
 # tests/check-logs.sh, which looks for tokens and the test passwords in every
 # server log kept under target/test-output/logs/ (by these scripts and by the
@@ -63,6 +65,7 @@ run heroes_websockets "$PY" tests/clients/heroes_websockets.py
 run heroes_ws node tests/clients/heroes_ws.mjs
 run http_curl bash tests/clients/http_curl.sh
 run browser_demo node tests/browser/demo.mjs
+run browser_cross_site node tests/browser/cross_site.mjs # plain mode only
 
 run "heroes_websockets (tls)" env PALISADE_TLS=1 "$PY" tests/clients/heroes_websockets.py
 run "heroes_ws (tls)" env PALISADE_TLS=1 node tests/clients/heroes_ws.mjs
