@@ -750,3 +750,36 @@ fn ten_thousand_idle_connections() {
     );
     drop(conns);
 }
+
+/// More source addresses than the per-IP table holds (65,536): the table
+/// stays bounded and memory with it.
+#[test]
+fn handshakes_from_70000_addresses_cannot_grow_memory_without_bound() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let before = server.rss_kib();
+    let t = Instant::now();
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..70_000u32 {
+        let mut s = connect_from(loopback(100_000 + i), server.addr()).unwrap();
+        s.write_all(handshake_request("x", "/ws", &[]).as_bytes())
+            .unwrap();
+        let st = status_of(&mut s);
+        *statuses.entry(st).or_insert(0u32) += 1;
+    }
+    let took = t.elapsed();
+    let grown = server.rss_kib().saturating_sub(before);
+    let peak = peak_rss_kib(server.pid());
+    eprintln!("70,000 addresses in {took:?}: {statuses:?}; RSS grew {grown} KiB, peak {peak} KiB");
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert!(grown < 24 * 1024, "RSS grew {grown} KiB");
+    let v = victim.finish();
+    record(
+        "handshakes from 70,000 source addresses (more than the per-IP table holds)",
+        &format!("101 each; RSS +{:.1} MiB", grown as f64 / 1024.0),
+        &v,
+        peak,
+        SMALL_RSS_KIB,
+    );
+}
