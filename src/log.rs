@@ -22,6 +22,9 @@ struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines handed to the writer thread, and lines it has written.
+static SENT: AtomicU64 = AtomicU64::new(0);
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
 /// Lines that can wait in the channel before new ones are dropped.
 const QUEUE_LINES: usize = 16 * 1024;
@@ -39,6 +42,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
             for line in rx {
                 let mut out = stderr.lock();
                 let _ = out.write_all(line.as_bytes());
+                WRITTEN.fetch_add(1, Ordering::Release);
                 let dropped = DROPPED.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
                     let _ = writeln!(
@@ -50,6 +54,16 @@ pub fn init(level: LogLevel, format: LogFormat) {
             }
         })
         .expect("spawn log thread");
+}
+
+/// Waits (at most `timeout`) until the writer thread has written every
+/// line logged so far: call before the process exits.
+pub fn flush(timeout: std::time::Duration) {
+    let target = SENT.load(Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + timeout;
+    while WRITTEN.load(Ordering::Acquire) < target && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Whether `level` would be logged.
@@ -68,7 +82,9 @@ pub fn emit(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) {
     let line = format_line(format, level, msg, fields);
     match LOGGER.get() {
         Some(l) => match l.tx.try_send(line) {
-            Ok(()) => {}
+            Ok(()) => {
+                SENT.fetch_add(1, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }

@@ -121,9 +121,11 @@ fn run(config: Config) -> Result<(), (u8, String)> {
             &[("status", &308)],
         );
     }
-    server
+    let result = server
         .run()
-        .map_err(|e| (1, format!("event loop failed: {e}")))
+        .map_err(|e| (1, format!("event loop failed: {e}")));
+    log::flush(std::time::Duration::from_secs(1));
+    result
 }
 
 /// One password from stdin (never the command line, where other users could
