@@ -51,7 +51,8 @@ step "cargo test"
 # Server logs of this run only (cargo test and the external clients keep them
 # here; tests/check-logs.sh looks through all of them at the end).
 rm -rf target/test-output/logs target/test-output/attacks.md
-# The attack suite holds thousands of sockets at once.
+# The attack suite holds thousands of sockets at once (it also raises its own
+# soft limit with prlimit when it can).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 set +e
 cargo test --quiet 2>&1 | tee target/cargo-test.log
@@ -61,7 +62,7 @@ if [ "$rust_status" -ne 0 ]; then
   echo "cargo test failed (exit $rust_status); full output in target/cargo-test.log"
 fi
 if [ -f target/test-output/attacks.md ]; then
-  step "attack suite summary (tests/attacks.rs)"
+  step "attack suite summary (tests/attacks/)"
   echo "| attack | what the attacker saw | well-behaved replies lost | max round trip | peak RSS |"
   echo "| --- | --- | --- | --- | --- |"
   sort target/test-output/attacks.md

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// RSS bound for each attack, in KiB (the server idles at ~7 MiB).
+pub const SMALL_RSS_KIB: u64 = 64 * 1024;
+
 /// Attacks run one at a time: each measures RSS and latency of its own
 /// server, and a 2-core machine has no room for two floods at once.
 static SERIAL: Mutex<()> = Mutex::new(());
