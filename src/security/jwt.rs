@@ -190,6 +190,14 @@ impl Signer {
         if iss != ISSUER {
             return Err(JwtError::WrongIssuer);
         }
+        let claims = Claims { sub, iat, exp, iss };
+        // Only the encoding this signer makes is accepted: no extra
+        // claims, no other field order or spacing. A token that verifies
+        // is then byte for byte one that `issue` produced.
+        if serde_json::to_vec(&claims).ok().as_deref() != Some(payload.as_slice()) {
+            return Err(JwtError::Malformed);
+        }
+        let Claims { sub, iat, exp, iss } = claims;
         if now > exp.saturating_add(self.leeway_s) {
             return Err(JwtError::Expired);
         }
@@ -312,6 +320,22 @@ mod tests {
             b"another secret of at least 32 bytes!",
         );
         assert_eq!(signer().verify(&t, NOW), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn only_the_canonical_payload_verifies() {
+        // Correctly signed, but not as issue() writes it.
+        let exp = NOW + 60;
+        for payload in [
+            format!(r#"{{"iat":{NOW},"sub":"alice","exp":{exp},"iss":"palisade"}}"#),
+            format!(r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade","jti":"x"}}"#),
+            format!(r#"{{"sub": "alice","iat":{NOW},"exp":{exp},"iss":"palisade"}}"#),
+        ] {
+            let t = forge(HEADER, &payload, SECRET);
+            assert_eq!(signer().verify(&t, NOW), Err(JwtError::Malformed), "{payload}");
+        }
+        let canonical = format!(r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade"}}"#);
+        assert!(signer().verify(&forge(HEADER, &canonical, SECRET), NOW).is_ok());
     }
 
     #[test]

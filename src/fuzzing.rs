@@ -1,0 +1,385 @@
+//! The bodies of the fuzz targets in `fuzz/`, here so that `cargo test`
+//! replays the same code on `fuzz/regressions/` and the seed corpora.
+//!
+//! Each function takes arbitrary bytes and panics only when a property
+//! fails: no input may panic the code under test, hang it, buffer past the
+//! configured caps, or answer differently when the same bytes arrive split
+//! differently.
+
+use std::time::{Duration, Instant};
+
+use crate::app::{App, Heroes, PROTOCOLS};
+use crate::http::{self, StaticFiles, login};
+use crate::proto::Limits;
+use crate::proto::conn::{Event, WebSocket};
+use crate::proto::frame::{decode_header, encode_header, header_len};
+use crate::proto::handshake::{
+    self, Accept, Decision, HeadReader, Policy, UpgradeRequest, parse_request,
+};
+use crate::proto::utf8::Utf8Validator;
+use crate::security::credentials;
+use crate::security::jwt::Signer;
+use crate::security::origin::OriginPolicy;
+
+/// Small caps, so that the fuzzer reaches them.
+fn limits() -> Limits {
+    Limits {
+        max_request_head_bytes: 2048,
+        max_headers: 16,
+        max_frame_bytes: 1024,
+        max_message_bytes: 2048,
+        max_fragments: 8,
+        max_outbound_bytes: 8192,
+        idle_timeout: Duration::from_secs(30),
+        close_timeout: Duration::from_secs(3),
+    }
+}
+
+/// Accepts every upgrade, selecting `palisade.v1` when offered.
+struct AcceptAll;
+
+impl Policy for AcceptAll {
+    type Identity = ();
+    fn decide(&mut self, request: &UpgradeRequest<'_, '_, '_>) -> Decision<()> {
+        Decision::Accept(Accept {
+            protocol: request.select_protocol(PROTOCOLS),
+            identity: (),
+        })
+    }
+}
+
+/// `handshake`: arbitrary bytes as a request head → a response or an
+/// error, and the security parsers on whatever parses.
+pub fn handshake(data: &[u8]) {
+    let limits = limits();
+    let mut reader = HeadReader::new();
+    let Ok((_, Some(_))) = reader.push(data, limits.max_request_head_bytes) else {
+        return;
+    };
+    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let Ok(req) = parse_request(reader.head(), &mut storage) else {
+        return;
+    };
+    let _ = crate::log::Redacted(req.target).to_string();
+    let _ = credentials::find(&req, true, true);
+    let upgrade = match UpgradeRequest::from_request(&req) {
+        Ok(u) => u,
+        Err(e) => {
+            let status = e.status();
+            assert!((400..600).contains(&status), "{status}");
+            return;
+        }
+    };
+    let policy = OriginPolicy::new(&[], false).expect("empty policy");
+    for https in [false, true] {
+        let _ = policy.check(req.header_values("origin"), upgrade.host(), https);
+    }
+    let mut out = Vec::new();
+    let accepted = handshake::respond(&upgrade, &mut AcceptAll, &mut out).is_ok();
+    assert!(accepted);
+    assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+    assert!(out.ends_with(b"\r\n\r\n"));
+}
+
+/// `frame_decode`: arbitrary bytes into the frame header decoder; every
+/// header it decodes re-encodes to a header of the announced length.
+pub fn frame_decode(data: &[u8]) {
+    let mut rest = data;
+    while rest.len() >= 2 {
+        match decode_header(rest) {
+            Ok(None) => return,
+            Err(_) => return,
+            Ok(Some((h, n))) => {
+                assert_eq!(n, header_len(rest[1]));
+                assert!(h.len >> 63 == 0);
+                assert!(h.opcode <= 0x0f && h.rsv <= 7);
+                let mut enc = [0u8; crate::proto::frame::MAX_HEADER_LEN];
+                let m = encode_header(h.fin, h.opcode, h.len, h.mask, &mut enc);
+                let (again, k) = decode_header(&enc[..m]).unwrap().unwrap();
+                assert_eq!(
+                    (again.len, again.mask, again.fin, again.opcode),
+                    (h.len, h.mask, h.fin, h.opcode)
+                );
+                assert_eq!(k, m);
+                // Skip the payload that is there (bounded by the input).
+                let skip = n.saturating_add(usize::try_from(h.len).unwrap_or(usize::MAX));
+                if skip >= rest.len() {
+                    return;
+                }
+                rest = &rest[skip..];
+            }
+        }
+    }
+}
+
+/// What a connection did, for comparing two runs.
+#[derive(Debug, PartialEq, Eq, Default)]
+struct Trace {
+    response: Vec<u8>,
+    events: Vec<(u8, Vec<u8>)>,
+    output: Vec<u8>,
+    failed_head: Option<u16>,
+}
+
+/// The full sans-IO connection: head, `101`, frames through the hero or
+/// echo application, close.
+struct Driver {
+    reader: HeadReader,
+    ws: Option<WebSocket>,
+    app: App,
+    trace: Trace,
+    now: Instant,
+    limits: Limits,
+}
+
+impl Driver {
+    fn new(echo: bool, now: Instant) -> Driver {
+        Driver {
+            reader: HeadReader::new(),
+            ws: None,
+            app: if echo {
+                App::Echo
+            } else {
+                App::Hero(Heroes::default())
+            },
+            trace: Trace::default(),
+            now,
+            limits: limits(),
+        }
+    }
+
+    fn feed(&mut self, mut chunk: Vec<u8>) {
+        if self.trace.failed_head.is_some() {
+            return;
+        }
+        let mut start = 0;
+        if self.ws.is_none() {
+            match self.reader.push(&chunk, self.limits.max_request_head_bytes) {
+                Err(e) => {
+                    self.trace.failed_head = Some(e.status());
+                    return;
+                }
+                Ok((_, None)) => return,
+                Ok((taken, Some(_))) => {
+                    start = taken;
+                    let mut storage = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
+                    let parsed = parse_request(self.reader.head(), &mut storage);
+                    let upgrade = match &parsed {
+                        Ok(req) => UpgradeRequest::from_request(req),
+                        Err(e) => Err(*e),
+                    };
+                    let mut out = Vec::new();
+                    match upgrade {
+                        Ok(u) => {
+                            handshake::respond(&u, &mut AcceptAll, &mut out).expect("accepted");
+                        }
+                        Err(e) => {
+                            self.trace.failed_head = Some(e.status());
+                            return;
+                        }
+                    }
+                    self.trace.response = out;
+                    self.ws = Some(WebSocket::new(self.now, Vec::new()));
+                }
+            }
+        }
+        let Some(ws) = &mut self.ws else {
+            return;
+        };
+        let app = &self.app;
+        let events = &mut self.trace.events;
+        ws.handle_input(self.now, &mut chunk[start..], &self.limits, |event, tx| {
+            let rec = match &event {
+                Event::Text(t) => (1, t.as_bytes().to_vec()),
+                Event::Binary(b) => (2, b.to_vec()),
+                Event::Ping(p) => (9, p.to_vec()),
+                Event::Pong(p) => (10, p.to_vec()),
+                Event::Close { code, reason } => (8, format!("{code:?} {reason}").into_bytes()),
+            };
+            events.push(rec);
+            app.on_event(event, tx);
+        });
+        // The caps hold after every chunk.
+        let cap = 2 * (self.limits.max_message_bytes as usize)
+            + 2 * self.limits.max_outbound_bytes
+            + 4096;
+        assert!(
+            ws.buffered_bytes() <= cap,
+            "{} > {cap}",
+            ws.buffered_bytes()
+        );
+        // The loop writes everything out between reads.
+        let out = ws.output().to_vec();
+        ws.consume_output(out.len());
+        self.trace.output.extend_from_slice(&out);
+    }
+}
+
+/// A valid opening handshake, to put in front of fuzzed frames.
+pub const HANDSHAKE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// `connection`: the first byte chooses the application and whether a
+/// valid handshake goes first; the next ones where to cut the rest. Fed in
+/// one piece and in those pieces, the connection must do the same.
+pub fn connection(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let cuts = usize::from(mode >> 4).min(rest.len());
+    let (cut_bytes, body) = rest.split_at(cuts);
+    let mut input = Vec::new();
+    if mode & 1 == 1 {
+        input.extend_from_slice(HANDSHAKE);
+    }
+    input.extend_from_slice(body);
+    let echo = mode & 2 == 2;
+    let now = Instant::now();
+
+    let mut whole = Driver::new(echo, now);
+    whole.feed(input.clone());
+
+    let mut points: Vec<usize> = cut_bytes
+        .iter()
+        .map(|&b| usize::from(b) * input.len() / 256)
+        .collect();
+    points.sort_unstable();
+    let mut split = Driver::new(echo, now);
+    let mut at = 0;
+    for p in points.into_iter().chain(std::iter::once(input.len())) {
+        if p > at {
+            split.feed(input[at..p].to_vec());
+            at = p;
+        }
+    }
+    assert_eq!(whole.trace, split.trace);
+}
+
+/// `utf8`: the incremental validator agrees with `std::str::from_utf8`
+/// however the input is cut (the first byte says where).
+pub fn utf8(data: &[u8]) {
+    let Some((&cut, bytes)) = data.split_first() else {
+        return;
+    };
+    let expected = std::str::from_utf8(bytes).is_ok();
+    let step = usize::from(cut).max(1);
+    let mut v = Utf8Validator::default();
+    let mut ok = true;
+    for chunk in bytes.chunks(step) {
+        if v.feed(chunk).is_err() {
+            ok = false;
+            break;
+        }
+    }
+    if ok {
+        ok = v.finish().is_ok();
+    }
+    assert_eq!(ok, expected);
+    // Byte by byte as well.
+    let mut v = Utf8Validator::default();
+    let by_byte = bytes
+        .iter()
+        .all(|b| v.feed(std::slice::from_ref(b)).is_ok())
+        && v.finish().is_ok();
+    assert_eq!(by_byte, expected);
+}
+
+/// The fixed key of the `jwt` target.
+pub const JWT_TEST_SECRET: &[u8] = b"fuzzing key, not a secret: 0123456789";
+
+/// `jwt`: arbitrary tokens never verify against a fixed key unless they are
+/// byte-identical to the token the encoder makes for the same claims.
+pub fn jwt(data: &[u8]) {
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    let signer = Signer::new(JWT_TEST_SECRET).expect("long enough");
+    // A fixed "now" inside any token the seeds carry.
+    if let Ok(claims) = signer.verify(token, 1_800_000_000) {
+        let again = signer.issue(&claims.sub, claims.iat, claims.exp - claims.iat);
+        assert_eq!(
+            again, token,
+            "a token that verifies must be the canonical one"
+        );
+    }
+}
+
+/// `dispatch`: arbitrary text into the hero application → a reply or an
+/// `error` event, as well-formed JSON text frames.
+pub fn dispatch(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let limits = limits();
+    let now = Instant::now();
+    let app = App::Hero(Heroes::default());
+    let mut ws = WebSocket::new(now, Vec::new());
+    ws.with_sender(now, &limits, |tx| app.on_event(Event::Text(text), tx));
+    let mut out = ws.output();
+    assert!(!out.is_empty(), "every text message gets an answer");
+    while !out.is_empty() {
+        assert_eq!(out[0], 0x81, "a final text frame");
+        let (h, n) = decode_header(out).unwrap().unwrap();
+        let len = usize::try_from(h.len).unwrap();
+        let payload = &out[n..n + len];
+        let v: serde_json::Value = serde_json::from_slice(payload).expect("JSON reply");
+        assert!(v.get("event").is_some_and(serde_json::Value::is_string));
+        out = &out[n + len..];
+    }
+}
+
+/// `http_request`: arbitrary bytes into the non-upgrade HTTP path (static
+/// files, the login head and body).
+pub fn http_request(data: &[u8]) {
+    let limits = limits();
+    let mut reader = HeadReader::new();
+    let Ok((taken, Some(_))) = reader.push(data, limits.max_request_head_bytes) else {
+        return;
+    };
+    let body = &data[taken..];
+    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let Ok(req) = parse_request(reader.head(), &mut storage) else {
+        return;
+    };
+    let mut out = Vec::new();
+    if req.path() == login::PATH {
+        let refused = login::check_method(&req).and_then(|()| login::check_head(&req));
+        match refused {
+            Err(r) => login::write_refusal(r, &[], &mut out),
+            Ok(need) => {
+                assert!(need <= login::MAX_BODY_BYTES);
+                let body = &body[..need.min(body.len())];
+                match login::parse_body(body) {
+                    Ok(b) => assert!(!b.username.is_empty() && !b.password.is_empty()),
+                    Err(r) => login::write_refusal(r, &[], &mut out),
+                }
+            }
+        }
+    } else {
+        let files = StaticFiles::embedded();
+        let outcome = http::respond(&req, &files, &mut out, true, true);
+        assert!((200..600).contains(&outcome.status));
+    }
+    assert!(out.is_empty() || out.starts_with(b"HTTP/1.1 "));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_targets_accept_their_obvious_inputs() {
+        handshake(HANDSHAKE);
+        frame_decode(&[0x81, 0x85, 1, 2, 3, 4, 0, 0, 0, 0, 0]);
+        let mut c = vec![0x31, 3];
+        c.extend_from_slice(&[0x81, 0x82, 0, 0, 0, 0, b'{', b'}']);
+        connection(&c);
+        utf8("\x03κόσμε".as_bytes());
+        let token = Signer::new(JWT_TEST_SECRET)
+            .unwrap()
+            .issue("alice", 1_800_000_000, 60);
+        jwt(token.as_bytes());
+        dispatch(br#"{"event":"get_name","data":{"hero":"hulk"}}"#);
+        http_request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        http_request(b"POST /login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    }
+}
