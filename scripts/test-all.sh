@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests need (idempotent), checks
-# formatting and lints, runs every Rust test (unit, integration, conformance),
-# then the external clients (Python websockets, Node ws, curl) and the
-# browser test (Debian's chromium driven by playwright-core).
+# formatting and lints, runs every Rust test (unit, integration, conformance,
+# attacks, property tests, fuzz regressions), a 30 s smoke run of every fuzz
+# target (cargo-fuzz, installed on first use), then the external clients
+# (Python websockets, Node ws, curl) and the browser tests (Debian's chromium
+# driven by playwright-core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -68,6 +70,13 @@ if [ -f target/test-output/attacks.md ]; then
   sort target/test-output/attacks.md
 fi
 
+# --- fuzzing smoke run ------------------------------------------------------
+# Every fuzz target for 30 s from its seeds (cargo-fuzz is installed on first
+# use): a regression that panics on a known input fails here.
+step "fuzz smoke run (fuzz/run.sh 30)"
+fuzz_status=0
+bash fuzz/run.sh "${PALISADE_FUZZ_SECONDS:-30}" || fuzz_status=$?
+
 # --- external clients and the browser --------------------------------------
 step "external clients and browser"
 cargo build --quiet
@@ -77,8 +86,8 @@ export PALISADE_TEST_OUT="$ROOT/target/test-output/browser"
 ext_status=0
 bash tests/run-external.sh || ext_status=$?
 
-if [ "$rust_status" -ne 0 ] || [ "$ext_status" -ne 0 ]; then
-  echo "FAILED: cargo test exit $rust_status, external exit $ext_status"
+if [ "$rust_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$ext_status" -ne 0 ]; then
+  echo "FAILED: cargo test exit $rust_status, fuzz exit $fuzz_status, external exit $ext_status"
   exit 1
 fi
 echo "all tests passed"
