@@ -695,3 +695,28 @@ fn auth_mode_none_is_a_loud_warning_and_needs_no_credentials() {
     // No user_authorized: the first frame is the answer.
     expect_hero_round_trip(&mut c);
 }
+
+/// A client that sends a frame right behind its Basic handshake (without
+/// waiting for the 101) has it answered once the password check is back.
+#[test]
+fn a_frame_sent_before_the_basic_check_ends_is_kept() {
+    let f = Fixture::new(10_000);
+    let server = f.start("", 1000);
+    let basic = format!("Basic {}", STANDARD.encode(format!("bob:{BOB_PW}")));
+    let mut s = connect(server.addr());
+    let host = server.addr().to_string();
+    let mut bytes = handshake_request(&host, "/ws", &[("Authorization", &basic)]).into_bytes();
+    bytes.extend(text(
+        r#"{"event":"get_name","data":{"hero":"hulk"},"id":7}"#,
+    ));
+    s.write_all(&bytes).unwrap();
+    let (status, _, rest) = read_response_head(&mut s);
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+    let mut c = Client::new(s, rest);
+    expect_frame(&mut c, op::TEXT, user_authorized("bob").as_bytes());
+    expect_frame(
+        &mut c,
+        op::TEXT,
+        br#"{"event":"name","data":{"hero":"hulk","hero_name":"Bruce Banner"},"id":7}"#,
+    );
+}

@@ -123,6 +123,9 @@ enum Verifying {
         reader: HeadReader,
         received: u64,
         username: String,
+        /// Bytes that came after the head in the same read (a client that
+        /// did not wait for the `101`); fed to the connection once open.
+        early: Vec<u8>,
     },
 }
 
@@ -694,6 +697,7 @@ impl Server {
                     reader,
                     received,
                     username,
+                    mut early,
                 } => {
                     let result = if done.ok {
                         BasicResult::Verified(username)
@@ -715,6 +719,9 @@ impl Server {
                         now,
                     };
                     handle_head(conn, &mut ctx, Some(result));
+                    if !early.is_empty() {
+                        process(conn, &mut early, &mut ctx);
+                    }
                 }
             }
             if !conn.queued {
@@ -1337,6 +1344,15 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
                 if input.is_empty() {
                     return;
                 }
+                if let Phase::Verify {
+                    kind: Verifying::Handshake { early, .. },
+                    ..
+                } = &mut conn.phase
+                {
+                    // Not read again until the password check is back.
+                    early.extend_from_slice(input);
+                    return;
+                }
             }
         }
     }
@@ -1662,6 +1678,7 @@ fn start_basic_check(conn: &mut Conn, username: String, password: Vec<u8>, ctx: 
             reader: std::mem::take(reader),
             received: *received,
             username,
+            early: Vec::new(),
         },
         deadline: ctx.now + VERIFY_TIMEOUT,
     };
