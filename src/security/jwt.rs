@@ -332,10 +332,18 @@ mod tests {
             format!(r#"{{"sub": "alice","iat":{NOW},"exp":{exp},"iss":"palisade"}}"#),
         ] {
             let t = forge(HEADER, &payload, SECRET);
-            assert_eq!(signer().verify(&t, NOW), Err(JwtError::Malformed), "{payload}");
+            assert_eq!(
+                signer().verify(&t, NOW),
+                Err(JwtError::Malformed),
+                "{payload}"
+            );
         }
         let canonical = format!(r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade"}}"#);
-        assert!(signer().verify(&forge(HEADER, &canonical, SECRET), NOW).is_ok());
+        assert!(
+            signer()
+                .verify(&forge(HEADER, &canonical, SECRET), NOW)
+                .is_ok()
+        );
     }
 
     #[test]
