@@ -304,7 +304,8 @@ fn first_difference(a: &Trace, b: &Trace) -> String {
 }
 
 /// `utf8`: the incremental validator agrees with `std::str::from_utf8`
-/// however the input is cut (the first byte says where).
+/// however the input is cut: in chunks of the size the first byte gives,
+/// at every single cut point, and byte by byte.
 pub fn utf8(data: &[u8]) {
     let Some((&cut, bytes)) = data.split_first() else {
         return;
@@ -323,6 +324,15 @@ pub fn utf8(data: &[u8]) {
         ok = v.finish().is_ok();
     }
     assert_eq!(ok, expected);
+    // Cut once at every point (inputs up to 256 bytes).
+    if bytes.len() <= 256 {
+        for at in 0..=bytes.len() {
+            let (x, y) = bytes.split_at(at);
+            let mut v = Utf8Validator::default();
+            let two = v.feed(x).is_ok() && v.feed(y).is_ok() && v.finish().is_ok();
+            assert_eq!(two, expected, "cut at {at}");
+        }
+    }
     // Byte by byte as well.
     let mut v = Utf8Validator::default();
     let by_byte = bytes
