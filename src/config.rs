@@ -192,8 +192,9 @@ impl Default for RateConfig {
 ///
 /// Worst-case memory per connection is about
 /// `max_request_head_bytes + max_message_bytes + max_outbound_bytes +
-/// max_message_bytes` (head, reassembly, queued replies, one reply over the
-/// queue cap) plus ~400 bytes of state; the server as a whole is bounded by
+/// max_message_bytes + 64 KiB` (head, reassembly, queued replies, one reply
+/// over the queue cap, one read held back at the high-water mark) plus
+/// about 200 bytes of state; the server as a whole is bounded by
 /// `max_connections` times that. Idle connections hold no buffers at all.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

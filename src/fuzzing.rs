@@ -183,12 +183,35 @@ impl Driver {
                 }
             }
         }
+        if self.ws.is_none() {
+            return;
+        }
+        // Like the server, read only when the connection wants input: a
+        // connection over its high-water mark first gets its replies read.
+        self.settle();
+        let piece = chunk.len() - start;
+        self.input(&mut chunk[start..]);
+        // The caps hold after every chunk (held-back input is at most one
+        // chunk, as the server reads only when the connection wants it).
+        let ws = self.ws.as_ref().expect("checked above");
+        let cap = 2 * (self.limits.max_message_bytes as usize)
+            + 2 * self.limits.max_outbound_bytes
+            + piece
+            + 4096;
+        assert!(
+            ws.buffered_bytes() <= cap,
+            "{} > {cap}",
+            ws.buffered_bytes()
+        );
+    }
+
+    fn input(&mut self, bytes: &mut [u8]) {
         let Some(ws) = &mut self.ws else {
             return;
         };
         let app = &self.app;
         let events = &mut self.trace.events;
-        ws.handle_input(self.now, &mut chunk[start..], &self.limits, |event, tx| {
+        ws.handle_input(self.now, bytes, &self.limits, |event, tx| {
             let rec = match &event {
                 Event::Text(t) => (1, t.as_bytes().to_vec()),
                 Event::Binary(b) => (2, b.to_vec()),
@@ -199,15 +222,27 @@ impl Driver {
             events.push(rec);
             app.on_event(event, tx);
         });
-        // The caps hold after every chunk.
-        let cap = 2 * (self.limits.max_message_bytes as usize)
-            + 2 * self.limits.max_outbound_bytes
-            + 4096;
-        assert!(
-            ws.buffered_bytes() <= cap,
-            "{} > {cap}",
-            ws.buffered_bytes()
-        );
+    }
+
+    /// Reads the replies of a connection that stopped decoding at its
+    /// high-water mark, and lets it decode what it held, until it wants
+    /// input again (or is done).
+    fn settle(&mut self) {
+        while let Some(ws) = &mut self.ws {
+            if ws.wants_read(&self.limits) {
+                return;
+            }
+            if ws.wants_resume(&self.limits) {
+                self.input(&mut []);
+                continue;
+            }
+            if ws.output().is_empty() {
+                return; // closed: nothing more to read or decode
+            }
+            let out = ws.output().to_vec();
+            ws.consume_output(out.len());
+            self.trace.output.extend_from_slice(&out);
+        }
     }
 
     /// Everything the connection queued. Taken only at the end, in both
@@ -215,10 +250,14 @@ impl Driver {
     /// `max_outbound_bytes` depends on when it reads, not on how its
     /// bytes were cut, so the two runs drain on the same schedule.
     fn finish(mut self) -> Trace {
-        if let Some(ws) = &mut self.ws {
+        while let Some(ws) = &mut self.ws {
             let out = ws.output().to_vec();
             ws.consume_output(out.len());
-            self.trace.output = out;
+            self.trace.output.extend_from_slice(&out);
+            if !ws.wants_resume(&self.limits) {
+                break;
+            }
+            self.input(&mut []);
         }
         self.trace
     }

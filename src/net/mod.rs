@@ -28,6 +28,7 @@ use crate::log;
 use crate::proto::conn::{Event, Initiator, WebSocket};
 use crate::proto::error::HandshakeError;
 use crate::proto::handshake::{self, HeadReader, UpgradeRequest};
+use crate::proto::stamp::Stamp;
 use crate::proto::{self, Limits};
 use crate::security::client_ip::{TrustedProxies, canonical};
 use crate::security::hasher::{Hasher, Job};
@@ -104,7 +105,7 @@ enum Phase {
     /// Waiting for a password check on the hashing workers; not read.
     Verify {
         out: Vec<u8>,
-        kind: Verifying,
+        kind: Box<Verifying>,
         deadline: Instant,
     },
     /// A final response is being written; then the write side is shut and
@@ -161,8 +162,11 @@ struct Conn {
     /// The peer shut its write side (EOF read): nothing more to read, but
     /// a response may still be on its way out.
     read_eof: bool,
+    /// The last event reported the peer's FIN (`EPOLLRDHUP`): read on to
+    /// EOF even after a short read.
+    hup: bool,
     /// Earliest deadline with an entry in the timer heap.
-    timer_at: Option<Instant>,
+    timer_at: Option<Stamp>,
     /// The client address this connection counts against, once known.
     charged: Option<std::net::IpAddr>,
     /// The client had `limits.max_connections_per_ip` open already.
@@ -182,7 +186,7 @@ pub struct Server {
     poll: Poll,
     listener: TcpListener,
     conns: Slab<Conn>,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: BinaryHeap<Reverse<(Stamp, usize)>>,
     ready: VecDeque<Token>,
     scratch: Vec<u8>,
     plain: Vec<u8>,
@@ -389,6 +393,7 @@ impl Server {
                 };
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     conn.readable = true;
+                    conn.hup |= event.is_read_closed() || event.is_error();
                 }
                 if event.is_writable() || event.is_write_closed() || event.is_error() {
                     conn.writable = true;
@@ -486,7 +491,7 @@ impl Server {
         {
             return Some(Duration::ZERO);
         }
-        let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
+        let mut next = self.timers.peek().map(|Reverse((t, _))| t.instant());
         if let Some(t) = self.stopping {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
@@ -596,6 +601,7 @@ impl Server {
                 over_capacity: over,
                 write_shut: false,
                 read_eof: false,
+                hup: false,
                 timer_at: None,
             };
             let token = self.conns.insert(conn);
@@ -624,6 +630,9 @@ impl Server {
     }
 
     fn schedule(&mut self, token: Token, at: Instant) {
+        // Rounded up: a timer that fired before its instant would find
+        // nothing to do and be scheduled again for the same moment.
+        let at = Stamp::ceil(at);
         if let Some(conn) = self.conns.get_mut(token) {
             if conn.timer_at.is_none_or(|t| at < t) {
                 conn.timer_at = Some(at);
@@ -633,8 +642,9 @@ impl Server {
     }
 
     fn fire_timers(&mut self, now: Instant) {
+        let stamp = Stamp::new(now);
         while let Some(Reverse((at, t))) = self.timers.peek().copied() {
-            if at > now {
+            if at > stamp {
                 break;
             }
             self.timers.pop();
@@ -662,11 +672,11 @@ impl Server {
                 continue;
             };
             let out = std::mem::take(out);
-            match std::mem::replace(
+            match *std::mem::replace(
                 kind,
-                Verifying::Login {
+                Box::new(Verifying::Login {
                     username: String::new(),
-                },
+                }),
             ) {
                 Verifying::Login { username } => {
                     let mut out = out;
@@ -739,6 +749,20 @@ impl Server {
         let mut budget = READ_BUDGET;
         let mut after = After::Keep;
         loop {
+            // Input held back at the high-water mark goes first.
+            if let Phase::Ws(ws) = &conn.phase {
+                if ws.wants_resume(&self.shared.limits) {
+                    let mut ctx = Ctx {
+                        shared: &self.shared,
+                        auth: &mut self.auth,
+                        quotas: &mut self.quotas,
+                        hasher: &self.hasher,
+                        token,
+                        now,
+                    };
+                    process(conn, &mut [], &mut ctx);
+                }
+            }
             // Read and process everything available, within the budget.
             while conn.readable && budget > 0 && wants_read(conn, &self.shared.limits) {
                 if let Phase::Ws(ws) = &mut conn.phase {
@@ -753,6 +777,15 @@ impl Server {
                     }
                     Ok(n) => {
                         budget = budget.saturating_sub(n);
+                        // Edge-triggered readiness: a short read emptied the
+                        // socket, and more data will raise a new event. This
+                        // saves the read that would only say EAGAIN, on open
+                        // WebSockets (HTTP keeps reading to EAGAIN or EOF, so
+                        // a half-close is seen with the request).
+                        if n < self.scratch.len() && !conn.hup && matches!(conn.phase, Phase::Ws(_))
+                        {
+                            conn.readable = false;
+                        }
                         let first = !conn.seen_bytes;
                         conn.seen_bytes = true;
                         let mut ctx = Ctx {
@@ -793,10 +826,11 @@ impl Server {
                     after = After::Close;
                 }
             }
+            let resume =
+                matches!(&conn.phase, Phase::Ws(ws) if ws.wants_resume(&self.shared.limits));
             let more = matches!(after, After::Keep)
-                && conn.readable
                 && budget > 0
-                && wants_read(conn, &self.shared.limits);
+                && (resume || (conn.readable && wants_read(conn, &self.shared.limits)));
             if !more {
                 break;
             }
@@ -1344,14 +1378,12 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
                 if input.is_empty() {
                     return;
                 }
-                if let Phase::Verify {
-                    kind: Verifying::Handshake { early, .. },
-                    ..
-                } = &mut conn.phase
-                {
-                    // Not read again until the password check is back.
-                    early.extend_from_slice(input);
-                    return;
+                if let Phase::Verify { kind, .. } = &mut conn.phase {
+                    if let Verifying::Handshake { early, .. } = kind.as_mut() {
+                        // Not read again until the password check is back.
+                        early.extend_from_slice(input);
+                        return;
+                    }
                 }
             }
         }
@@ -1674,12 +1706,12 @@ fn start_basic_check(conn: &mut Conn, username: String, password: Vec<u8>, ctx: 
     };
     conn.phase = Phase::Verify {
         out: std::mem::take(out),
-        kind: Verifying::Handshake {
+        kind: Box::new(Verifying::Handshake {
             reader: std::mem::take(reader),
             received: *received,
             username,
             early: Vec::new(),
-        },
+        }),
         deadline: ctx.now + VERIFY_TIMEOUT,
     };
 }
@@ -1752,9 +1784,9 @@ fn login_body_complete(conn: &mut Conn, ctx: &mut Ctx<'_>) {
     }
     conn.phase = Phase::Verify {
         out: std::mem::take(out),
-        kind: Verifying::Login {
+        kind: Box::new(Verifying::Login {
             username: creds.username,
-        },
+        }),
         deadline: ctx.now + VERIFY_TIMEOUT,
     };
 }
@@ -1904,4 +1936,24 @@ fn redirect(conn: &mut Conn, location: Option<String>, shared: &Shared, now: Ins
         out,
         deadline: now + shared.limits.close_timeout,
     };
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Per-connection state is what an idle connection costs (see the idle
+    /// figures in docs/BENCHMARKS.md): keep it from growing unnoticed.
+    #[test]
+    fn connection_state_stays_small() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<super::WebSocket>() <= 80,
+            "{}",
+            size_of::<super::WebSocket>()
+        );
+        assert!(
+            size_of::<super::Conn>() <= 200,
+            "{}",
+            size_of::<super::Conn>()
+        );
+    }
 }

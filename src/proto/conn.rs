@@ -18,6 +18,7 @@ use super::close::{encode_close_payload, parse_close_payload};
 use super::error::{ProtocolError, SendError, code};
 use super::frame::{MAX_HEADER_LEN, decode_header, header_len, opcode, write_frame};
 use super::mask::apply_mask;
+use super::stamp::Stamp;
 use super::utf8::Utf8Validator;
 
 /// Something the peer sent.
@@ -87,12 +88,38 @@ enum State {
 #[derive(Debug, Default)]
 struct Output {
     buf: Vec<u8>,
-    pos: usize,
+    /// Bytes of `buf` already written (kept under 4 GiB by `consume_output`).
+    pos: u32,
 }
 
 impl Output {
     fn queued(&self) -> usize {
-        self.buf.len() - self.pos
+        self.buf.len() - self.pos as usize
+    }
+}
+
+/// State kept only once the connection leaves `Open` (one allocation per
+/// closing connection keeps every open one smaller).
+#[derive(Debug)]
+struct Closing {
+    info: CloseInfo,
+    /// When a closing connection is dropped regardless.
+    deadline: Option<Stamp>,
+    /// Bytes received since the server sent its close frame.
+    after_close: u64,
+}
+
+/// Records how the connection ends (the first deadline and count stay).
+fn set_close(closing: &mut Option<Box<Closing>>, info: CloseInfo) {
+    match closing {
+        Some(c) => c.info = info,
+        None => {
+            *closing = Some(Box::new(Closing {
+                info,
+                deadline: None,
+                after_close: 0,
+            }))
+        }
     }
 }
 
@@ -100,7 +127,7 @@ impl Output {
 pub struct Sender<'a> {
     out: &'a mut Output,
     state: &'a mut State,
-    close: &'a mut Option<CloseInfo>,
+    closing: &'a mut Option<Box<Closing>>,
     limits: &'a Limits,
 }
 
@@ -169,11 +196,14 @@ impl Sender<'_> {
         }
         write_close(&mut self.out.buf, code, reason);
         *self.state = State::CloseSent;
-        *self.close = Some(CloseInfo {
-            code,
-            by: Initiator::Server,
-            reason,
-        });
+        set_close(
+            self.closing,
+            CloseInfo {
+                code,
+                by: Initiator::Server,
+                reason,
+            },
+        );
     }
 
     fn fail(&mut self, code: u16, reason: &'static str) {
@@ -182,11 +212,14 @@ impl Sender<'_> {
                 write_close(&mut self.out.buf, code, reason);
             }
             *self.state = State::Failed;
-            *self.close = Some(CloseInfo {
-                code,
-                by: Initiator::Server,
-                reason,
-            });
+            set_close(
+                self.closing,
+                CloseInfo {
+                    code,
+                    by: Initiator::Server,
+                    reason,
+                },
+            );
         }
     }
 
@@ -226,6 +259,9 @@ struct Decoder {
     clear_payload: bool,
     /// The last control frame delivered from `control`; clear it likewise.
     clear_control: bool,
+    /// Input not decoded yet because the outbound queue was over the
+    /// high-water mark (see [`WebSocket::handle_input`]).
+    held: Vec<u8>,
 }
 
 /// What the decoder produced; borrows the input or the reassembly buffer.
@@ -265,6 +301,7 @@ impl Decoder {
             control: Vec::new(),
             clear_payload: false,
             clear_control: false,
+            held: Vec::new(),
         }
     }
 
@@ -281,7 +318,7 @@ impl Decoder {
 
     /// Whether a frame or message is partly received.
     fn is_mid_message(&self) -> bool {
-        self.hdr_len > 0 || self.in_frame || self.message != NO_MESSAGE
+        self.hdr_len > 0 || self.in_frame || self.message != NO_MESSAGE || !self.held.is_empty()
     }
 
     /// Checks a new header against the protocol state and the limits.
@@ -520,42 +557,42 @@ fn after_close_allowance(limits: &Limits) -> u64 {
 
 /// The server side of one WebSocket connection after the `101`.
 #[derive(Debug)]
+///
+/// Kept small (see the size test): an idle connection holds no buffer and
+/// no decoder; the decoder exists only while a frame or message is partly
+/// received, and the closing state only once the connection closes.
 pub struct WebSocket {
-    state: State,
-    dec: Decoder,
     out: Output,
-    close: Option<CloseInfo>,
+    state: State,
+    /// Frame and message reassembly, while a frame or message is partly
+    /// received (a complete frame in one read needs none).
+    dec: Option<Box<Decoder>>,
+    closing: Option<Box<Closing>>,
     /// When the last complete frame arrived (liveness).
-    last_frame: Instant,
+    last_frame: Stamp,
     /// Set while an idle ping is unanswered.
-    ping_sent: Option<Instant>,
-    /// When a closing connection is dropped regardless.
-    close_deadline: Option<Instant>,
+    ping_sent: Option<Stamp>,
     /// When the peer's credentials expire (closed `1008 token expired`).
-    expires_at: Option<Instant>,
-    /// Bytes received since the server sent its close frame.
-    after_close: u64,
+    expires_at: Option<Stamp>,
 }
 
 impl WebSocket {
     /// A connection that just sent its `101`; `out` may already hold it.
     pub fn new(now: Instant, out: Vec<u8>) -> Self {
         WebSocket {
-            state: State::Open,
-            dec: Decoder::new(),
             out: Output { buf: out, pos: 0 },
-            close: None,
-            last_frame: now,
+            state: State::Open,
+            dec: None,
+            closing: None,
+            last_frame: Stamp::new(now),
             ping_sent: None,
-            close_deadline: None,
             expires_at: None,
-            after_close: 0,
         }
     }
 
     /// Closes the connection with `1008 token expired` at `at`.
     pub fn set_expiry(&mut self, at: Instant) {
-        self.expires_at = Some(at);
+        self.expires_at = Some(Stamp::new(at));
     }
 
     /// Processes bytes from the peer, in order, calling `on_event` for each
@@ -564,6 +601,13 @@ impl WebSocket {
     /// A protocol error fails the connection: replies already queued by
     /// earlier messages stay ahead of the close frame, and later input is
     /// ignored (§7.1.7).
+    ///
+    /// Decoding stops when the outbound queue passes the high-water mark
+    /// (`max_outbound_bytes / 2`): the rest of `input` is held (at most what
+    /// one call passed) and decoded by a later call, once
+    /// [`WebSocket::wants_resume`] says the peer has read its replies. So a
+    /// peer that pipelines many small requests with large replies is slowed
+    /// down, not judged a slow consumer for replies it had no time to read.
     pub fn handle_input<F>(
         &mut self,
         now: Instant,
@@ -573,41 +617,84 @@ impl WebSocket {
     ) where
         F: FnMut(Event<'_>, &mut Sender<'_>),
     {
+        let held = self.dec.as_mut().map(|d| std::mem::take(&mut d.held));
+        if let Some(mut held) = held.filter(|h| !h.is_empty()) {
+            let pos = self.decode(now, &mut held, limits, &mut on_event);
+            if pos < held.len() && self.state != State::Closed {
+                held.drain(..pos);
+                held.extend_from_slice(input);
+                if let Some(d) = self.dec.as_mut() {
+                    d.held = held;
+                }
+                return;
+            }
+        }
+        let pos = self.decode(now, input, limits, &mut on_event);
+        if pos < input.len() && matches!(self.state, State::Open | State::CloseSent) {
+            let d = self.dec.get_or_insert_with(|| Box::new(Decoder::new()));
+            d.held.extend_from_slice(&input[pos..]);
+        }
+    }
+
+    /// Decodes `input` until it ends, the connection fails or closes, or
+    /// the outbound queue is over the high-water mark; returns the bytes
+    /// used.
+    fn decode<F>(
+        &mut self,
+        now: Instant,
+        input: &mut [u8],
+        limits: &Limits,
+        on_event: &mut F,
+    ) -> usize
+    where
+        F: FnMut(Event<'_>, &mut Sender<'_>),
+    {
         if self.state != State::Open {
             // After our close frame the peer may still have a little in
             // flight before its own close; a peer that keeps streaming is
             // not worth reading for the rest of close_timeout.
-            self.after_close = self.after_close.saturating_add(input.len() as u64);
-            if self.after_close > after_close_allowance(limits) {
-                self.state = State::Closed;
-                return;
+            if let Some(c) = self.closing.as_mut() {
+                c.after_close = c.after_close.saturating_add(input.len() as u64);
+                if c.after_close > after_close_allowance(limits) {
+                    self.state = State::Closed;
+                    return input.len();
+                }
             }
         }
         if matches!(self.state, State::Failed | State::Closed) {
-            return;
+            return input.len();
         }
         let mut pos = 0;
-        while pos < input.len() {
-            let decoded = match self.dec.next(input, &mut pos, limits) {
+        // Most reads hold whole frames only: decode them with a decoder on
+        // the stack, and keep one only when a frame or message is left over.
+        let mut fresh = None;
+        let dec: &mut Decoder = match self.dec.as_deref_mut() {
+            Some(d) => d,
+            None => fresh.insert(Decoder::new()),
+        };
+        let stamp = Stamp::new(now);
+        let high_water = limits.max_outbound_bytes / 2;
+        while pos < input.len() && self.out.queued() <= high_water {
+            let decoded = match dec.next(input, &mut pos, limits) {
                 Ok(Some(d)) => d,
                 Ok(None) => break,
                 Err(e) => {
                     let mut tx = Sender {
                         out: &mut self.out,
                         state: &mut self.state,
-                        close: &mut self.close,
+                        closing: &mut self.closing,
                         limits,
                     };
                     tx.fail(e.close_code(), e.reason());
                     break;
                 }
             };
-            self.last_frame = now;
+            self.last_frame = stamp;
             self.ping_sent = None;
             let mut tx = Sender {
                 out: &mut self.out,
                 state: &mut self.state,
-                close: &mut self.close,
+                closing: &mut self.closing,
                 limits,
             };
             match decoded {
@@ -623,21 +710,33 @@ impl WebSocket {
                     }
                 }
                 Decoded::Control(op, payload) => {
-                    if let Err(e) = handle_control(op, payload, &mut tx, &mut on_event) {
+                    if let Err(e) = handle_control(op, payload, &mut tx, on_event) {
                         tx.fail(e.close_code(), e.reason());
                     }
                 }
             }
             if matches!(self.state, State::Failed | State::Closed) {
+                pos = input.len();
                 break;
             }
         }
+        if let Some(d) = fresh {
+            if d.is_mid_message() || pos < input.len() {
+                self.dec = Some(Box::new(d));
+            }
+        }
         self.arm_close_deadline(now, limits);
+        pos
     }
 
     fn arm_close_deadline(&mut self, now: Instant, limits: &Limits) {
-        if self.state != State::Open && self.close_deadline.is_none() {
-            self.close_deadline = Some(now + limits.close_timeout);
+        if self.state == State::Open {
+            return;
+        }
+        if let Some(c) = self.closing.as_mut() {
+            if c.deadline.is_none() {
+                c.deadline = Some(Stamp::new(now).after(limits.close_timeout));
+            }
         }
     }
 
@@ -651,7 +750,7 @@ impl WebSocket {
         let mut tx = Sender {
             out: &mut self.out,
             state: &mut self.state,
-            close: &mut self.close,
+            closing: &mut self.closing,
             limits,
         };
         let r = f(&mut tx);
@@ -666,56 +765,78 @@ impl WebSocket {
 
     /// The peer closed its side of TCP. Returns how the connection ended.
     pub fn handle_eof(&mut self) -> CloseInfo {
-        if self.state == State::Open || self.close.is_none() {
+        if self.state == State::Open || self.closing.is_none() {
             // §7.1.5: a connection closed without a close frame is 1006.
-            self.close = Some(CloseInfo {
-                code: 1006,
-                by: Initiator::Client,
-                reason: "connection closed without a close frame",
-            });
+            set_close(
+                &mut self.closing,
+                CloseInfo {
+                    code: 1006,
+                    by: Initiator::Client,
+                    reason: "connection closed without a close frame",
+                },
+            );
         }
         self.state = State::Closed;
-        self.close.expect("set above")
+        self.closing.as_ref().expect("set above").info
     }
 
     /// The earliest moment [`WebSocket::handle_timeout`] has work to do.
     pub fn poll_timeout(&self, limits: &Limits) -> Instant {
+        self.deadline(limits).instant()
+    }
+
+    fn deadline(&self, limits: &Limits) -> Stamp {
         match self.state {
             State::Open => {
-                let idle = match self.ping_sent {
-                    Some(sent) => sent + limits.idle_timeout,
-                    None => self.last_frame + limits.idle_timeout,
-                };
+                let idle = self
+                    .ping_sent
+                    .unwrap_or(self.last_frame)
+                    .after(limits.idle_timeout);
                 self.expires_at.map_or(idle, |e| e.min(idle))
             }
             _ => self
-                .close_deadline
-                .unwrap_or(self.last_frame + limits.close_timeout),
+                .closing
+                .as_ref()
+                .and_then(|c| c.deadline)
+                .unwrap_or(self.last_frame.after(limits.close_timeout)),
         }
     }
 
     /// Handles deadlines: sends the idle ping, or gives up on a silent or
     /// non-closing peer. Returns why the connection must be dropped now.
     pub fn handle_timeout(&mut self, now: Instant, limits: &Limits) -> Option<Expired> {
-        if now < self.poll_timeout(limits) {
+        let stamp = Stamp::new(now);
+        if stamp < self.deadline(limits) {
             return None;
         }
-        if self.state == State::Open && self.expires_at.is_some_and(|e| now >= e) {
+        if self.state == State::Open && self.expires_at.is_some_and(|e| stamp >= e) {
             self.close(now, limits, code::POLICY_VIOLATION, "token expired");
             return None;
         }
         match self.state {
             State::Open if self.ping_sent.is_none() => {
                 write_frame(&mut self.out.buf, opcode::PING, b"");
-                self.ping_sent = Some(now);
+                self.ping_sent = Some(stamp);
                 None
             }
             State::Open => {
-                self.close = Some(CloseInfo {
-                    code: 1006,
-                    by: Initiator::Server,
-                    reason: "idle timeout",
-                });
+                // A peer that left its replies unread past the high-water
+                // mark (so it was not read either) is a slow consumer; any
+                // other silent peer is idle. Either way TCP is closed now.
+                let info = if self.out.queued() > limits.max_outbound_bytes / 2 {
+                    CloseInfo {
+                        code: code::POLICY_VIOLATION,
+                        by: Initiator::Server,
+                        reason: "slow consumer",
+                    }
+                } else {
+                    CloseInfo {
+                        code: 1006,
+                        by: Initiator::Server,
+                        reason: "idle timeout",
+                    }
+                };
+                set_close(&mut self.closing, info);
                 self.state = State::Closed;
                 Some(Expired::Idle)
             }
@@ -728,19 +849,21 @@ impl WebSocket {
 
     /// Bytes waiting to be written to the peer.
     pub fn output(&self) -> &[u8] {
-        &self.out.buf[self.out.pos..]
+        &self.out.buf[self.out.pos as usize..]
     }
 
     /// Marks `n` bytes of [`WebSocket::output`] as written.
     pub fn consume_output(&mut self, n: usize) {
         let out = &mut self.out;
-        out.pos = (out.pos + n).min(out.buf.len());
-        if out.pos == out.buf.len() {
+        let pos = (out.pos as usize + n).min(out.buf.len());
+        if pos == out.buf.len() {
             out.buf.clear();
             out.pos = 0;
-        } else if out.pos >= 64 * 1024 {
-            out.buf.drain(..out.pos);
+        } else if pos >= 64 * 1024 {
+            out.buf.drain(..pos);
             out.pos = 0;
+        } else {
+            out.pos = pos as u32;
         }
     }
 
@@ -748,7 +871,17 @@ impl WebSocket {
     /// over and its outbound queue is under the high-water mark
     /// (backpressure: a peer that does not read its replies is not read).
     pub fn wants_read(&self, limits: &Limits) -> bool {
-        self.state != State::Closed && self.out.queued() <= limits.max_outbound_bytes / 2
+        self.state != State::Closed
+            && self.out.queued() <= limits.max_outbound_bytes / 2
+            && self.dec.as_ref().is_none_or(|d| d.held.is_empty())
+    }
+
+    /// Whether input held back at the high-water mark can be decoded now:
+    /// call [`WebSocket::handle_input`] (with no new input) when true.
+    pub fn wants_resume(&self, limits: &Limits) -> bool {
+        self.state != State::Closed
+            && self.out.queued() <= limits.max_outbound_bytes / 2
+            && self.dec.as_ref().is_some_and(|d| !d.held.is_empty())
     }
 
     /// Whether the TCP connection should be closed now: the close exchange
@@ -770,13 +903,13 @@ impl WebSocket {
 
     /// How the connection is closing or closed, once it is.
     pub fn close_info(&self) -> Option<CloseInfo> {
-        self.close
+        self.closing.as_ref().map(|c| c.info)
     }
 
     /// Whether no message is partly received and nothing is queued: the
     /// buffers can be returned to a pool.
     pub fn is_idle(&self) -> bool {
-        !self.dec.is_mid_message() && self.out.queued() == 0
+        self.dec.as_ref().is_none_or(|d| !d.is_mid_message()) && self.out.queued() == 0
     }
 
     /// Takes the (empty) buffers for reuse elsewhere; see [`WebSocket::is_idle`].
@@ -785,13 +918,16 @@ impl WebSocket {
             give(std::mem::take(&mut self.out.buf));
             self.out.pos = 0;
         }
-        self.dec.clear_delivered();
-        if !self.dec.is_mid_message() {
-            if self.dec.payload.capacity() > 0 {
-                give(std::mem::take(&mut self.dec.payload));
-            }
-            if self.dec.control.capacity() > 0 {
-                give(std::mem::take(&mut self.dec.control));
+        if self.dec.as_ref().is_some_and(|d| !d.is_mid_message()) {
+            let mut dec = self.dec.take().expect("checked above");
+            dec.clear_delivered();
+            for buf in [
+                std::mem::take(&mut dec.payload),
+                std::mem::take(&mut dec.control),
+            ] {
+                if buf.capacity() > 0 {
+                    give(buf);
+                }
             }
         }
     }
@@ -809,7 +945,10 @@ impl WebSocket {
 
     /// Bytes held for this connection (reassembly and output), for accounting.
     pub fn buffered_bytes(&self) -> usize {
-        self.dec.payload.capacity() + self.dec.control.capacity() + self.out.buf.capacity()
+        let dec = self.dec.as_ref().map_or(0, |d| {
+            d.payload.capacity() + d.control.capacity() + d.held.capacity()
+        });
+        dec + self.out.buf.capacity()
     }
 }
 
@@ -847,11 +986,14 @@ where
                     let reply = code.unwrap_or(code::NORMAL);
                     write_close(&mut tx.out.buf, reply, "");
                     *tx.state = State::Closed;
-                    *tx.close = Some(CloseInfo {
-                        code: code.unwrap_or(1005),
-                        by: Initiator::Client,
-                        reason: "",
-                    });
+                    set_close(
+                        tx.closing,
+                        CloseInfo {
+                            code: code.unwrap_or(1005),
+                            by: Initiator::Client,
+                            reason: "",
+                        },
+                    );
                     on_event(Event::Close { code, reason }, tx);
                 }
                 State::CloseSent => *tx.state = State::Closed,

@@ -23,6 +23,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod stamp;
 pub mod utf8;
 
 /// The limits the core enforces. See `config::Limits` for the settings and

@@ -177,9 +177,12 @@ mod tests {
                 }
             }
         }
-        // One running plus one queued at most when submitted back to back;
-        // the worker may already have taken the first.
-        assert!(submitted.len() >= 2, "{submitted:?}");
+        // One queued, plus one running if the worker already took the first
+        // (on a busy machine it may not have): never all three.
+        assert!(
+            (1..=2).contains(&submitted.len()) && refused >= 1,
+            "{submitted:?}"
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut results = vec![];
         while results.len() < submitted.len() && Instant::now() < deadline {

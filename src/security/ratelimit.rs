@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::client_ip::rate_key;
+use crate::proto::stamp::Stamp;
 
 /// Default bound on the number of addresses tracked per table.
 pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
@@ -186,12 +187,12 @@ pub enum Verdict {
 
 /// One connection's message rate: a token bucket plus a count of the
 /// messages refused since it was last full. Kept inline in the connection
-/// (24 bytes of state).
+/// (16 bytes of state).
 #[derive(Clone, Copy, Debug)]
 pub struct MessageRate {
     tokens: f32,
     strikes: u32,
-    last: Instant,
+    last: Stamp,
 }
 
 impl MessageRate {
@@ -200,7 +201,7 @@ impl MessageRate {
         MessageRate {
             tokens: burst as f32,
             strikes: 0,
-            last: now,
+            last: Stamp::new(now),
         }
     }
 
@@ -210,7 +211,9 @@ impl MessageRate {
     pub fn check(&mut self, per_second: u32, now: Instant) -> Verdict {
         let rate = per_second.max(1) as f32;
         let burst = 2.0 * rate;
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f32();
+        let now = Stamp::new(now);
+        let elapsed = now.instant().saturating_duration_since(self.last.instant());
+        let elapsed = elapsed.as_secs_f32();
         self.last = now;
         self.tokens = (self.tokens + elapsed * rate).min(burst);
         if self.tokens >= burst {

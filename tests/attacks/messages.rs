@@ -158,52 +158,68 @@ fn empty_continuations_and_ping_floods_are_bounded() {
 }
 
 #[test]
-fn a_reader_that_never_reads_is_cut_off() {
+fn a_reader_that_never_reads_is_held_back_then_dropped() {
     let _s = serial();
     // A small outbound cap, so that one read's worth of requests earns more
-    // replies than it allows.
-    let server =
-        Server::start_with_config(&config(r#""limits":{"max_outbound_bytes":16384}"#), &[]);
+    // replies than half of it; no message rate, which would stop the
+    // client first.
+    let server = Server::start_with_config(
+        &config(
+            r#""limits":{"max_outbound_bytes":16384,"idle_timeout_ms":1000},"rate":{"messages_per_conn_per_s":1000000}"#,
+        ),
+        &[],
+    );
     let victim = WellBehaved::start(server.addr());
     let mut s = connect_from(loopback(19), server.addr()).unwrap();
     let (_, _, rest) = handshake(&mut s, "/ws", &[]);
     s.set_write_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    // list_heroes replies are larger than the requests: the replies pile up.
+    // list_heroes replies are larger than the requests: the replies pile up
+    // until the server stops decoding (half the cap) and stops reading.
     let req = text(r#"{"event":"list_heroes"}"#);
     let batch: Vec<u8> = req.iter().copied().cycle().take(req.len() * 1000).collect();
     let mut sent = 0usize;
     let t = Instant::now();
+    let mut blocked = false;
     while t.elapsed() < Duration::from_secs(5) {
         match s.write(&batch) {
             Ok(n) => sent += n,
-            Err(_) => break,
+            Err(_) => {
+                blocked = true;
+                break;
+            }
         }
     }
-    // Now read what the server queued: the replies it had earned, then
-    // the close.
+    assert!(blocked, "the server kept reading: {} KiB sent", sent / 1024);
+    // Not reading, it never answers the idle ping: dropped as a slow
+    // consumer at twice the idle timeout.
+    assert!(
+        server.wait_for_log(
+            r#"code=1008 by=server reason="slow consumer""#,
+            Duration::from_secs(5)
+        ),
+        "no slow-consumer close in the log"
+    );
+    let dropped_after = t.elapsed();
     let mut c = Client::new(s, rest);
-    let (mut replies, mut close) = (0u32, None);
+    let mut replies = 0u32;
     while let Ok(f) = read_frame(&mut c) {
-        if f.opcode == op::CLOSE {
-            close = Some((
-                f.close_code(),
-                String::from_utf8_lossy(&f.payload[2..]).into_owned(),
-            ));
-            break;
+        if f.opcode == op::TEXT {
+            replies += 1;
         }
-        replies += 1;
     }
     let rss = peak_rss_kib(server.pid());
     eprintln!(
-        "never-reading client: {} KiB of requests sent; {replies} replies then {close:?}; peak RSS {rss} KiB",
+        "never-reading client: {} KiB of requests sent before its writes blocked; dropped after {dropped_after:?}; {replies} replies readable; peak RSS {rss} KiB",
         sent / 1024
     );
-    assert_eq!(close, Some((Some(1008), "slow consumer".to_owned())));
     let v = victim.finish();
     record(
-        "a reader that never reads while the server replies (`max_outbound_bytes` 16 KiB)",
-        &format!("{replies} replies then close 1008 `slow consumer`"),
+        "a reader that never reads while the server replies (`max_outbound_bytes` 16 KiB, `idle_timeout_ms` 1000)",
+        &format!(
+            "its writes block once the queue passes 8 KiB; dropped after {:.1} s, logged `1008 slow consumer`",
+            dropped_after.as_secs_f64()
+        ),
         &v,
         rss,
         SMALL_RSS_KIB,
