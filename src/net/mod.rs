@@ -1315,9 +1315,10 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
             Phase::Ws(ws) => {
                 let per_s = shared.config.rate.messages_per_conn_per_s;
                 let (bucket, peer) = (&mut conn.msg_rate, conn.peer);
+                let stamp = Stamp::new(now);
                 ws.handle_input(now, input, &shared.limits, |event, tx| {
                     if matches!(event, Event::Text(_) | Event::Binary(_)) {
-                        match bucket.check(per_s, now) {
+                        match bucket.check(per_s, stamp) {
                             Verdict::Allowed => {}
                             Verdict::Refused { first } => {
                                 if first {

@@ -266,7 +266,7 @@ struct Decoder {
 
 /// What the decoder produced; borrows the input or the reassembly buffer.
 enum Decoded<'a> {
-    Text(&'a [u8]),
+    Text(&'a str),
     Binary(&'a [u8]),
     Control(u8, &'a [u8]),
 }
@@ -314,6 +314,11 @@ impl Decoder {
             self.control.clear();
             self.clear_control = false;
         }
+    }
+
+    /// Whether no frame or message is in progress (held input aside).
+    fn is_clean(&self) -> bool {
+        self.hdr_len == 0 && !self.in_frame && self.message == NO_MESSAGE
     }
 
     /// Whether a frame or message is partly received.
@@ -526,10 +531,9 @@ impl Decoder {
                 self.message = NO_MESSAGE;
                 if op == opcode::TEXT {
                     // The whole text is here; std's validator is the fast path.
-                    if core::str::from_utf8(payload).is_err() {
-                        return Err(ProtocolError::InvalidUtf8);
-                    }
-                    Ok(Some(Decoded::Text(payload)))
+                    let text =
+                        core::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Ok(Some(Decoded::Text(text)))
                 } else {
                     Ok(Some(Decoded::Binary(payload)))
                 }
@@ -539,7 +543,10 @@ impl Decoder {
                 let op = self.message;
                 self.message = NO_MESSAGE;
                 if op == opcode::TEXT {
-                    Ok(Some(Decoded::Text(&self.payload)))
+                    // Validated piece by piece already; this only converts.
+                    let text = core::str::from_utf8(&self.payload)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Ok(Some(Decoded::Text(text)))
                 } else {
                     Ok(Some(Decoded::Binary(&self.payload)))
                 }
@@ -547,6 +554,50 @@ impl Decoder {
             Step::NeedMore | Step::Continue => unreachable!("handled in the loop"),
         }
     }
+}
+
+/// A whole masked, unfragmented text or binary frame at the start of a
+/// buffer, within the limits.
+struct WholeFrame {
+    opcode: u8,
+    key: [u8; 4],
+    header_len: usize,
+    len: usize,
+}
+
+/// Recognises the common frame in one look: FIN set, no reserved bits,
+/// text or binary, masked, a 7- or 16-bit length, all of it in `buf`, and
+/// within `max_frame_bytes`, `max_message_bytes` and `max_fragments`.
+/// Anything else (including every error) is left to the decoder.
+fn whole_data_frame(buf: &[u8], limits: &Limits) -> Option<WholeFrame> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    if !(b0 == 0x80 | opcode::TEXT || b0 == 0x80 | opcode::BINARY) || b1 & 0x80 == 0 {
+        return None;
+    }
+    let (len, header_len) = match b1 & 0x7f {
+        127 => return None,
+        126 => (
+            usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            8,
+        ),
+        short => (usize::from(short), 6),
+    };
+    if buf.len() < header_len || buf.len() - header_len < len {
+        return None;
+    }
+    let fits = len as u64 <= limits.max_frame_bytes
+        && len as u64 <= limits.max_message_bytes
+        && limits.max_fragments >= 1;
+    if !fits {
+        return None;
+    }
+    let k = &buf[header_len - 4..header_len];
+    Some(WholeFrame {
+        opcode: b0 & 0x0f,
+        key: [k[0], k[1], k[2], k[3]],
+        header_len,
+        len,
+    })
 }
 
 /// Input accepted after the server's close frame before the connection is
@@ -665,16 +716,56 @@ impl WebSocket {
             return input.len();
         }
         let mut pos = 0;
-        // Most reads hold whole frames only: decode them with a decoder on
-        // the stack, and keep one only when a frame or message is left over.
-        let mut fresh = None;
-        let dec: &mut Decoder = match self.dec.as_deref_mut() {
-            Some(d) => d,
-            None => fresh.insert(Decoder::new()),
-        };
+        // Most reads hold whole frames only: those are decoded by the fast
+        // path below, or with a decoder on the stack; one is kept only when
+        // a frame or message is left over.
+        let mut fresh: Option<Decoder> = None;
         let stamp = Stamp::new(now);
         let high_water = limits.max_outbound_bytes / 2;
         while pos < input.len() && self.out.queued() <= high_water {
+            let clean = self.state == State::Open
+                && self.dec.as_ref().is_none_or(|d| d.is_clean())
+                && fresh.as_ref().is_none_or(|d| d.is_clean());
+            if let Some(f) = clean
+                .then(|| whole_data_frame(&input[pos..], limits))
+                .flatten()
+            {
+                // A whole unfragmented text or binary frame with no message
+                // in progress: the same checks as the decoder's, without
+                // its state machine.
+                let start = pos + f.header_len;
+                pos = start + f.len;
+                let payload = &mut input[start..pos];
+                apply_mask(payload, f.key, 0);
+                self.last_frame = stamp;
+                self.ping_sent = None;
+                let mut tx = Sender {
+                    out: &mut self.out,
+                    state: &mut self.state,
+                    closing: &mut self.closing,
+                    limits,
+                };
+                if f.opcode == opcode::TEXT {
+                    match core::str::from_utf8(payload) {
+                        Ok(text) => on_event(Event::Text(text), &mut tx),
+                        Err(_) => {
+                            let e = ProtocolError::InvalidUtf8;
+                            tx.fail(e.close_code(), e.reason());
+                        }
+                    }
+                } else {
+                    on_event(Event::Binary(payload), &mut tx);
+                }
+                if matches!(self.state, State::Failed | State::Closed) {
+                    pos = input.len();
+                    break;
+                }
+                continue;
+            }
+            let dec: &mut Decoder = match self.dec.as_deref_mut() {
+                Some(d) => d,
+                None => fresh.get_or_insert_with(Decoder::new),
+            };
             let decoded = match dec.next(input, &mut pos, limits) {
                 Ok(Some(d)) => d,
                 Ok(None) => break,
@@ -686,6 +777,7 @@ impl WebSocket {
                         limits,
                     };
                     tx.fail(e.close_code(), e.reason());
+                    pos = input.len();
                     break;
                 }
             };
@@ -698,9 +790,8 @@ impl WebSocket {
                 limits,
             };
             match decoded {
-                Decoded::Text(bytes) => {
+                Decoded::Text(text) => {
                     if *tx.state == State::Open {
-                        let text = core::str::from_utf8(bytes).expect("validated while decoding");
                         on_event(Event::Text(text), &mut tx);
                     }
                 }

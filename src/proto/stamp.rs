@@ -48,6 +48,11 @@ impl Stamp {
         origin + Duration::from_millis(self.0.get() - 1)
     }
 
+    /// Milliseconds from `earlier` to this stamp (0 if it is later).
+    pub fn millis_since(self, earlier: Stamp) -> u64 {
+        self.0.get().saturating_sub(earlier.0.get())
+    }
+
     /// This stamp plus `d` (saturating).
     pub fn after(self, d: Duration) -> Stamp {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);

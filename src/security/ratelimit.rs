@@ -208,12 +208,10 @@ impl MessageRate {
     /// Counts one message at `now` against `per_second` with bursts of
     /// twice that (SPEC.md §8); more than one burst of refused messages is
     /// a strike-out.
-    pub fn check(&mut self, per_second: u32, now: Instant) -> Verdict {
+    pub fn check(&mut self, per_second: u32, now: Stamp) -> Verdict {
         let rate = per_second.max(1) as f32;
         let burst = 2.0 * rate;
-        let now = Stamp::new(now);
-        let elapsed = now.instant().saturating_duration_since(self.last.instant());
-        let elapsed = elapsed.as_secs_f32();
+        let elapsed = now.millis_since(self.last) as f32 / 1000.0;
         self.last = now;
         self.tokens = (self.tokens + elapsed * rate).min(burst);
         if self.tokens >= burst {
@@ -243,13 +241,19 @@ mod message_tests {
         let t0 = Instant::now();
         let mut m = MessageRate::new(20, t0);
         for _ in 0..20 {
-            assert_eq!(m.check(10, t0), Verdict::Allowed);
+            assert_eq!(m.check(10, Stamp::new(t0)), Verdict::Allowed);
         }
-        assert_eq!(m.check(10, t0), Verdict::Refused { first: true });
+        assert_eq!(
+            m.check(10, Stamp::new(t0)),
+            Verdict::Refused { first: true }
+        );
         for _ in 0..19 {
-            assert_eq!(m.check(10, t0), Verdict::Refused { first: false });
+            assert_eq!(
+                m.check(10, Stamp::new(t0)),
+                Verdict::Refused { first: false }
+            );
         }
-        assert_eq!(m.check(10, t0), Verdict::StrikeOut);
+        assert_eq!(m.check(10, Stamp::new(t0)), Verdict::StrikeOut);
     }
 
     #[test]
@@ -257,20 +261,23 @@ mod message_tests {
         let t0 = Instant::now();
         let mut m = MessageRate::new(20, t0);
         for _ in 0..25 {
-            m.check(10, t0);
+            m.check(10, Stamp::new(t0));
         }
         // 0.1 s later one token is back.
         assert_eq!(
-            m.check(10, t0 + Duration::from_millis(100)),
+            m.check(10, Stamp::new(t0 + Duration::from_millis(100))),
             Verdict::Allowed
         );
         // After a full refill the strikes are gone: a new burst, and the
         // next refusal is reported again.
         let t1 = t0 + Duration::from_secs(3);
         for _ in 0..20 {
-            assert_eq!(m.check(10, t1), Verdict::Allowed);
+            assert_eq!(m.check(10, Stamp::new(t1)), Verdict::Allowed);
         }
-        assert_eq!(m.check(10, t1), Verdict::Refused { first: true });
+        assert_eq!(
+            m.check(10, Stamp::new(t1)),
+            Verdict::Refused { first: true }
+        );
     }
 }
 
