@@ -62,6 +62,8 @@ OPTIONS:
     --max-frame-bytes N        largest frame payload (limits.max_frame_bytes) [default: 65536]
     --max-fragments N          most frames per message (limits.max_fragments) [default: 1024]
     --max-connections N        open connections at most (limits.max_connections) [default: 10000]
+    --busy-poll-us N           after busy turns, poll without sleeping for N µs: lower latency,
+                               more CPU (busy_poll_us) [default: 0, off]
     --log-format text|json     log line format [default: text]
     --log-level LEVEL          error, warn, info or debug [default: info]
     --print-config             print the effective settings as JSON and exit
@@ -91,7 +93,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
                 name @ ("listen" | "app" | "heroes" | "static-dir" | "ws-path"
                 | "max-message-bytes" | "max-frame-bytes" | "max-fragments" | "tls-cert"
                 | "tls-key" | "max-connections" | "log-format" | "log-level" | "auth-mode"
-                | "users-file"),
+                | "users-file" | "busy-poll-us"),
             ) => {
                 let name = name.to_owned();
                 let value = parser.value().map_err(err)?.string().map_err(err)?;
@@ -221,6 +223,7 @@ fn apply_flag(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError
         "max-frame-bytes" => c.limits.max_frame_bytes = number(name, value)?,
         "max-fragments" => c.limits.max_fragments = number(name, value)?,
         "max-connections" => c.limits.max_connections = number(name, value)?,
+        "busy-poll-us" => c.busy_poll_us = number(name, value)?,
         "log-format" => {
             c.log.format = match value {
                 "text" => LogFormat::Text,

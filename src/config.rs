@@ -303,6 +303,11 @@ pub struct Config {
     /// On SIGINT or SIGTERM: time for clients to answer the `1001` close
     /// before the server exits anyway.
     pub shutdown_grace_ms: u64,
+    /// After a turn of the event loop that had events, keep polling
+    /// without sleeping for this long before blocking again: lower latency
+    /// for a price in CPU (the loop spins while traffic is steady). 0, the
+    /// default, always sleeps in `epoll_wait`.
+    pub busy_poll_us: u64,
     /// Authentication.
     pub auth: AuthConfig,
     /// Rate limits.
@@ -325,6 +330,7 @@ impl Default for Config {
             require_origin: false,
             trusted_proxies: Vec::new(),
             shutdown_grace_ms: 5_000,
+            busy_poll_us: 0,
             auth: AuthConfig::default(),
             rate: RateConfig::default(),
             limits: Limits::default(),
@@ -423,6 +429,7 @@ impl Config {
             1 << 24,
         )?;
         range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
+        range("busy_poll_us", self.busy_poll_us, 0, 10_000)?;
         crate::security::origin::OriginPolicy::new(&self.allowed_origins, self.require_origin)
             .map_err(ConfigError)?;
         let a = &self.auth;
