@@ -36,6 +36,26 @@ const BUILT_IN: &[(&str, &str)] = &[
 pub struct Heroes {
     order: Vec<Box<str>>,
     names: HashMap<Box<str>, Box<str>>,
+    /// The `name` reply to a plain `get_name` for each hero, serialized
+    /// once (see [`plain_get_name`]).
+    replies: HashMap<Box<str>, Box<str>>,
+}
+
+/// The request as the demo page and most clients send it, around the id.
+const GET_NAME_PREFIX: &str = r#"{"event":"get_name","data":{"hero":""#;
+const GET_NAME_SUFFIX: &str = r#""}}"#;
+
+/// The hero id of a `get_name` request in exactly the plain form
+/// `{"event":"get_name","data":{"hero":"ID"}}`, with no escapes in the id:
+/// such a request is answered from [`Heroes::replies`] without parsing.
+/// Any other form goes through serde_json and gets the same reply.
+fn plain_get_name(text: &str) -> Option<&str> {
+    let id = text
+        .strip_prefix(GET_NAME_PREFIX)?
+        .strip_suffix(GET_NAME_SUFFIX)?;
+    let plain =
+        id.len() <= MAX_HERO_ID_BYTES && id.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    plain.then_some(id)
 }
 
 impl Default for Heroes {
@@ -95,6 +115,7 @@ impl Heroes {
             return Err("no heroes".into());
         }
         let mut names = HashMap::with_capacity(pairs.len());
+        let mut replies = HashMap::with_capacity(pairs.len());
         let mut order = Vec::with_capacity(pairs.len());
         for (id, name) in pairs {
             if id.is_empty() || id.len() > MAX_HERO_ID_BYTES {
@@ -108,12 +129,26 @@ impl Heroes {
                 ));
             }
             let id: Box<str> = id.into();
+            let reply = Reply {
+                event: "name",
+                data: &NameData {
+                    hero: &id,
+                    hero_name: &name,
+                },
+                id: None,
+            };
+            let reply = serde_json::to_string(&reply).expect("strings serialize");
+            replies.insert(id.clone(), reply.into());
             if names.insert(id.clone(), name.into()).is_some() {
                 return Err(format!("hero id {id:?} appears twice"));
             }
             order.push(id);
         }
-        Ok(Heroes { order, names })
+        Ok(Heroes {
+            order,
+            names,
+            replies,
+        })
     }
 
     /// Hero ids in order.
@@ -128,6 +163,10 @@ impl Heroes {
 
     /// Answers one text message.
     pub fn handle_text(&self, text: &str, tx: &mut Sender<'_>) {
+        if let Some(reply) = plain_get_name(text).and_then(|id| self.replies.get(id)) {
+            let _ = tx.send_text(reply);
+            return;
+        }
         let req: Request<'_> = match serde_json::from_str(text) {
             Ok(r) => r,
             Err(e) => {
@@ -289,6 +328,37 @@ mod tests {
                 serde_json::json!({"event":"name","data":{"hero":id,"hero_name":name}})
             );
         }
+    }
+
+    /// The bytes of the reply to `text`.
+    fn reply_bytes(heroes: &Heroes, text: &str) -> Vec<u8> {
+        let limits = Limits::default();
+        let mut ws = WebSocket::new(Instant::now(), Vec::new());
+        ws.with_sender(Instant::now(), &limits, |tx| heroes.handle_text(text, tx));
+        ws.output().to_vec()
+    }
+
+    #[test]
+    fn the_plain_get_name_reply_is_the_parsed_one() {
+        let h = Heroes::default();
+        for (id, _) in BUILT_IN {
+            let plain = format!(r#"{{"event":"get_name","data":{{"hero":"{id}"}}}}"#);
+            assert!(plain_get_name(&plain).is_some());
+            // A space makes serde_json parse it: the same bytes must come out.
+            let spaced = format!(r#"{{ "event":"get_name","data":{{"hero":"{id}"}}}}"#);
+            assert!(plain_get_name(&spaced).is_none());
+            assert_eq!(reply_bytes(&h, &plain), reply_bytes(&h, &spaced));
+        }
+        // Not the plain form: escapes, quotes, unknown heroes, trailing data.
+        for text in [
+            r#"{"event":"get_name","data":{"hero":"iron\u004dan"}}"#,
+            r#"{"event":"get_name","data":{"hero":"a"}}"}}"#,
+            r#"{"event":"get_name","data":{"hero":"ironMan"}},"#,
+        ] {
+            assert!(plain_get_name(text).is_none(), "{text}");
+        }
+        let unknown = ask(&h, r#"{"event":"get_name","data":{"hero":"nobody"}}"#);
+        assert_eq!(unknown["data"]["code"], "unknown_hero");
     }
 
     #[test]
