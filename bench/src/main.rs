@@ -1,358 +1,523 @@
-//! palisade-bench: a load generator for WebSocket servers.
+//! palisade-bench: a single-threaded, event-driven load generator for
+//! WebSocket servers (plain `ws://` and TLS `wss://`).
 //!
 //! Modes:
-//! - `connect`: each worker opens a connection, (TLS handshake,) upgrades,
-//!   sends a close and waits for the server's; reports handshakes per second.
-//! - `echo`: `--conns` connections each keep `--inflight` messages of
-//!   `--size` bytes in flight; every reply is checked byte for byte; reports
-//!   round trips per second and latency percentiles.
+//! - `echo`: `--conns` connections each keep `--inflight` text messages of
+//!   `--size` bytes in flight; every reply is checked byte for byte (each
+//!   message starts with a sequence counter, so stale or reordered replies
+//!   are caught); reports round trips per second and latency percentiles.
+//! - `hero`: the same with the hero application's `get_name` request and
+//!   its exact reply.
+//! - `connect`: `--conns` loops of connect, (TLS handshake,) upgrade,
+//!   close handshake and TCP close; reports cycles per second.
+//! - `idle`: opens `--conns` connections, lets them settle, reads the
+//!   server's RSS and proves every connection is still open with a ping.
 //!
-//! Threads and blocking sockets keep it simple; run it on another core than
-//! the server (`taskset`).
+//! The generator is meant to run pinned to another CPU than the server
+//! (`taskset`), and is built to cost less per message than the server.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+mod engine;
+mod hist;
+mod sys;
+mod ws;
+
+use std::io::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
-const USAGE: &str = "usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--mode echo|connect] [--conns N] [--inflight W] [--size S] [--duration SECS] [--workers N]";
+const USAGE: &str = "\
+usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--origin ORIGIN]
+  --mode echo|hero|connect|idle  [--conns N] [--inflight W] [--size S]
+  [--duration SECS] [--warmup SECS] [--count N] [--pid PID] [--probe] [--timeout SECS]
+  [--settle SECS]
 
-struct Opts {
-    tls: bool,
-    host: String,
-    addr: SocketAddr,
-    path: String,
-    ca: Option<String>,
-    mode: String,
-    conns: usize,
-    inflight: usize,
-    size: usize,
-    duration: Duration,
-    workers: usize,
+  --url URL        server to load; wss:// needs --ca
+  --ca FILE        PEM file of the CA(s) that signed the server certificate; a
+                   certificate chain verified once is trusted for the rest of the run
+  --origin ORIGIN  send this Origin header in the upgrade request (default: none)
+  --mode MODE      echo (default): N connections each keep W messages of S bytes
+                   in flight, every reply checked byte for byte;
+                   hero: the same with {\"event\":\"get_name\",...} requests;
+                   connect: N loops of connect, upgrade, close handshake;
+                   idle: open N connections, settle, read the server's RSS, ping all
+  --conns N        connections (default 50; connect: concurrent loops, default 8;
+                   idle: default 1000); --workers N is the same
+  --inflight W     messages in flight per connection (default 1)
+  --size S         message payload bytes (echo; default 64); the first 8 are a
+                   hex sequence counter
+  --duration SECS  measurement window (default 5)
+  --warmup SECS    unmeasured time once all connections are up (default 0.5)
+  --count N        end the window after N round trips (connect: cycles)
+  --pid PID        the server's pid: report its CPU use in the window (idle: RSS;
+                   required for idle)
+  --probe          echo/hero: one extra connection with 1 message in flight whose
+                   latency is reported separately
+  --timeout SECS   abort the run with an error after this long (default 60)
+  --settle SECS    idle: wait this long after all upgrades before reading RSS
+                   (default 2)
+
+Prints one line of key=value pairs; exits 1 when there were errors or nothing
+was measured, 2 on bad arguments.";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Echo,
+    Hero,
+    Connect,
+    Idle,
 }
 
-fn parse() -> Result<Opts, String> {
-    let mut args = std::env::args().skip(1);
-    let mut url = None;
-    let mut o = Opts {
-        tls: false,
-        host: String::new(),
-        addr: "127.0.0.1:0".parse().unwrap(),
-        path: "/ws".into(),
-        ca: None,
-        mode: "echo".into(),
-        conns: 50,
-        inflight: 1,
-        size: 64,
-        duration: Duration::from_secs(5),
-        workers: 8,
-    };
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or(format!("{a} needs a value\n{USAGE}"));
-        match a.as_str() {
-            "--url" => url = Some(val()?),
-            "--ca" => o.ca = Some(val()?),
-            "--mode" => o.mode = val()?,
-            "--conns" => o.conns = val()?.parse().map_err(|_| "--conns: a number")?,
-            "--inflight" => o.inflight = val()?.parse().map_err(|_| "--inflight: a number")?,
-            "--size" => o.size = val()?.parse().map_err(|_| "--size: a number")?,
-            "--duration" => {
-                o.duration =
-                    Duration::from_secs_f64(val()?.parse().map_err(|_| "--duration: seconds")?)
-            }
-            "--workers" => o.workers = val()?.parse().map_err(|_| "--workers: a number")?,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Hero => "hero",
+            Mode::Connect => "connect",
+            Mode::Idle => "idle",
         }
     }
-    let url = url.ok_or(USAGE)?;
-    let (scheme, rest) = url.split_once("://").ok_or("--url: ws://HOST:PORT/PATH")?;
-    o.tls = match scheme {
+}
+
+pub struct Tls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: ServerName<'static>,
+}
+
+pub struct Opts {
+    pub tls: Option<Tls>,
+    /// `HOST:PORT` as written in the URL, for the `Host` header.
+    pub authority: String,
+    pub addr: SocketAddr,
+    pub path: String,
+    pub origin: Option<String>,
+    pub mode: Mode,
+    pub conns: usize,
+    pub inflight: usize,
+    pub size: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub count: Option<u64>,
+    pub pid: Option<u32>,
+    pub probe: bool,
+    pub timeout: Duration,
+    pub settle: Duration,
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{flag}: {v:?} is not a valid number"))
+}
+
+fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
+    let s: f64 = number(flag, v)?;
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{flag}: {v:?} is not a number of seconds"))
+}
+
+/// Parses the arguments; `Ok(None)` asks for the usage text.
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
+    let mut args = args.peekable();
+    let mut url = None;
+    let mut ca = None;
+    let mut origin = None;
+    let mut mode = Mode::Echo;
+    let mut conns = None;
+    let mut inflight = 1usize;
+    let mut size = 64usize;
+    let mut duration = Duration::from_secs(5);
+    let mut warmup = Duration::from_millis(500);
+    let mut count = None;
+    let mut pid = None;
+    let mut probe = false;
+    let mut timeout = Duration::from_secs(60);
+    let mut settle = Duration::from_secs(2);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut val = || -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--url" => url = Some(val()?),
+            "--ca" => ca = Some(val()?),
+            "--origin" => origin = Some(val()?),
+            "--mode" => {
+                mode = match val()?.as_str() {
+                    "echo" => Mode::Echo,
+                    "hero" => Mode::Hero,
+                    "connect" => Mode::Connect,
+                    "idle" => Mode::Idle,
+                    m => return Err(format!("--mode: {m:?} is not echo, hero, connect or idle")),
+                }
+            }
+            // `--workers` is the name older scripts use for connect loops.
+            "--conns" | "--workers" => conns = Some(number(&flag, &val()?)?),
+            "--inflight" => inflight = number(&flag, &val()?)?,
+            "--size" => size = number(&flag, &val()?)?,
+            "--duration" => duration = seconds(&flag, &val()?)?,
+            "--warmup" => warmup = seconds(&flag, &val()?)?,
+            "--count" => count = Some(number(&flag, &val()?)?),
+            "--pid" => pid = Some(number(&flag, &val()?)?),
+            "--probe" if inline.is_none() => probe = true,
+            "--timeout" => timeout = seconds(&flag, &val()?)?,
+            "--settle" => settle = seconds(&flag, &val()?)?,
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    let url = url.ok_or("--url is required")?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("--url: expected ws://HOST:PORT/PATH")?;
+    let tls = match scheme {
         "ws" => false,
         "wss" => true,
-        _ => return Err("--url: scheme must be ws or wss".into()),
+        _ => return Err("--url: the scheme must be ws or wss".into()),
     };
-    let (authority, path) = rest.split_once('/').map_or((rest, "/"), |(a, p)| (a, p));
-    o.path = format!("/{}", path.trim_start_matches('/'));
-    o.host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(h, _)| h)
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = format!("/{path}");
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => h,
+        _ => authority,
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
         .to_owned();
-    o.addr = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("--url: {e}"))?
-        .next()
-        .ok_or("--url: no address")?;
-    if !matches!(o.mode.as_str(), "echo" | "connect") {
-        return Err(format!("--mode: {} is not echo or connect", o.mode));
-    }
-    Ok(o)
-}
-
-/// A plain socket with buffered reads (rustls buffers the TLS side), so
-/// both measure the server, not the generator's syscalls.
-struct Buffered(io::BufReader<TcpStream>);
-
-impl Read for Buffered {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl Write for Buffered {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.get_mut().write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.get_mut().flush()
-    }
-}
-
-trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
-
-fn tls_config(ca: &Option<String>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = ca
-        .as_ref()
-        .ok_or("wss:// needs --ca FILE (the CA that signed the server certificate)")?;
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{ca}: {e:?}"))? {
-        roots
-            .add(c.map_err(|e| format!("{ca}: {e:?}"))?)
-            .map_err(|e| e.to_string())?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-fn open(o: &Opts, tls: &Option<Arc<rustls::ClientConfig>>) -> io::Result<Box<dyn Stream>> {
-    let sock = TcpStream::connect(o.addr)?;
-    sock.set_nodelay(true)?;
-    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut s: Box<dyn Stream> = match tls {
-        Some(cfg) => {
-            let name = ServerName::try_from(o.host.clone()).map_err(io::Error::other)?;
-            let conn =
-                rustls::ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
-            Box::new(rustls::StreamOwned::new(conn, sock))
-        }
-        None => Box::new(Buffered(io::BufReader::with_capacity(64 * 1024, sock))),
-    };
-    write!(
-        s,
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        o.path, o.host
-    )?;
-    s.flush()?;
-    let mut head = Vec::with_capacity(256);
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        head.push(b[0]);
-        if head.len() > 8192 {
-            return Err(io::Error::other("response head too large"));
-        }
-    }
-    if !head.starts_with(b"HTTP/1.1 101") {
-        return Err(io::Error::other(format!(
-            "no 101: {}",
-            String::from_utf8_lossy(&head)
-        )));
-    }
-    Ok(s)
-}
-
-/// A masked client frame.
-fn frame(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
-    let key = [0x12, 0x34, 0x56, 0x78];
-    out.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 65535 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
+    let addrs: Vec<SocketAddr> = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.contains(']'))
+    {
+        authority.to_socket_addrs()
     } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        (host.as_str(), if tls { 443 } else { 80 }).to_socket_addrs()
     }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
-}
+    .map_err(|e| format!("--url: {authority}: {e}"))?
+    .collect();
+    // Prefer IPv4: "localhost" servers usually listen on 127.0.0.1.
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or("--url: the host has no address")?;
 
-/// Reads one server frame: (opcode, payload).
-fn read_frame(s: &mut dyn Stream, payload: &mut Vec<u8>) -> io::Result<u8> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h)?;
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b)?;
-            u64::from(u16::from_be_bytes(b))
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b)?;
-            u64::from_be_bytes(b)
-        }
-        n => u64::from(n),
-    };
-    payload.resize(len as usize, 0);
-    s.read_exact(payload)?;
-    Ok(h[0] & 0x0f)
-}
-
-fn echo_worker(
-    o: &Opts,
-    tls: &Option<Arc<rustls::ClientConfig>>,
-    stop: &AtomicBool,
-    lat: &mut Vec<u32>,
-) -> io::Result<u64> {
-    let mut s = open(o, tls)?;
-    let msg: Vec<u8> = (0..o.size).map(|i| b'a' + (i % 26) as u8).collect();
-    let mut one = Vec::new();
-    frame(1, &msg, &mut one);
-    let mut batch = Vec::with_capacity(one.len() * o.inflight);
-    for _ in 0..o.inflight {
-        batch.extend_from_slice(&one);
+    let conns = conns.unwrap_or(match mode {
+        Mode::Connect => 8,
+        Mode::Idle => 1000,
+        _ => 50,
+    });
+    if conns == 0 || conns > 1_000_000 {
+        return Err("--conns: 1 to 1000000".into());
     }
-    let mut payload = Vec::new();
-    let mut done = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
-        s.write_all(&batch)?;
-        s.flush()?;
-        for _ in 0..o.inflight {
-            let op = read_frame(&mut *s, &mut payload)?;
-            if op != 1 || payload != msg {
-                return Err(io::Error::other("wrong echo"));
-            }
-        }
-        lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-        done += o.inflight as u64;
+    if inflight == 0 || inflight > 65_536 {
+        return Err("--inflight: 1 to 65536".into());
     }
-    let mut close = Vec::new();
-    frame(8, &1000u16.to_be_bytes(), &mut close);
-    let _ = s.write_all(&close);
-    let _ = s.flush();
-    Ok(done)
-}
-
-fn connect_worker(
-    o: &Opts,
-    tls: &Option<Arc<rustls::ClientConfig>>,
-    stop: &AtomicBool,
-    lat: &mut Vec<u32>,
-) -> io::Result<u64> {
-    let mut done = 0u64;
-    let mut close = Vec::new();
-    frame(8, &1000u16.to_be_bytes(), &mut close);
-    let mut payload = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
-        let mut s = open(o, tls)?;
-        s.write_all(&close)?;
-        s.flush()?;
-        if read_frame(&mut *s, &mut payload)? != 8 {
-            return Err(io::Error::other("expected close"));
-        }
-        lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-        done += 1;
+    if size > 64 << 20 {
+        return Err("--size: at most 64 MiB".into());
     }
-    Ok(done)
-}
-
-fn main() {
-    let o = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    let tls = if o.tls {
-        match tls_config(&o.ca) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(2);
-            }
-        }
+    if duration.is_zero() {
+        return Err("--duration must be more than 0".into());
+    }
+    if timeout.is_zero() {
+        return Err("--timeout must be more than 0".into());
+    }
+    if count == Some(0) {
+        return Err("--count must be more than 0".into());
+    }
+    if mode == Mode::Idle && pid.is_none() {
+        return Err("--mode idle needs --pid (the server's RSS is what it measures)".into());
+    }
+    if probe && !matches!(mode, Mode::Echo | Mode::Hero) {
+        return Err("--probe applies to echo and hero modes".into());
+    }
+    let tls = if tls {
+        let ca = ca.ok_or("wss:// needs --ca FILE (the CA that signed the server certificate)")?;
+        let name = ServerName::try_from(host.clone())
+            .map_err(|e| format!("--url: {host:?} is not a TLS server name: {e}"))?;
+        Some(Tls {
+            config: tls_config(&ca)?,
+            name,
+        })
     } else {
         None
     };
-    let threads = if o.mode == "echo" { o.conns } else { o.workers };
-    let stop = Arc::new(AtomicBool::new(false));
-    let o = Arc::new(o);
-    let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (o, tls, stop) = (o.clone(), tls.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut lat = Vec::new();
-                let r = if o.mode == "echo" {
-                    echo_worker(&o, &tls, &stop, &mut lat)
-                } else {
-                    connect_worker(&o, &tls, &stop, &mut lat)
-                };
-                (r, lat)
-            })
-        })
-        .collect();
-    thread::sleep(o.duration);
-    stop.store(true, Ordering::Relaxed);
-    let mut total = 0u64;
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for h in handles {
-        let (r, l) = h.join().expect("worker");
-        match r {
-            Ok(n) => total += n,
-            Err(e) => {
-                errors += 1;
-                eprintln!("worker error: {e}");
-            }
-        }
-        lat.extend(l);
+    Ok(Some(Opts {
+        tls,
+        authority: authority.to_owned(),
+        addr,
+        path,
+        origin,
+        mode,
+        conns,
+        inflight,
+        size,
+        duration,
+        warmup,
+        count,
+        pid,
+        probe,
+        timeout,
+        settle,
+    }))
+}
+
+/// A client configuration trusting the CAs in `ca`; sessions are never
+/// resumed, so every connection pays a full handshake.
+fn tls_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{ca}: {e:?}"))? {
+        roots
+            .add(c.map_err(|e| format!("{ca}: {e:?}"))?)
+            .map_err(|e| format!("{ca}: {e}"))?;
     }
-    let secs = start.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
+    if roots.is_empty() {
+        return Err(format!("{ca}: no certificates"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("{ca}: {e}"))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RememberedChain {
+            inner,
+            verified: Mutex::new(None),
+            signed: AtomicBool::new(false),
+        }))
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Verifies the server's certificate chain against the `--ca` roots and the
+/// handshake signature with its key, then remembers the chain: a later
+/// handshake presenting exactly the same certificates skips both checks.
+/// Every connection still pays the full key exchange and record protection,
+/// but not the client-only signature verifications, which would otherwise
+/// make each client handshake dearer than the server's (an ECDSA verify
+/// costs about twice the server's sign).
+#[derive(Debug)]
+struct RememberedChain {
+    inner: Arc<WebPkiServerVerifier>,
+    /// The last chain (end entity first) that passed verification.
+    verified: Mutex<Option<Vec<Vec<u8>>>>,
+    /// A handshake signature by the remembered end entity's key passed.
+    signed: AtomicBool,
+}
+
+impl RememberedChain {
+    fn remembered_signer(&self, cert: &CertificateDer<'_>) -> bool {
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified.as_ref().is_some_and(|v| v[0] == cert[..])
+    }
+
+    fn signature<F>(
+        &self,
+        cert: &CertificateDer<'_>,
+        verify: F,
+    ) -> Result<HandshakeSignatureValid, rustls::Error>
+    where
+        F: FnOnce() -> Result<HandshakeSignatureValid, rustls::Error>,
+    {
+        let remembered = self.remembered_signer(cert);
+        if remembered && self.signed.load(Ordering::Relaxed) {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
+        let ok = verify()?;
+        if remembered {
+            self.signed.store(true, Ordering::Relaxed);
+        }
+        Ok(ok)
+    }
+}
+
+impl ServerCertVerifier for RememberedChain {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain = std::iter::once(end_entity).chain(intermediates);
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.as_ref().is_some_and(|v| {
+            v.len() == intermediates.len() + 1 && chain.clone().zip(v).all(|(c, v)| c[..] == v[..])
+        }) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let ok = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        *verified = Some(chain.map(|c| c.to_vec()).collect());
+        self.signed.store(false, Ordering::Relaxed);
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(cert, || {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        })
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(cert, || {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        })
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn main() {
+    let o = match parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
+            return;
+        }
+        Err(e) => {
+            let synopsis: Vec<&str> = USAGE.lines().take_while(|l| !l.is_empty()).collect();
+            eprintln!(
+                "palisade-bench: {e}\n{}\n(--help for details)",
+                synopsis.join("\n")
+            );
+            std::process::exit(2);
+        }
     };
-    let what = if o.mode == "echo" {
-        "round trips"
-    } else {
-        "handshakes"
+    sys::keep_heap();
+    let nofile = sys::raise_nofile();
+    let want = o.conns as u64 + u64::from(o.probe) + 16;
+    if nofile != 0 && nofile < want {
+        eprintln!(
+            "palisade-bench: warning: the open file limit ({nofile}) is below the {want} this run needs"
+        );
+    }
+    let r = match engine::run(&o) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("palisade-bench: {e}");
+            std::process::exit(1);
+        }
     };
-    println!(
-        "mode={} tls={} conns={} inflight={} size={} duration={:.1}s {what}={total} rate={:.0}/s p50={}us p99={}us max={}us errors={errors}",
-        o.mode,
-        o.tls,
-        threads,
-        if o.mode == "echo" { o.inflight } else { 1 },
-        o.size,
-        secs,
-        total as f64 / secs,
-        pct(0.50),
-        pct(0.99),
-        lat.last().copied().unwrap_or(0),
-    );
-    if errors > 0 {
+    let _ = writeln!(std::io::stdout(), "{}", report_line(&o, &r));
+    let measured = match o.mode {
+        Mode::Idle => r.pongs > 0,
+        _ => r.counted > 0,
+    };
+    if r.errors > 0 || !measured {
         std::process::exit(1);
     }
+}
+
+fn us(ns: u64) -> u64 {
+    (ns + 500) / 1000
+}
+
+fn report_line(o: &Opts, r: &engine::Report) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!("mode={} tls={}", o.mode.name(), o.tls.is_some());
+    let w = r.window_s;
+    let per_s = |n: f64| if w > 0.0 { n / w } else { 0.0 };
+    match o.mode {
+        Mode::Idle => {
+            let before = r.rss_before_kib.unwrap_or(0);
+            // 0 when the run ended before the connections settled.
+            let after = r.rss_after_kib.unwrap_or(0);
+            let per_conn = match r.rss_after_kib {
+                Some(after) => (after as i64 - before as i64) * 1024 / o.conns as i64,
+                None => 0,
+            };
+            let _ = write!(
+                s,
+                " conns={} rss_before_kib={before} rss_after_kib={after} rss_per_conn_bytes={per_conn} pongs={} errors={}",
+                o.conns, r.pongs, r.errors
+            );
+            return s;
+        }
+        Mode::Connect => {
+            let _ = write!(
+                s,
+                " conns={} window_s={w:.2} cycles={} rate={:.0}",
+                o.conns,
+                r.counted,
+                per_s(r.counted as f64)
+            );
+        }
+        Mode::Echo | Mode::Hero => {
+            let _ = write!(s, " conns={} inflight={}", o.conns, o.inflight);
+            if o.mode == Mode::Echo {
+                let _ = write!(s, " size={}", o.size);
+            }
+            let _ = write!(
+                s,
+                " window_s={w:.2} round_trips={} rate={:.0} bytes_per_s={:.0}",
+                r.counted,
+                per_s(r.counted as f64),
+                per_s(r.counted as f64 * r.bytes_per_round_trip as f64)
+            );
+        }
+    }
+    let _ = write!(
+        s,
+        " p50_us={} p99_us={} max_us={} errors={}",
+        us(r.hist.quantile(0.5)),
+        us(r.hist.quantile(0.99)),
+        us(r.hist.max()),
+        r.errors
+    );
+    if let Some(cpu) = r.server_cpu_s {
+        let _ = write!(s, " server_cpu_s={cpu:.3} server_util={:.3}", per_s(cpu));
+    }
+    let _ = write!(s, " gen_util={:.3}", per_s(r.gen_cpu_s));
+    if let (Mode::Connect, Some(cpu)) = (o.mode, r.server_cpu_s) {
+        let per = if cpu > 0.0 {
+            r.counted as f64 / cpu
+        } else {
+            0.0
+        };
+        let _ = write!(s, " per_server_cpu_s={per:.0}");
+    }
+    if let Some(p) = &r.probe {
+        let _ = write!(
+            s,
+            " probe_p50_us={} probe_p99_us={} probe_max_us={}",
+            us(p.quantile(0.5)),
+            us(p.quantile(0.99)),
+            us(p.max())
+        );
+    }
+    s
 }
