@@ -2,7 +2,8 @@
 # The whole test suite: installs what the tests need (idempotent), checks
 # formatting and lints, runs every Rust test (unit, integration, conformance,
 # attacks, property tests, fuzz regressions), a 30 s smoke run of every fuzz
-# target (cargo-fuzz, installed on first use), then the external clients
+# target (cargo-fuzz, installed on first use), a smoke run of the load
+# generator (bench/compare.sh --smoke), then the external clients
 # (Python websockets, Node ws, curl) and the browser tests (Debian's chromium
 # driven by playwright-core).
 set -euo pipefail
@@ -57,7 +58,7 @@ rm -rf target/test-output/logs target/test-output/attacks.md
 # soft limit with prlimit when it can).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 set +e
-cargo test --quiet 2>&1 | tee target/cargo-test.log
+cargo test --workspace --quiet 2>&1 | tee target/cargo-test.log
 rust_status=${PIPESTATUS[0]}
 set -e
 if [ "$rust_status" -ne 0 ]; then
@@ -77,6 +78,14 @@ step "fuzz smoke run (fuzz/run.sh 30)"
 fuzz_status=0
 bash fuzz/run.sh "${PALISADE_FUZZ_SECONDS:-30}" || fuzz_status=$?
 
+# --- load generator smoke run ------------------------------------------------
+# Every benchmark case once against palisade for a second (idle with 200
+# connections): checks that the generator works and that no reply is lost.
+# No timing is asserted; docs/BENCHMARKS.md has the measured figures.
+step "load generator smoke run (bench/compare.sh --smoke)"
+bench_status=0
+bash bench/compare.sh --smoke --out target/bench/smoke || bench_status=$?
+
 # --- external clients and the browser --------------------------------------
 step "external clients and browser"
 cargo build --quiet
@@ -86,8 +95,9 @@ export PALISADE_TEST_OUT="$ROOT/target/test-output/browser"
 ext_status=0
 bash tests/run-external.sh || ext_status=$?
 
-if [ "$rust_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$ext_status" -ne 0 ]; then
-  echo "FAILED: cargo test exit $rust_status, fuzz exit $fuzz_status, external exit $ext_status"
+if [ "$rust_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$bench_status" -ne 0 ] \
+   || [ "$ext_status" -ne 0 ]; then
+  echo "FAILED: cargo test exit $rust_status, fuzz exit $fuzz_status, bench smoke exit $bench_status, external exit $ext_status"
   exit 1
 fi
 echo "all tests passed"

@@ -35,8 +35,9 @@ const MAX_IOV: usize = 64;
 /// Pause before reopening a connect loop whose socket could not be created.
 const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
-const HERO_REQUEST: &[u8] = br#"{"event":"get_name","data":{"hero":"ironMan"}}"#;
-const HERO_REPLY: &[u8] = br#"{"event":"name","data":{"hero":"ironMan","hero_name":"Tony Stark"}}"#;
+pub const HERO_REQUEST: &[u8] = br#"{"event":"get_name","data":{"hero":"ironMan"}}"#;
+pub const HERO_REPLY: &[u8] =
+    br#"{"event":"name","data":{"hero":"ironMan","hero_name":"Tony Stark"}}"#;
 /// A hero server may greet an authenticated user before any request.
 const GREETING: &[u8] = br#"{"event":"user_authorized""#;
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -1049,7 +1050,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         &reply
     };
     let (request, key_at) = ws::request_template(&o.path, &o.authority, o.origin.as_deref());
-    let total = o.conns + usize::from(o.probe);
+    let total = o.conns;
     let start = Instant::now();
     let mut io = Vec::with_capacity(total);
     let mut p = Vec::with_capacity(total);
@@ -1158,6 +1159,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         if o.warmup.is_zero() {
             window = Some(window_start(server.as_ref(), start)?);
             e.g.measuring = true;
+            crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
             phase = Phase::Measure(start + o.duration);
         } else {
             phase = Phase::Warmup(start + o.warmup);
@@ -1189,6 +1191,8 @@ pub fn run(o: &Opts) -> Result<Report, String> {
             Phase::Warmup(t) if now >= t => {
                 window = Some(window_start(server.as_ref(), now)?);
                 e.g.measuring = true;
+                crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
+                crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
                 phase = Phase::Measure(now + o.duration);
             }
             Phase::Measure(t) if now >= t => {
@@ -1217,6 +1221,9 @@ pub fn run(o: &Opts) -> Result<Report, String> {
                     if o.warmup.is_zero() {
                         window = Some(window_start(server.as_ref(), now)?);
                         e.g.measuring = true;
+                        crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
+                        crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
+                        crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
                         phase = Phase::Measure(now + o.duration);
                     } else {
                         phase = Phase::Warmup(now + o.warmup);
@@ -1295,7 +1302,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         counted: e.g.counted,
         bytes_per_round_trip: (request_bytes + e.g.reply.len()) as u64,
         hist: e.g.hist,
-        probe: o.probe.then_some(e.g.probe_hist),
+        probe: None,
         errors: e.g.errors,
         server_cpu_s: if o.mode == Mode::Idle {
             None

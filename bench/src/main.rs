@@ -18,6 +18,7 @@
 
 mod engine;
 mod hist;
+mod probe;
 mod sys;
 mod ws;
 
@@ -425,13 +426,34 @@ fn main() {
             "palisade-bench: warning: the open file limit ({nofile}) is below the {want} this run needs"
         );
     }
-    let r = match engine::run(&o) {
+    let probe = match o.probe.then(|| probe::start(&o)).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("palisade-bench: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut r = match engine::run(&o) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("palisade-bench: {e}");
             std::process::exit(1);
         }
     };
+    probe::WINDOW.store(2, Ordering::Relaxed);
+    if let Some(p) = probe {
+        match p.join() {
+            Ok(Ok(hist)) => r.probe = Some(hist),
+            Ok(Err(e)) => {
+                eprintln!("palisade-bench: {e}");
+                r.errors += 1;
+            }
+            Err(_) => {
+                eprintln!("palisade-bench: the probe thread panicked");
+                r.errors += 1;
+            }
+        }
+    }
     let _ = writeln!(std::io::stdout(), "{}", report_line(&o, &r));
     let measured = match o.mode {
         Mode::Idle => r.pongs > 0,

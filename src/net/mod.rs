@@ -89,7 +89,7 @@ enum Phase {
     Head {
         reader: HeadReader,
         out: Vec<u8>,
-        deadline: Instant,
+        deadline: Stamp,
         /// Bytes ever received on this connection (0 = silent client).
         received: u64,
     },
@@ -100,18 +100,18 @@ enum Phase {
         out: Vec<u8>,
         body: Vec<u8>,
         need: usize,
-        deadline: Instant,
+        deadline: Stamp,
     },
     /// Waiting for a password check on the hashing workers; not read.
     Verify {
         out: Vec<u8>,
         kind: Box<Verifying>,
-        deadline: Instant,
+        deadline: Stamp,
     },
     /// A final response is being written; then the write side is shut and
     /// input discarded until EOF or the deadline, so the peer reads the
     /// response instead of a reset.
-    Linger { out: Vec<u8>, deadline: Instant },
+    Linger { out: Vec<u8>, deadline: Stamp },
 }
 
 /// What a password check is for.
@@ -479,7 +479,7 @@ impl Server {
                     let out = std::mem::take(out);
                     conn.phase = Phase::Linger {
                         out,
-                        deadline: now + limits.close_timeout,
+                        deadline: Stamp::ceil(now + limits.close_timeout),
                     };
                     false
                 }
@@ -603,7 +603,7 @@ impl Server {
                 phase: Phase::Head {
                     reader: HeadReader::new(),
                     out: Vec::new(),
-                    deadline,
+                    deadline: Stamp::ceil(deadline),
                     received: 0,
                 },
                 readable: true,
@@ -711,7 +711,7 @@ impl Server {
                     }
                     conn.phase = Phase::Linger {
                         out,
-                        deadline: now + self.shared.limits.close_timeout,
+                        deadline: Stamp::ceil(now + self.shared.limits.close_timeout),
                     };
                 }
                 Verifying::Handshake {
@@ -728,7 +728,7 @@ impl Server {
                     conn.phase = Phase::Head {
                         reader,
                         out,
-                        deadline: now + self.shared.config.limits.handshake_timeout(),
+                        deadline: Stamp::ceil(now + self.shared.config.limits.handshake_timeout()),
                         received,
                     };
                     let mut ctx = Ctx {
@@ -987,7 +987,7 @@ fn deadline(conn: &Conn, limits: &Limits) -> Instant {
         Phase::Head { deadline, .. }
         | Phase::Body { deadline, .. }
         | Phase::Verify { deadline, .. }
-        | Phase::Linger { deadline, .. } => *deadline,
+        | Phase::Linger { deadline, .. } => deadline.instant(),
         Phase::Ws(ws) => ws.poll_timeout(limits),
     }
 }
@@ -1084,7 +1084,7 @@ fn extend_on_progress(conn: &mut Conn, now: Instant, shared: &Shared) {
             } else {
                 limits.idle_timeout
             };
-            *deadline = now + next;
+            *deadline = Stamp::ceil(now + next);
         }
         Phase::Linger { out, deadline } => {
             let next = if out.is_empty() {
@@ -1092,7 +1092,7 @@ fn extend_on_progress(conn: &mut Conn, now: Instant, shared: &Shared) {
             } else {
                 limits.idle_timeout
             };
-            *deadline = now + next;
+            *deadline = Stamp::ceil(now + next);
         }
         _ => {}
     }
@@ -1174,7 +1174,7 @@ fn on_eof(conn: &mut Conn, now: Instant, limits: &Limits) -> After {
             let out = std::mem::take(out);
             conn.phase = Phase::Linger {
                 out,
-                deadline: now + limits.close_timeout,
+                deadline: Stamp::ceil(now + limits.close_timeout),
             };
             return After::Keep;
         }
@@ -1219,7 +1219,7 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             deadline,
             received,
         } => {
-            if now < *deadline {
+            if now < deadline.instant() {
                 return After::Keep;
             }
             if conn.tls.as_ref().is_some_and(|s| s.is_handshaking()) {
@@ -1256,7 +1256,7 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             handshake::write_error_response(e.status(), e.reason(), &[], &mut out);
             conn.phase = Phase::Linger {
                 out,
-                deadline: now + shared.limits.close_timeout,
+                deadline: Stamp::ceil(now + shared.limits.close_timeout),
             };
             let _ = flush(conn);
             settle(conn)
@@ -1289,7 +1289,7 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             need,
             ..
         } => {
-            if now < *deadline {
+            if now < deadline.instant() {
                 return After::Keep;
             }
             let detail = format!("{} of {} body bytes", body.len(), need);
@@ -1306,13 +1306,13 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             login::write_refusal(login::TIMEOUT, &[], &mut out);
             conn.phase = Phase::Linger {
                 out,
-                deadline: now + shared.limits.close_timeout,
+                deadline: Stamp::ceil(now + shared.limits.close_timeout),
             };
             let _ = flush(conn);
             settle(conn)
         }
         Phase::Verify { deadline, .. } | Phase::Linger { deadline, .. } => {
-            if now < *deadline {
+            if now < deadline.instant() {
                 After::Keep
             } else {
                 After::Close
@@ -1522,12 +1522,12 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
         );
         if outcome.keep_alive {
             reader.clear();
-            *deadline = now + shared.config.limits.handshake_timeout();
+            *deadline = Stamp::ceil(now + shared.config.limits.handshake_timeout());
         } else {
             let out = std::mem::take(out);
             conn.phase = Phase::Linger {
                 out,
-                deadline: now + limits.close_timeout,
+                deadline: Stamp::ceil(now + limits.close_timeout),
             };
         }
         return;
@@ -1606,7 +1606,7 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
             );
             conn.phase = Phase::Linger {
                 out: buf,
-                deadline: now + limits.close_timeout,
+                deadline: Stamp::ceil(now + limits.close_timeout),
             };
         }
     }
@@ -1728,7 +1728,7 @@ fn start_basic_check(conn: &mut Conn, username: String, password: Vec<u8>, ctx: 
             username,
             early: Vec::new(),
         }),
-        deadline: ctx.now + VERIFY_TIMEOUT,
+        deadline: Stamp::ceil(ctx.now + VERIFY_TIMEOUT),
     };
 }
 
@@ -1770,7 +1770,7 @@ fn start_login_body(conn: &mut Conn, need: usize, expect_continue: bool, ctx: &m
         out,
         body: Vec::with_capacity(need),
         need,
-        deadline: ctx.now + ctx.shared.config.limits.handshake_timeout(),
+        deadline: Stamp::ceil(ctx.now + ctx.shared.config.limits.handshake_timeout()),
     };
     if need == 0 {
         login_body_complete(conn, ctx);
@@ -1803,7 +1803,7 @@ fn login_body_complete(conn: &mut Conn, ctx: &mut Ctx<'_>) {
         kind: Box::new(Verifying::Login {
             username: creds.username,
         }),
-        deadline: ctx.now + VERIFY_TIMEOUT,
+        deadline: Stamp::ceil(ctx.now + VERIFY_TIMEOUT),
     };
 }
 
@@ -1826,7 +1826,7 @@ fn refuse_login(
     login::write_refusal(refusal, extra, &mut out);
     conn.phase = Phase::Linger {
         out,
-        deadline: ctx.now + ctx.shared.limits.close_timeout,
+        deadline: Stamp::ceil(ctx.now + ctx.shared.limits.close_timeout),
     };
 }
 
@@ -1851,7 +1851,7 @@ fn refuse(
     handshake::write_error_response(status, reason, extra, &mut out);
     conn.phase = Phase::Linger {
         out,
-        deadline: now + shared.limits.close_timeout,
+        deadline: Stamp::ceil(now + shared.limits.close_timeout),
     };
 }
 
@@ -1878,7 +1878,7 @@ fn feed_tls(
         handshake::write_error_response(400, reason, &[], &mut out);
         conn.phase = Phase::Linger {
             out,
-            deadline: ctx.now + ctx.shared.limits.close_timeout,
+            deadline: Stamp::ceil(ctx.now + ctx.shared.limits.close_timeout),
         };
         return Ok(());
     }
@@ -1950,7 +1950,7 @@ fn redirect(conn: &mut Conn, location: Option<String>, shared: &Shared, now: Ins
     handshake::write_error_response(308, "use https", &[("Location", &location)], &mut out);
     conn.phase = Phase::Linger {
         out,
-        deadline: now + shared.limits.close_timeout,
+        deadline: Stamp::ceil(now + shared.limits.close_timeout),
     };
 }
 
