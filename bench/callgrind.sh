@@ -46,29 +46,11 @@ if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
     pin_srv=(taskset -c 0) pin_gen=(taskset -c 1)
 fi
 
-srv_pid=""
-stop_server() {
-    [[ -n $srv_pid ]] || return 0
-    # SIGTERM: palisade closes its clients and exits 0; the peer dies of the
-    # signal, and callgrind writes its file either way.
-    kill -TERM "$srv_pid" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 1200; i++)); do
-        kill -0 "$srv_pid" 2>/dev/null || break
-        [[ $(cut -d' ' -f3 "/proc/$srv_pid/stat" 2>/dev/null) == Z ]] && break
-        sleep 0.05
-    done
-    kill -KILL "$srv_pid" 2>/dev/null || true
-    wait "$srv_pid" 2>/dev/null || true
-    srv_pid=""
-}
-trap stop_server EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# SIGTERM: palisade closes its clients and exits 0; the peer dies of the
+# signal, and callgrind writes its file either way (up to a minute).
+stop_wait_ticks=1200
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # Runs SERVER under callgrind for COUNT echoes and prints the total Ir.
 measure() { # SERVER COUNT

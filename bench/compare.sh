@@ -176,7 +176,8 @@ echo "# $machine" >&2
 
 # --- servers -----------------------------------------------------------------
 
-srv_pid=""
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # Sets srv_pid. taskset execs the server, so $! is the server process itself.
 start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
@@ -215,30 +216,6 @@ start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
     return 1
 }
 
-alive() { # PID: running, not merely a zombie waiting to be reaped
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat%% *} != Z ]]
-}
-
-stop_server() {
-    [[ -n $srv_pid ]] || return 0
-    kill -TERM "$srv_pid" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 40; i++)); do alive "$srv_pid" || break; sleep 0.05; done
-    kill -KILL "$srv_pid" 2>/dev/null || true
-    wait "$srv_pid" 2>/dev/null || true
-    srv_pid=""
-}
-
-trap stop_server EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # --- cases -------------------------------------------------------------------
 

@@ -1021,7 +1021,15 @@ struct Window {
     gen_cpu: f64,
 }
 
-fn window_start(server: Option<&sys::Server>, now: Instant) -> Result<Window, String> {
+/// Starts the measured window: CPU readings, and from now on replies
+/// count (the probe thread's too).
+fn window_start(
+    server: Option<&sys::Server>,
+    now: Instant,
+    g: &mut Global,
+) -> Result<Window, String> {
+    g.measuring = true;
+    crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
     Ok(Window {
         start: now,
         server_cpu: server.map(sys::Server::cpu_s).transpose()?,
@@ -1157,9 +1165,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
             e.reopen(i, start);
         }
         if o.warmup.is_zero() {
-            window = Some(window_start(server.as_ref(), start)?);
-            e.g.measuring = true;
-            crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
+            window = Some(window_start(server.as_ref(), start, &mut e.g)?);
             phase = Phase::Measure(start + o.duration);
         } else {
             phase = Phase::Warmup(start + o.warmup);
@@ -1189,10 +1195,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         }
         match phase {
             Phase::Warmup(t) if now >= t => {
-                window = Some(window_start(server.as_ref(), now)?);
-                e.g.measuring = true;
-                crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
-                crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
+                window = Some(window_start(server.as_ref(), now, &mut e.g)?);
                 phase = Phase::Measure(now + o.duration);
             }
             Phase::Measure(t) if now >= t => {
@@ -1219,11 +1222,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
                         e.kick(i, now);
                     }
                     if o.warmup.is_zero() {
-                        window = Some(window_start(server.as_ref(), now)?);
-                        e.g.measuring = true;
-                        crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
-                        crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
-                        crate::probe::WINDOW.store(1, std::sync::atomic::Ordering::Relaxed);
+                        window = Some(window_start(server.as_ref(), now, &mut e.g)?);
                         phase = Phase::Measure(now + o.duration);
                     } else {
                         phase = Phase::Warmup(now + o.warmup);

@@ -760,18 +760,18 @@ impl Server {
         };
         let mut budget = READ_BUDGET;
         let mut after = After::Keep;
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            auth: &mut self.auth,
+            quotas: &mut self.quotas,
+            hasher: &self.hasher,
+            token,
+            now,
+        };
         loop {
             // Input held back at the high-water mark goes first.
             if let Phase::Ws(ws) = &conn.phase {
                 if ws.wants_resume(&self.shared.limits) {
-                    let mut ctx = Ctx {
-                        shared: &self.shared,
-                        auth: &mut self.auth,
-                        quotas: &mut self.quotas,
-                        hasher: &self.hasher,
-                        token,
-                        now,
-                    };
                     process(conn, &mut [], &mut ctx);
                 }
             }
@@ -792,14 +792,6 @@ impl Server {
                         let short = n < self.scratch.len();
                         let first = !conn.seen_bytes;
                         conn.seen_bytes = true;
-                        let mut ctx = Ctx {
-                            shared: &self.shared,
-                            auth: &mut self.auth,
-                            quotas: &mut self.quotas,
-                            hasher: &self.hasher,
-                            token,
-                            now,
-                        };
                         if conn.tls.is_some() {
                             let input = &self.scratch[..n];
                             let plain = &mut self.plain;

@@ -627,6 +627,19 @@ pub struct WebSocket {
     expires_at: Option<Stamp>,
 }
 
+/// A [`Sender`] over a connection's output and close state, borrowing only
+/// those fields (the decoder may be borrowed at the same time).
+macro_rules! sender {
+    ($ws:expr, $limits:expr) => {
+        Sender {
+            out: &mut $ws.out,
+            state: &mut $ws.state,
+            closing: &mut $ws.closing,
+            limits: $limits,
+        }
+    };
+}
+
 impl WebSocket {
     /// A connection that just sent its `101`; `out` may already hold it.
     pub fn new(now: Instant, out: Vec<u8>) -> Self {
@@ -739,12 +752,7 @@ impl WebSocket {
                 apply_mask(payload, f.key, 0);
                 self.last_frame = stamp;
                 self.ping_sent = None;
-                let mut tx = Sender {
-                    out: &mut self.out,
-                    state: &mut self.state,
-                    closing: &mut self.closing,
-                    limits,
-                };
+                let mut tx = sender!(self, limits);
                 if f.opcode == opcode::TEXT {
                     match core::str::from_utf8(payload) {
                         Ok(text) => on_event(Event::Text(text), &mut tx),
@@ -770,12 +778,7 @@ impl WebSocket {
                 Ok(Some(d)) => d,
                 Ok(None) => break,
                 Err(e) => {
-                    let mut tx = Sender {
-                        out: &mut self.out,
-                        state: &mut self.state,
-                        closing: &mut self.closing,
-                        limits,
-                    };
+                    let mut tx = sender!(self, limits);
                     tx.fail(e.close_code(), e.reason());
                     pos = input.len();
                     break;
@@ -783,12 +786,7 @@ impl WebSocket {
             };
             self.last_frame = stamp;
             self.ping_sent = None;
-            let mut tx = Sender {
-                out: &mut self.out,
-                state: &mut self.state,
-                closing: &mut self.closing,
-                limits,
-            };
+            let mut tx = sender!(self, limits);
             match decoded {
                 Decoded::Text(text) => {
                     if *tx.state == State::Open {
@@ -838,12 +836,7 @@ impl WebSocket {
         limits: &Limits,
         f: impl FnOnce(&mut Sender<'_>) -> R,
     ) -> R {
-        let mut tx = Sender {
-            out: &mut self.out,
-            state: &mut self.state,
-            closing: &mut self.closing,
-            limits,
-        };
+        let mut tx = sender!(self, limits);
         let r = f(&mut tx);
         self.arm_close_deadline(now, limits);
         r
