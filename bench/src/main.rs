@@ -50,7 +50,7 @@ usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--origin ORIGIN]
                    connect: N loops of connect, upgrade, close handshake;
                    idle: open N connections, settle, read the server's RSS, ping all
   --conns N        connections (default 50; connect: concurrent loops, default 8;
-                   idle: default 1000); --workers N is the same
+                   idle: default 1000)
   --inflight W     messages in flight per connection (default 1)
   --size S         message payload bytes (echo; default 64); the first 8 are a
                    hex sequence counter
@@ -164,8 +164,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
                     m => return Err(format!("--mode: {m:?} is not echo, hero, connect or idle")),
                 }
             }
-            // `--workers` is the name older scripts use for connect loops.
-            "--conns" | "--workers" => conns = Some(number(&flag, &val()?)?),
+            "--conns" => conns = Some(number(&flag, &val()?)?),
             "--inflight" => inflight = number(&flag, &val()?)?,
             "--size" => size = number(&flag, &val()?)?,
             "--duration" => duration = seconds(&flag, &val()?)?,
