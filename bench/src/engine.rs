@@ -1037,6 +1037,23 @@ fn window_start(
     })
 }
 
+/// Once the load runs: a warm-up first, or the measured window at once.
+fn warm_up_or_measure(
+    o: &Opts,
+    server: Option<&sys::Server>,
+    now: Instant,
+    g: &mut Global,
+) -> Result<(Option<Window>, Phase), String> {
+    if o.warmup.is_zero() {
+        Ok((
+            Some(window_start(server, now, g)?),
+            Phase::Measure(now + o.duration),
+        ))
+    } else {
+        Ok((None, Phase::Warmup(now + o.warmup)))
+    }
+}
+
 pub fn run(o: &Opts) -> Result<Report, String> {
     let server = o.pid.map(sys::Server::open).transpose()?;
     let rss_before_kib = match (o.mode, &server) {
@@ -1164,12 +1181,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         for i in 0..total {
             e.reopen(i, start);
         }
-        if o.warmup.is_zero() {
-            window = Some(window_start(server.as_ref(), start, &mut e.g)?);
-            phase = Phase::Measure(start + o.duration);
-        } else {
-            phase = Phase::Warmup(start + o.warmup);
-        }
+        (window, phase) = warm_up_or_measure(o, server.as_ref(), start, &mut e.g)?;
     } else {
         e.open_more(start);
         phase = Phase::Setup;
@@ -1221,12 +1233,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
                     for i in 0..total {
                         e.kick(i, now);
                     }
-                    if o.warmup.is_zero() {
-                        window = Some(window_start(server.as_ref(), now, &mut e.g)?);
-                        phase = Phase::Measure(now + o.duration);
-                    } else {
-                        phase = Phase::Warmup(now + o.warmup);
-                    }
+                    (window, phase) = warm_up_or_measure(o, server.as_ref(), now, &mut e.g)?;
                 }
             }
             Phase::Warmup(_) | Phase::Measure(_)
