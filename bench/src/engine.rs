@@ -7,6 +7,7 @@
 //! messages from a pre-masked template and writes once.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -135,13 +136,19 @@ struct Proto {
     /// Messages to keep in flight.
     window: usize,
     mask: [u8; 4],
-    /// One complete masked message frame.
+    /// One complete masked message frame; with `vectored`, only its prefix
+    /// (header, mask and counter), the rest being `tail`.
     template: Vec<u8>,
+    /// The masked payload after the counter, the same bytes for every
+    /// connection (they share one mask), so `writev` copies from one hot
+    /// buffer rather than from a template per connection; empty unless
+    /// `vectored`.
+    tail: Rc<[u8]>,
     /// Offset of the payload in `template`.
     pay_off: usize,
     /// Plain connections with large messages send them with `writev` from
-    /// `prefixes` (each message's header and counter) and the template's
-    /// shared tail, instead of copying each into `out`.
+    /// `prefixes` (each message's header and counter) and the shared
+    /// `tail`, instead of copying each into `out`.
     vectored: bool,
     /// Messages staged in `prefixes`, not yet written.
     staged: usize,
@@ -662,7 +669,7 @@ fn read_tls(
 /// socket is full. What it does not take is copied into `out`.
 fn flush_vectored(sock: &mut TcpStream, p: &mut Proto) -> Result<bool, String> {
     let plen = p.prefix_len;
-    let mlen = p.template.len();
+    let mlen = plen + p.tail.len();
     while p.staged > 0 {
         let pending = p.out.len() - p.out_off;
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
@@ -674,7 +681,7 @@ fn flush_vectored(sock: &mut TcpStream, p: &mut Proto) -> Result<bool, String> {
         let msgs = p.staged.min((MAX_IOV - k) / 2);
         for m in 0..msgs {
             iov[k] = IoSlice::new(&p.prefixes[m * plen..(m + 1) * plen]);
-            iov[k + 1] = IoSlice::new(&p.template[plen..]);
+            iov[k + 1] = IoSlice::new(&p.tail);
             k += 2;
         }
         let n = match sock.write_vectored(&iov[..k]) {
@@ -705,7 +712,7 @@ fn flush_vectored(sock: &mut TcpStream, p: &mut Proto) -> Result<bool, String> {
             let prefix = &p.prefixes[m * plen..(m + 1) * plen];
             p.out.extend_from_slice(&prefix[skip.min(plen)..]);
             p.out
-                .extend_from_slice(&p.template[plen + skip.saturating_sub(plen)..]);
+                .extend_from_slice(&p.tail[skip.saturating_sub(plen)..]);
         }
         p.prefixes.clear();
         p.staged = 0;
@@ -1079,11 +1086,14 @@ pub fn run(o: &Opts) -> Result<Report, String> {
     let start = Instant::now();
     let mut io = Vec::with_capacity(total);
     let mut p = Vec::with_capacity(total);
+    // One mask for every connection's messages: a server cannot tell, and
+    // the connections can then share one copy of a large payload.
+    let mut mask = [0u8; 4];
+    rng.fill(&mut mask);
+    let mut shared_tail: Option<Rc<[u8]>> = None;
     for i in 0..total {
         let probe = i >= o.conns;
         let window = if probe { 1 } else { o.inflight };
-        let mut mask = [0u8; 4];
-        rng.fill(&mut mask);
         let mut ping = [0u8; 4];
         rng.fill(&mut ping);
         let mut template = Vec::new();
@@ -1094,6 +1104,15 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         }
         let vectored = o.tls.is_none() && template.len() >= VECTORED_MIN;
         let prefix_len = pay_off + counter;
+        let tail = if vectored {
+            let tail = shared_tail
+                .get_or_insert_with(|| Rc::from(&template[prefix_len..]))
+                .clone();
+            template.truncate(prefix_len);
+            tail
+        } else {
+            Rc::from(&[][..])
+        };
         io.push(Io {
             sock: None,
             tls: None,
@@ -1110,6 +1129,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
                 request.len()
             }),
             template,
+            tail,
             pay_off,
             vectored,
             staged: 0,
