@@ -411,7 +411,9 @@ pub fn dispatch(data: &[u8]) {
     let now = Instant::now();
     let app = App::Hero(Heroes::default());
     let mut ws = WebSocket::new(now, Vec::new());
-    ws.with_sender(now, &limits, |tx| app.on_event(Event::Text(text), tx));
+    ws.with_sender(now, &limits, |tx| {
+        app.on_event(Event::Text(text.into()), tx)
+    });
     let mut out = ws.output();
     assert!(!out.is_empty(), "every text message gets an answer");
     while !out.is_empty() {

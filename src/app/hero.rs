@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::proto::conn::Sender;
+use crate::proto::conn::{Sender, Text};
 
 /// Longest hero id a request may carry (SPEC.md §6).
 pub const MAX_HERO_ID_BYTES: usize = 64;
@@ -38,7 +38,7 @@ pub struct Heroes {
     names: HashMap<Box<str>, Box<str>>,
     /// The `name` reply to a plain `get_name` for each hero, serialized
     /// once (see [`plain_get_name`]).
-    replies: HashMap<Box<str>, Box<str>>,
+    replies: HashMap<Box<[u8]>, Box<str>>,
 }
 
 /// The request as the demo page and most clients send it, around the id.
@@ -49,12 +49,12 @@ const GET_NAME_SUFFIX: &str = r#""}}"#;
 /// `{"event":"get_name","data":{"hero":"ID"}}`, with no escapes in the id:
 /// such a request is answered from [`Heroes::replies`] without parsing.
 /// Any other form goes through serde_json and gets the same reply.
-fn plain_get_name(text: &str) -> Option<&str> {
+fn plain_get_name(text: &[u8]) -> Option<&[u8]> {
     let id = text
-        .strip_prefix(GET_NAME_PREFIX)?
-        .strip_suffix(GET_NAME_SUFFIX)?;
+        .strip_prefix(GET_NAME_PREFIX.as_bytes())?
+        .strip_suffix(GET_NAME_SUFFIX.as_bytes())?;
     let plain =
-        id.len() <= MAX_HERO_ID_BYTES && id.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+        id.len() <= MAX_HERO_ID_BYTES && id.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
     plain.then_some(id)
 }
 
@@ -138,7 +138,7 @@ impl Heroes {
                 id: None,
             };
             let reply = serde_json::to_string(&reply).expect("strings serialize");
-            replies.insert(id.clone(), reply.into());
+            replies.insert(id.as_bytes().into(), reply.into());
             if names.insert(id.clone(), name.into()).is_some() {
                 return Err(format!("hero id {id:?} appears twice"));
             }
@@ -161,13 +161,15 @@ impl Heroes {
         self.names.get(id).map(|s| &**s)
     }
 
-    /// Answers one text message.
-    pub fn handle_text(&self, text: &str, tx: &mut Sender<'_>) {
+    /// Answers one text message; JSON is parsed from its bytes, so the
+    /// message is never converted to a `&str`.
+    pub fn handle_text(&self, text: Text<'_>, tx: &mut Sender<'_>) {
+        let text = text.as_bytes();
         if let Some(reply) = plain_get_name(text).and_then(|id| self.replies.get(id)) {
-            let _ = tx.send_text(reply);
+            let _ = tx.send_text(&**reply);
             return;
         }
-        let req: Request<'_> = match serde_json::from_str(text) {
+        let req: Request<'_> = match serde_json::from_slice(text) {
             Ok(r) => r,
             Err(e) => {
                 let (code, message, id) = match e.classify() {
@@ -243,8 +245,8 @@ impl Heroes {
 }
 
 /// The `id` of a message that failed the schema, when it is a u32.
-fn lenient_id(text: &str) -> Option<u32> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+fn lenient_id(text: &[u8]) -> Option<u32> {
+    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
     u32::try_from(v.get("id")?.as_u64()?).ok()
 }
 
@@ -308,7 +310,9 @@ mod tests {
     fn ask(heroes: &Heroes, text: &str) -> serde_json::Value {
         let limits = Limits::default();
         let mut ws = WebSocket::new(Instant::now(), Vec::new());
-        ws.with_sender(Instant::now(), &limits, |tx| heroes.handle_text(text, tx));
+        ws.with_sender(Instant::now(), &limits, |tx| {
+            heroes.handle_text(text.into(), tx)
+        });
         let out = ws.output();
         let (h, n) = decode_header(out).unwrap().unwrap();
         assert_eq!(h.opcode, 1);
@@ -334,7 +338,9 @@ mod tests {
     fn reply_bytes(heroes: &Heroes, text: &str) -> Vec<u8> {
         let limits = Limits::default();
         let mut ws = WebSocket::new(Instant::now(), Vec::new());
-        ws.with_sender(Instant::now(), &limits, |tx| heroes.handle_text(text, tx));
+        ws.with_sender(Instant::now(), &limits, |tx| {
+            heroes.handle_text(text.into(), tx)
+        });
         ws.output().to_vec()
     }
 
@@ -343,10 +349,10 @@ mod tests {
         let h = Heroes::default();
         for (id, _) in BUILT_IN {
             let plain = format!(r#"{{"event":"get_name","data":{{"hero":"{id}"}}}}"#);
-            assert!(plain_get_name(&plain).is_some());
+            assert!(plain_get_name(plain.as_bytes()).is_some());
             // A space makes serde_json parse it: the same bytes must come out.
             let spaced = format!(r#"{{ "event":"get_name","data":{{"hero":"{id}"}}}}"#);
-            assert!(plain_get_name(&spaced).is_none());
+            assert!(plain_get_name(spaced.as_bytes()).is_none());
             assert_eq!(reply_bytes(&h, &plain), reply_bytes(&h, &spaced));
         }
         // Not the plain form: escapes, quotes, unknown heroes, trailing data.
@@ -355,7 +361,7 @@ mod tests {
             r#"{"event":"get_name","data":{"hero":"a"}}"}}"#,
             r#"{"event":"get_name","data":{"hero":"ironMan"}},"#,
         ] {
-            assert!(plain_get_name(text).is_none(), "{text}");
+            assert!(plain_get_name(text.as_bytes()).is_none(), "{text}");
         }
         let unknown = ask(&h, r#"{"event":"get_name","data":{"hero":"nobody"}}"#);
         assert_eq!(unknown["data"]["code"], "unknown_hero");

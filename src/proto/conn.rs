@@ -17,15 +17,67 @@ use super::Limits;
 use super::close::{encode_close_payload, parse_close_payload};
 use super::error::{ProtocolError, SendError, code};
 use super::frame::{MAX_HEADER_LEN, decode_header, header_len, opcode, write_frame};
-use super::mask::apply_mask;
+use super::mask::{apply_mask, unmask_is_ascii};
 use super::stamp::Stamp;
 use super::utf8::Utf8Validator;
+
+/// The payload of a complete text message: bytes the decoder has checked
+/// to be UTF-8.
+///
+/// Text is handed over as bytes because most of it is checked for free: a
+/// payload that unmasks to all-ASCII is known to be UTF-8 without a second
+/// pass over it. Applications that can work on bytes (`serde_json::from_slice`,
+/// an echo) use [`Text::as_bytes`]; [`Text::as_str`] gives a `&str`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Text<'a> {
+    /// Valid UTF-8, always: the only constructors are `From<&str>` and
+    /// [`Text::ascii`], which is given all-ASCII bytes only.
+    bytes: &'a [u8],
+}
+
+impl<'a> Text<'a> {
+    /// Wraps bytes the caller has found to be all ASCII.
+    fn ascii(bytes: &'a [u8]) -> Text<'a> {
+        debug_assert!(bytes.is_ascii(), "Text::ascii holds ASCII");
+        Text { bytes }
+    }
+
+    /// The message's bytes (UTF-8).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The message as a `&str`. The crate forbids `unsafe`, so this runs
+    /// std's validator again over bytes known to be UTF-8: one more pass
+    /// over the message, which `as_bytes` avoids.
+    pub fn as_str(&self) -> &'a str {
+        core::str::from_utf8(self.bytes).expect("Text holds UTF-8")
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(text: &'a str) -> Text<'a> {
+        Text {
+            bytes: text.as_bytes(),
+        }
+    }
+}
 
 /// Something the peer sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     /// A complete text message (validated UTF-8).
-    Text(&'a str),
+    Text(Text<'a>),
     /// A complete binary message.
     Binary(&'a [u8]),
     /// A ping; the pong is already queued.
@@ -143,10 +195,10 @@ impl Sender<'_> {
         Ok(())
     }
 
-    /// Queues a text message.
-    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+    /// Queues a text message: a `&str`, or a received [`Text`] as it is.
+    pub fn send_text<'t>(&mut self, text: impl Into<Text<'t>>) -> Result<(), SendError> {
         self.check()?;
-        write_frame(&mut self.out.buf, opcode::TEXT, text.as_bytes());
+        write_frame(&mut self.out.buf, opcode::TEXT, text.into().as_bytes());
         Ok(())
     }
 
@@ -266,7 +318,7 @@ struct Decoder {
 
 /// What the decoder produced; borrows the input or the reassembly buffer.
 enum Decoded<'a> {
-    Text(&'a str),
+    Text(Text<'a>),
     Binary(&'a [u8]),
     Control(u8, &'a [u8]),
 }
@@ -526,15 +578,15 @@ impl Decoder {
                 let start = *pos;
                 *pos += n;
                 let payload = &mut input[start..start + n];
-                apply_mask(payload, self.key, 0);
                 let op = self.message;
                 self.message = NO_MESSAGE;
                 if op == opcode::TEXT {
-                    // The whole text is here; std's validator is the fast path.
-                    let text =
-                        core::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?;
-                    Ok(Some(Decoded::Text(text)))
+                    // The whole text is here: checked while it is unmasked.
+                    Ok(Some(Decoded::Text(
+                        unmasked_text(payload, self.key).ok_or(ProtocolError::InvalidUtf8)?,
+                    )))
                 } else {
+                    apply_mask(payload, self.key, 0);
                     Ok(Some(Decoded::Binary(payload)))
                 }
             }
@@ -543,16 +595,28 @@ impl Decoder {
                 let op = self.message;
                 self.message = NO_MESSAGE;
                 if op == opcode::TEXT {
-                    // Validated piece by piece already; this only converts.
+                    // Validated piece by piece already; std's validator makes
+                    // sure of it once more (fragmented text is rare).
                     let text = core::str::from_utf8(&self.payload)
                         .map_err(|_| ProtocolError::InvalidUtf8)?;
-                    Ok(Some(Decoded::Text(text)))
+                    Ok(Some(Decoded::Text(Text::from(text))))
                 } else {
                     Ok(Some(Decoded::Binary(&self.payload)))
                 }
             }
             Step::NeedMore | Step::Continue => unreachable!("handled in the loop"),
         }
+    }
+}
+
+/// Unmasks a whole text payload in place and checks it is UTF-8: an
+/// all-ASCII payload (the common case) is known to be from the unmasking
+/// pass alone; anything else goes through std's validator.
+fn unmasked_text(payload: &mut [u8], key: [u8; 4]) -> Option<Text<'_>> {
+    if unmask_is_ascii(payload, key) {
+        Some(Text::ascii(payload))
+    } else {
+        core::str::from_utf8(payload).ok().map(Text::from)
     }
 }
 
@@ -749,19 +813,19 @@ impl WebSocket {
                 let start = pos + f.header_len;
                 pos = start + f.len;
                 let payload = &mut input[start..pos];
-                apply_mask(payload, f.key, 0);
                 self.last_frame = stamp;
                 self.ping_sent = None;
                 let mut tx = sender!(self, limits);
                 if f.opcode == opcode::TEXT {
-                    match core::str::from_utf8(payload) {
-                        Ok(text) => on_event(Event::Text(text), &mut tx),
-                        Err(_) => {
+                    match unmasked_text(payload, f.key) {
+                        Some(text) => on_event(Event::Text(text), &mut tx),
+                        None => {
                             let e = ProtocolError::InvalidUtf8;
                             tx.fail(e.close_code(), e.reason());
                         }
                     }
                 } else {
+                    apply_mask(payload, f.key, 0);
                     on_event(Event::Binary(payload), &mut tx);
                 }
                 if matches!(self.state, State::Failed | State::Closed) {

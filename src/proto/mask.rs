@@ -10,22 +10,40 @@
 /// twice restores the input (the operation is an involution).
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     let offset = offset & 3;
-    let rotated = rotate(key, offset);
+    mask_words(buf, rotate(key, offset));
+    (offset + buf.len()) & 3
+}
+
+/// Unmasks a whole payload (key position 0) in place and reports whether
+/// every unmasked byte is ASCII, which makes it valid UTF-8 without a
+/// second pass over it.
+pub fn unmask_is_ascii(buf: &mut [u8], key: [u8; 4]) -> bool {
+    mask_words(buf, key) & 0x8080_8080_8080_8080 == 0
+}
+
+/// XORs `buf` with `rotated` repeated, 8 bytes at a time; returns the OR of
+/// every unmasked byte, spread over a word (bit 7 of some byte is set if
+/// any unmasked byte is 0x80 or above).
+#[inline(always)]
+fn mask_words(buf: &mut [u8], rotated: [u8; 4]) -> u64 {
     let wide = u64::from_ne_bytes([
         rotated[0], rotated[1], rotated[2], rotated[3], rotated[0], rotated[1], rotated[2],
         rotated[3],
     ]);
+    let mut seen = 0u64;
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let x = u64::from_ne_bytes(word) ^ wide;
+        seen |= x;
         chunk.copy_from_slice(&x.to_ne_bytes());
     }
     for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
         *byte ^= rotated[i & 3];
+        seen |= u64::from(*byte);
     }
-    (offset + buf.len()) & 3
+    seen
 }
 
 fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
@@ -58,6 +76,30 @@ mod tests {
                 naive(&mut b, key, offset);
                 assert_eq!(a, b, "offset {offset} len {len}");
                 assert_eq!(next, (offset + len) % 4);
+            }
+        }
+    }
+
+    #[test]
+    fn unmask_is_ascii_unmasks_and_finds_any_high_byte() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut masked = plain.clone();
+            naive(&mut masked, key, 0);
+            let mut buf = masked.clone();
+            assert!(unmask_is_ascii(&mut buf, key), "len {len}");
+            assert_eq!(buf, plain);
+            // One byte at or above 0x80 anywhere, in a word or the tail.
+            for at in 0..len {
+                for high in [0x80, 0xc3, 0xff] {
+                    let mut plain = plain.clone();
+                    plain[at] = high;
+                    let mut buf = plain.clone();
+                    naive(&mut buf, key, 0);
+                    assert!(!unmask_is_ascii(&mut buf, key), "len {len} at {at}");
+                    assert_eq!(buf, plain);
+                }
             }
         }
     }

@@ -67,7 +67,7 @@ impl Harness {
         self.ws
             .handle_input(self.now, &mut input, &self.limits, |ev, tx| match ev {
                 Event::Text(t) => {
-                    events.push(Ev::Text(t.to_owned()));
+                    events.push(Ev::Text(t.as_str().to_owned()));
                     tx.send_text(t).unwrap();
                 }
                 Event::Binary(b) => {
