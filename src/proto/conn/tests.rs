@@ -268,6 +268,30 @@ fn row_invalid_utf8_is_1007_even_mid_frame() {
 }
 
 #[test]
+fn whole_text_frames_past_the_ascii_check_are_validated() {
+    // A byte with bit 7 set, in an 8-byte word or in the tail after the
+    // last whole word, sends the text to std's validator: invalid is 1007,
+    // valid is delivered as it is.
+    for (text, valid) in [
+        (&b"abcdefg\x80abcdefgh"[..], false),
+        (&b"abcdefghabcdefgh\xff"[..], false),
+        (&b"abcdefghabcdefgh\xc3"[..], false),
+        ("abcdefghabcdefgh\u{e9}".as_bytes(), true),
+        ("abcdefgh\u{20ac}abcdefgh".as_bytes(), true),
+        (&b"abcdefghabcdefgh\x7f"[..], true),
+    ] {
+        let mut h = Harness::new();
+        h.feed(&masked(opcode::TEXT, text));
+        if valid {
+            let s = core::str::from_utf8(text).unwrap();
+            assert_eq!(h.events, vec![Ev::Text(s.to_owned())], "{text:x?}");
+        } else {
+            h.expect_close(1007);
+        }
+    }
+}
+
+#[test]
 fn utf8_split_across_fragments_is_accepted() {
     let euro = "€".as_bytes(); // e2 82 ac
     let mut h = Harness::new();
