@@ -88,13 +88,31 @@ pub fn frame_decode(data: &[u8]) {
     while rest.len() >= 2 {
         match decode_header(rest) {
             Ok(None) => return,
-            Err(_) => return,
+            Err(e) => {
+                // Only the two length rules of §5.2 fail here, and only
+                // when they are really broken.
+                let (short, ext) = (rest[1] & 0x7f, &rest[2..header_len(rest[1])]);
+                match e {
+                    crate::proto::error::ProtocolError::LengthMsbSet => {
+                        assert!(short == 127 && ext[0] & 0x80 != 0)
+                    }
+                    crate::proto::error::ProtocolError::NonMinimalLength => {
+                        assert!(short == 126 || short == 127)
+                    }
+                    other => panic!("decode_header failed with {other:?}"),
+                }
+                return;
+            }
             Ok(Some((h, n))) => {
                 assert_eq!(n, header_len(rest[1]));
                 assert!(h.len >> 63 == 0);
                 assert!(h.opcode <= 0x0f && h.rsv <= 7);
                 let mut enc = [0u8; crate::proto::frame::MAX_HEADER_LEN];
                 let m = encode_header(h.fin, h.opcode, h.len, h.mask, &mut enc);
+                // Every accepted length is in its minimal encoding (§5.2),
+                // so encoding it again gives back the same bytes.
+                assert_eq!(m, n);
+                assert_eq!(enc[1..m], rest[1..n]);
                 let (again, k) = decode_header(&enc[..m]).unwrap().unwrap();
                 assert_eq!(
                     (again.len, again.mask, again.fin, again.opcode),

@@ -126,3 +126,71 @@ proptest! {
         prop_assert_eq!(got, vec![payload]);
     }
 }
+
+/// A frame whose length uses more bytes than needed (RFC 6455 §5.2).
+fn non_minimal_frame(opcode: u8, payload: &[u8], wide: bool, key: [u8; 4]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode];
+    if wide {
+        frame.push(0x80 | 127);
+        frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&key);
+    let mut masked = payload.to_vec();
+    apply_mask(&mut masked, key, 0);
+    frame.extend_from_slice(&masked);
+    frame
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// §5.2: "the minimal number of bytes MUST be used to encode the
+    /// length". A text, binary or ping frame with a 16-bit length below 126
+    /// or a 64-bit length below 65,536 is a protocol error (close 1002),
+    /// whether it arrives whole (the fast path) or in pieces (the decoder),
+    /// and nothing of it is delivered.
+    #[test]
+    fn a_length_in_more_bytes_than_needed_is_closed_1002(
+        opcode in prop_oneof![Just(0x1u8), Just(0x2u8), Just(0x9u8)],
+        len in prop_oneof![0usize..=125, 126usize..=200, 65530usize..=65535],
+        wide: bool,
+        key: [u8; 4],
+        cuts in proptest::collection::vec(any::<usize>(), 0..4),
+    ) {
+        // A 16-bit length can only be non-minimal below 126; control
+        // frames carry at most 125 bytes.
+        let len = if !wide { len % 126 } else { len };
+        let len = if opcode == 0x9 { len % 126 } else { len };
+        let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let frame = non_minimal_frame(opcode, &payload, wide, key);
+        let hdr = decode_header(&frame);
+        prop_assert_eq!(hdr, Err(palisade::proto::error::ProtocolError::NonMinimalLength));
+
+        let limits = Limits::default();
+        let now = Instant::now();
+        let mut ws = WebSocket::new(now, Vec::new());
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (frame.len() + 1)).collect();
+        points.push(frame.len());
+        points.sort_unstable();
+        let mut delivered = 0;
+        let mut at = 0;
+        for p in points {
+            let mut piece = frame[at..p].to_vec();
+            ws.handle_input(now, &mut piece, &limits, |e, _| {
+                if matches!(e, Event::Text(_) | Event::Binary(_) | Event::Ping(_)) {
+                    delivered += 1;
+                }
+            });
+            at = p;
+        }
+        prop_assert_eq!(delivered, 0);
+        let info = ws.close_info();
+        prop_assert_eq!(info.map(|i| i.code), Some(1002));
+        // The close frame the server sent says 1002 too.
+        let out = ws.output();
+        prop_assert!(out.len() >= 4 && out[0] == 0x88 && out[2..4] == [0x03, 0xea], "{:?}", out);
+    }
+}

@@ -1308,6 +1308,37 @@ fn autobahn_9_default_caps() {
             expect_close_soon(&mut c, PROTOCOL_ERROR);
         });
     }
+    // §5.2: "the minimal number of bytes MUST be used to encode the
+    // length": a 16-bit length below 126 and a 64-bit length below 65,536
+    // are protocol errors, for data and control frames alike, and nothing of
+    // the frame is delivered (no echo, no pong).
+    for (what, opc, len, form) in [
+        ("text, 16-bit length 5", op::TEXT, 5u64, LenForm::U16),
+        ("text, 16-bit length 0", op::TEXT, 0, LenForm::U16),
+        ("text, 16-bit length 125", op::TEXT, 125, LenForm::U16),
+        ("binary, 64-bit length 5", op::BINARY, 5, LenForm::U64),
+        (
+            "binary, 64-bit length 65535",
+            op::BINARY,
+            65535,
+            LenForm::U64,
+        ),
+        ("ping, 16-bit length 5", op::PING, 5, LenForm::U16),
+        ("ping, 64-bit length 5", op::PING, 5, LenForm::U64),
+    ] {
+        g.case(format!("9.c non-minimal length: {what}"), move |a| {
+            let mut c = open(a);
+            let payload = vec![b'h'; len as usize];
+            let mut f = frame_header_raw(true, 0, opc, len, form, Some(MASK));
+            let mut masked = payload.clone();
+            for (i, b) in masked.iter_mut().enumerate() {
+                *b ^= MASK[i % 4];
+            }
+            f.extend_from_slice(&masked);
+            c.write_all(&f).unwrap();
+            expect_close_soon(&mut c, PROTOCOL_ERROR);
+        });
+    }
     // §5.1: every client frame must be masked.
     g.script(
         "9.c unmasked text",

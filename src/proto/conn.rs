@@ -640,10 +640,14 @@ fn whole_data_frame(buf: &[u8], limits: &Limits) -> Option<WholeFrame> {
     }
     let (len, header_len) = match b1 & 0x7f {
         127 => return None,
-        126 => (
-            usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
-            8,
-        ),
+        126 => {
+            let len = usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]));
+            // Not minimally encoded (§5.2): the decoder refuses it.
+            if len < 126 {
+                return None;
+            }
+            (len, 8)
+        }
         short => (usize::from(short), 6),
     };
     if buf.len() < header_len || buf.len() - header_len < len {

@@ -46,6 +46,9 @@ pub enum ProtocolError {
     ExpectedContinuation,
     /// 64-bit payload length with the most significant bit set (§5.2).
     LengthMsbSet,
+    /// Payload length not in its minimal encoding: the 16-bit form for less
+    /// than 126 bytes, or the 64-bit form for less than 65,536 (§5.2).
+    NonMinimalLength,
     /// Frame payload announced over `limits.max_frame_bytes`.
     FrameTooLarge,
     /// Message announced over `limits.max_message_bytes`.
@@ -83,6 +86,7 @@ impl ProtocolError {
             ProtocolError::UnexpectedContinuation => "continuation without a message",
             ProtocolError::ExpectedContinuation => "expected a continuation frame",
             ProtocolError::LengthMsbSet => "payload length has its top bit set",
+            ProtocolError::NonMinimalLength => "payload length not minimally encoded",
             ProtocolError::FrameTooLarge => "frame too large",
             ProtocolError::MessageTooLarge => "message too large",
             ProtocolError::TooManyFragments => "too many fragments",
@@ -218,6 +222,7 @@ mod tests {
             (UnexpectedContinuation, 1002),
             (ExpectedContinuation, 1002),
             (LengthMsbSet, 1002),
+            (NonMinimalLength, 1002),
             (FrameTooLarge, 1009),
             (MessageTooLarge, 1009),
             (TooManyFragments, 1009),

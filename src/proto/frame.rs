@@ -74,9 +74,10 @@ pub const fn header_len(second_byte: u8) -> usize {
 /// Decodes a header from the start of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` holds only part of the header, and the header
-/// with its length in bytes otherwise. Fails only for a 64-bit length with the
-/// most significant bit set (§5.2); every other check needs protocol state and
-/// lives in the connection.
+/// with its length in bytes otherwise. Fails for a 64-bit length with the
+/// most significant bit set and for a length not in its minimal encoding
+/// (both §5.2); every other check needs protocol state and lives in the
+/// connection.
 pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
     if buf.len() < 2 {
         return Ok(None);
@@ -87,7 +88,15 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, Protoco
         return Ok(None);
     }
     let (len, mut pos) = match b1 & 0x7f {
-        126 => (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+        126 => {
+            let len = u64::from(u16::from_be_bytes([buf[2], buf[3]]));
+            // §5.2: "the minimal number of bytes MUST be used to encode the
+            // length": the 16-bit form is for 126 to 65,535.
+            if len < 126 {
+                return Err(ProtocolError::NonMinimalLength);
+            }
+            (len, 4)
+        }
         127 => {
             let mut b = [0u8; 8];
             b.copy_from_slice(&buf[2..10]);
@@ -95,6 +104,10 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, Protoco
             // §5.2: "the most significant bit MUST be 0".
             if len >> 63 != 0 {
                 return Err(ProtocolError::LengthMsbSet);
+            }
+            // §5.2: the 64-bit form is for 65,536 and more.
+            if len <= u64::from(u16::MAX) {
+                return Err(ProtocolError::NonMinimalLength);
             }
             (len, 10)
         }
@@ -242,6 +255,35 @@ mod tests {
             0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4,
         ];
         assert_eq!(decode(&max).0.len, i64::MAX as u64);
+    }
+
+    #[test]
+    fn lengths_must_use_the_minimal_encoding() {
+        // §5.2: 16-bit form below 126, 64-bit form below 65,536.
+        for len in [0u16, 5, 125] {
+            let [hi, lo] = len.to_be_bytes();
+            let bytes = [0x81, 0xfe, hi, lo, 1, 2, 3, 4];
+            assert_eq!(
+                decode_header(&bytes),
+                Err(ProtocolError::NonMinimalLength),
+                "{len}"
+            );
+        }
+        assert_eq!(decode(&[0x81, 0xfe, 0, 126, 1, 2, 3, 4]).0.len, 126);
+        for len in [0u64, 125, 126, 65535] {
+            let mut bytes = vec![0x82, 0xff];
+            bytes.extend_from_slice(&len.to_be_bytes());
+            bytes.extend_from_slice(&[1, 2, 3, 4]);
+            assert_eq!(
+                decode_header(&bytes),
+                Err(ProtocolError::NonMinimalLength),
+                "{len}"
+            );
+        }
+        let mut bytes = vec![0x82, 0xff];
+        bytes.extend_from_slice(&65536u64.to_be_bytes());
+        bytes.extend_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(decode(&bytes).0.len, 65536);
     }
 
     #[test]

@@ -189,6 +189,34 @@ fn row_length_msb_is_1002() {
 }
 
 #[test]
+fn row_non_minimal_length_is_1002() {
+    // §5.2: `81 FE 00 05 <mask> hello` (a 16-bit length for 5 bytes) is
+    // refused, not echoed; the same for a ping and a 64-bit length.
+    let key = [1, 2, 3, 4];
+    let hello: Vec<u8> = b"hello"
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ key[i % 4])
+        .collect();
+    for head in [
+        vec![0x81, 0xfe, 0x00, 0x05],
+        vec![0x89, 0xfe, 0x00, 0x05],
+        vec![0x82, 0xff, 0, 0, 0, 0, 0, 0, 0, 5],
+    ] {
+        let mut h = Harness::new();
+        let mut bytes = head.clone();
+        bytes.extend_from_slice(&key);
+        bytes.extend_from_slice(&hello);
+        h.feed(&bytes);
+        let frames = h.out();
+        // Only the close: nothing echoed, no pong.
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].0, opcode::CLOSE);
+        assert_eq!(frames[0].1[..2], 1002u16.to_be_bytes());
+    }
+}
+
+#[test]
 fn row_frame_over_cap_is_1009_before_payload() {
     let mut h = Harness::new();
     // Header alone announces 65537 bytes; no payload byte is sent.
