@@ -95,6 +95,10 @@ pub struct TlsConfig {
     /// Address of a plain listener that answers every request with a `308`
     /// to https (off by default).
     pub redirect_listen: Option<String>,
+    /// Where the redirect listener sends clients: `host[:port]` (the port
+    /// defaults to the TLS listener's). Unset: the certificate's first DNS
+    /// name, else the listen address. Never taken from a request's `Host`.
+    pub redirect_host: Option<String>,
 }
 
 impl Default for TlsConfig {
@@ -105,6 +109,7 @@ impl Default for TlsConfig {
             min_version: crate::tls::MinVersion::Tls12,
             hsts: true,
             redirect_listen: None,
+            redirect_host: None,
         }
     }
 }
@@ -298,6 +303,11 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Refuse handshakes without an `Origin` (non-browser clients) too.
     pub require_origin: bool,
+    /// Host names requests may carry in `Host` (any port); another host is
+    /// `421`. Empty: on a loopback listener `localhost`, `127.0.0.1`,
+    /// `[::1]` and the listen address; on any other listener every host (a
+    /// start-up line recommends setting it). `"*"` allows any (warned).
+    pub allowed_hosts: Vec<String>,
     /// Proxies (CIDRs) whose `X-Forwarded-For` names the client IP.
     pub trusted_proxies: Vec<String>,
     /// On SIGINT or SIGTERM: time for clients to answer the `1001` close
@@ -328,6 +338,7 @@ impl Default for Config {
             log: LogConfig::default(),
             allowed_origins: Vec::new(),
             require_origin: false,
+            allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
             shutdown_grace_ms: 5_000,
             busy_poll_us: 0,
@@ -432,6 +443,15 @@ impl Config {
         range("busy_poll_us", self.busy_poll_us, 0, 10_000)?;
         crate::security::origin::OriginPolicy::new(&self.allowed_origins, self.require_origin)
             .map_err(ConfigError)?;
+        crate::security::hosts::AllowedHosts::new(&self.allowed_hosts, self.listen_addr()?.ip())
+            .map_err(ConfigError)?;
+        if let Some(h) = &self.tls.redirect_host {
+            if crate::proto::host::Host::parse(h.as_bytes()).is_none() || h.trim() != h {
+                return Err(ConfigError(format!(
+                    "tls.redirect_host: {h:?} is not a host like app.example.com or app.example.com:8443"
+                )));
+            }
+        }
         let a = &self.auth;
         range("auth.token_ttl_s", a.token_ttl_s, 1, 31_536_000)?;
         range("auth.leeway_s", a.leeway_s, 0, 3_600)?;

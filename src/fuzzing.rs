@@ -462,13 +462,13 @@ pub fn http_request(data: &[u8]) {
     if req.path() == login::PATH {
         let refused = login::check_method(&req).and_then(|()| login::check_head(&req));
         match refused {
-            Err(r) => login::write_refusal(r, &[], &mut out),
+            Err(r) => login::write_refusal(r, &[], false, &mut out),
             Ok(need) => {
                 assert!(need <= login::MAX_BODY_BYTES);
                 let body = &body[..need.min(body.len())];
                 match login::parse_body(body) {
                     Ok(b) => assert!(!b.username.is_empty() && !b.password.is_empty()),
-                    Err(r) => login::write_refusal(r, &[], &mut out),
+                    Err(r) => login::write_refusal(r, &[], false, &mut out),
                 }
             }
         }

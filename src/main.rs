@@ -7,7 +7,9 @@ use palisade::app::{App, Heroes};
 use palisade::cli::{self, Command};
 use palisade::config::{AppKind, AuthMode, Config};
 use palisade::http::StaticFiles;
+use palisade::net::RedirectHost;
 use palisade::security::client_ip::TrustedProxies;
+use palisade::security::hosts::AllowedHosts;
 use palisade::security::origin::OriginPolicy;
 use palisade::security::{Auth, Demo};
 use palisade::{Server, Shared, log, tls};
@@ -72,6 +74,13 @@ fn run(config: Config) -> Result<(), (u8, String)> {
     let proxies = TrustedProxies::new(&config.trusted_proxies).map_err(|e| (2, e))?;
     let origins =
         OriginPolicy::new(&config.allowed_origins, config.require_origin).map_err(|e| (2, e))?;
+    let listen_ip = config.listen_addr().map_err(|e| (2, e.0))?.ip();
+    let hosts = AllowedHosts::new(&config.allowed_hosts, listen_ip).map_err(|e| (2, e))?;
+    let redirect_host = RedirectHost::new(
+        config.tls.redirect_host.as_deref(),
+        acceptor.as_ref().and_then(|a| a.dns_name.as_deref()),
+        listen_ip,
+    );
     let (auth, demo) = Auth::from_config(&config).map_err(|e| (2, e))?;
     log::init(config.log.level, config.log.format);
     if config.auth.mode == AuthMode::None {
@@ -79,6 +88,19 @@ fn run(config: Config) -> Result<(), (u8, String)> {
             "auth.mode is none: anyone who can reach the server may connect",
             &[],
         );
+    }
+    if hosts.allows_any_explicitly() {
+        log::warn(
+            "allowed_hosts contains \"*\": requests for any host name are answered (DNS rebinding is not stopped)",
+            &[],
+        );
+    } else if hosts.open_by_default() {
+        log::info(
+            "allowed_hosts is not set: requests for any host name are answered; set it to the names clients use",
+            &[("listen", &config.listen)],
+        );
+    } else {
+        log::info("allowed hosts", &[("hosts", &hosts.names().join(","))]);
     }
     if origins.allows_any() {
         log::warn(
@@ -100,6 +122,8 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         files,
         origins,
         proxies,
+        hosts,
+        redirect_host,
     };
     let tls_note = match &acceptor {
         Some(a) => format!("on serial={}", a.serial),

@@ -40,6 +40,9 @@ pub struct Acceptor {
     pub serial: String,
     /// Expiry of the certificate (Unix seconds).
     pub not_after: u64,
+    /// The first DNS name of the certificate, if it has one (where the
+    /// redirect listener sends clients unless `tls.redirect_host` is set).
+    pub dns_name: Option<String>,
 }
 
 /// Loads `cert` (PEM chain, leaf first) and `key` (PEM private key).
@@ -54,7 +57,11 @@ pub fn load(cert: &Path, key: &Path, min: MinVersion) -> Result<Acceptor, String
     let Some(leaf) = chain.first() else {
         return Err(format!("tls.cert {cert_name}: no certificate in the file"));
     };
-    let (serial, not_after) = leaf_facts(leaf).ok_or_else(|| {
+    let LeafFacts {
+        serial,
+        not_after,
+        dns_name,
+    } = leaf_facts(leaf).ok_or_else(|| {
         format!("tls.cert {cert_name}: the first certificate is not valid X.509 DER")
     })?;
     let now = SystemTime::now()
@@ -94,6 +101,7 @@ pub fn load(cert: &Path, key: &Path, min: MinVersion) -> Result<Acceptor, String
         config: Arc::new(config),
         serial,
         not_after,
+        dns_name,
     })
 }
 
@@ -105,12 +113,22 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
-/// Serial (hex) and notAfter (Unix seconds) of a DER certificate.
+/// What the server reads from its own certificate.
+struct LeafFacts {
+    serial: String,
+    not_after: u64,
+    dns_name: Option<String>,
+}
+
+/// Serial (hex), notAfter (Unix seconds) and the first DNS name of the
+/// subjectAltName extension of a DER certificate.
 ///
 /// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
 /// serialNumber INTEGER, signature AlgorithmIdentifier, issuer Name,
-/// validity SEQUENCE { notBefore Time, notAfter Time }, ... }, ... }
-fn leaf_facts(der: &[u8]) -> Option<(String, u64)> {
+/// validity SEQUENCE { notBefore Time, notAfter Time }, subject Name,
+/// subjectPublicKeyInfo, [1] [2] unique ids OPTIONAL, [3] extensions
+/// OPTIONAL }, ... } (RFC 5280 §4.1).
+fn leaf_facts(der: &[u8]) -> Option<LeafFacts> {
     let (_, cert, _) = der_item(der)?;
     let (_, tbs, _) = der_item(cert)?;
     let mut rest = tbs;
@@ -135,7 +153,68 @@ fn leaf_facts(der: &[u8]) -> Option<(String, u64)> {
     }
     let (_, _, after) = der_item(validity)?; // notBefore
     let (tag, not_after, _) = der_item(after)?;
-    Some((serial_hex, parse_time(tag, not_after)?))
+    let not_after = parse_time(tag, not_after)?;
+    let (_, _, rest) = der_item(rest_after_validity(tbs)?)?; // subject
+    let (_, _, mut rest) = der_item(rest)?; // subjectPublicKeyInfo
+    let mut dns_name = None;
+    while let Some((tag, contents, after)) = der_item(rest) {
+        if tag == 0xa3 {
+            dns_name = first_dns_name(contents);
+        }
+        rest = after;
+    }
+    Some(LeafFacts {
+        serial: serial_hex,
+        not_after,
+        dns_name,
+    })
+}
+
+/// The bytes of a tbsCertificate after its validity.
+fn rest_after_validity(tbs: &[u8]) -> Option<&[u8]> {
+    let mut rest = tbs;
+    let (tag, _, after) = der_item(rest)?;
+    if tag == 0xa0 {
+        rest = after;
+    }
+    for _ in 0..4 {
+        // serial, signature, issuer, validity
+        rest = der_item(rest)?.2;
+    }
+    Some(rest)
+}
+
+/// The first dNSName of a subjectAltName (OID 2.5.29.17) among the
+/// contents of the `[3]` extensions: `Extensions ::= SEQUENCE OF Extension
+/// { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }`,
+/// `GeneralName` dNSName `[2] IA5String`.
+fn first_dns_name(explicit: &[u8]) -> Option<String> {
+    const SAN: &[u8] = &[0x55, 0x1d, 0x11];
+    let (_, mut list, _) = der_item(explicit)?;
+    while let Some((_, ext, after)) = der_item(list) {
+        list = after;
+        let (tag, oid, mut rest) = der_item(ext)?;
+        if tag != 0x06 || oid != SAN {
+            continue;
+        }
+        let (mut tag, mut value, after) = der_item(rest)?;
+        if tag == 0x01 {
+            rest = after;
+            (tag, value, _) = der_item(rest)?;
+        }
+        if tag != 0x04 {
+            return None;
+        }
+        let (_, mut names, _) = der_item(value)?;
+        while let Some((tag, name, after)) = der_item(names) {
+            if tag == 0x82 {
+                return std::str::from_utf8(name).ok().map(str::to_owned);
+            }
+            names = after;
+        }
+        return None;
+    }
+    None
 }
 
 /// One DER item: (tag, contents, rest).
@@ -297,6 +376,9 @@ mod tests {
         .unwrap();
         assert!(!a.serial.is_empty());
         assert!(a.not_after > 1_700_000_000);
+        assert_eq!(a.dns_name.as_deref(), Some("localhost"));
+        let ca = load(&dir.join("ca.pem"), &dir.join("ca.key"), MinVersion::Tls12).unwrap();
+        assert_eq!(ca.dns_name, None);
         let e = load(
             &dir.join("localhost.pem"),
             &dir.join("ca.key"),

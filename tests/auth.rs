@@ -406,22 +406,22 @@ fn login_answers_every_status() {
             "invalid_request",
         ),
         (
-            "POST /login HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}".into(),
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}".into(),
             "HTTP/1.1 415 Unsupported Media Type",
             "unsupported_media_type",
         ),
         (
-            "POST /login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\r\n".into(),
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\r\n".into(),
             "HTTP/1.1 411 Length Required",
             "length_required",
         ),
         (
-            "POST /login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 4097\r\n\r\n".into(),
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 4097\r\n\r\n".into(),
             "HTTP/1.1 413 Content Too Large",
             "body_too_large",
         ),
         (
-            "GET /login HTTP/1.1\r\nHost: a\r\n\r\n".into(),
+            "GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n".into(),
             "HTTP/1.1 405 Method Not Allowed",
             "method_not_allowed",
         ),
@@ -436,7 +436,7 @@ fn login_answers_every_status() {
         if raw.is_empty() {
             let body = format!(r#"{{"username":"bob","password":"{BOB_PW}"}}"#);
             let head = format!(
-                "POST /login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+                "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
             let mut s = connect(addr);
@@ -460,7 +460,7 @@ fn login_answers_every_status() {
     let mut s = connect(addr);
     s.write_all(
         format!(
-            "POST /login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .as_bytes(),

@@ -59,7 +59,57 @@ fn each_refusal_gets_its_status_header_and_log_line() {
             upgrade_with("Host: 127.0.0.1\r\n", ""),
             "400",
             None,
-            "missing or repeated Host header",
+            "missing, repeated or invalid Host header",
+        ),
+        // SPEC.md §2: Host is RFC 3986 host [":" port], nothing else.
+        (
+            upgrade_with("Host: 127.0.0.1\r\n", "Host: evil example\r\n"),
+            "400",
+            None,
+            "missing, repeated or invalid Host header",
+        ),
+        (
+            upgrade_with("Host: 127.0.0.1\r\n", "Host: a/b@c\r\n"),
+            "400",
+            None,
+            "missing, repeated or invalid Host header",
+        ),
+        (
+            upgrade_with("Host: 127.0.0.1\r\n", "Host: x@evil.com\r\n"),
+            "400",
+            None,
+            "missing, repeated or invalid Host header",
+        ),
+        (
+            upgrade_with("Host: 127.0.0.1\r\n", "Host: [::1\r\n"),
+            "400",
+            None,
+            "missing, repeated or invalid Host header",
+        ),
+        (
+            upgrade_with(
+                "Host: 127.0.0.1\r\n",
+                "Host: 127.0.0.1\r\nHost: localhost\r\n",
+            ),
+            "400",
+            None,
+            "missing, repeated or invalid Host header",
+        ),
+        // A name the server is not configured for (DNS rebinding): 421.
+        (
+            upgrade_with("Host: 127.0.0.1\r\n", "Host: evil.example:8080\r\n"),
+            "421",
+            None,
+            "host not allowed",
+        ),
+        (
+            upgrade_with(
+                "Host: 127.0.0.1\r\n",
+                "Host: evil.example:8080\r\nOrigin: http://evil.example:8080\r\n",
+            ),
+            "421",
+            None,
+            "host not allowed",
         ),
         (
             upgrade_with("Upgrade: websocket\r\n", ""),
@@ -152,7 +202,8 @@ fn a_client_that_never_finishes_its_head_gets_408_then_close() {
     let server = Server::start_with_config(r#"{"limits":{"handshake_timeout_ms":300}}"#, &[]);
     let mut s = connect(server.addr());
     let start = Instant::now();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
     let (status, _, _) = read_response_head(&mut s);
     let elapsed = start.elapsed();
     assert!(status.starts_with("HTTP/1.1 408 "), "{status}");
@@ -196,4 +247,85 @@ fn max_connections_is_enforced_with_503() {
         assert!(Instant::now() < deadline, "slot never freed: {status}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// SPEC.md §2: the Host rules hold on every endpoint, not only the
+/// WebSocket path; `allowed_hosts` widens or opens the list.
+#[test]
+fn host_is_checked_on_every_endpoint() {
+    let server = Server::start(&[]);
+    let port = server.addr().port();
+    let get = |server: &Server, path: &str, host: &str| {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        raw_request(server, req.as_bytes())
+    };
+    for path in ["/healthz", "/", "/index.js", "/missing", "/login"] {
+        for bad in ["evil example", "a/b@c", "x@evil.com", "[::1", "a:b"] {
+            let (line, headers, body) = get(&server, path, bad);
+            assert!(line.starts_with("HTTP/1.1 400 "), "{path} {bad}: {line}");
+            assert_eq!(body, "missing, repeated or invalid Host header\n");
+            assert_eq!(header(&headers, "Connection"), Some("close"));
+        }
+        for other in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.2",
+            "localhost.evil.example",
+        ] {
+            let (line, _, body) = get(&server, path, other);
+            assert_eq!(line, "HTTP/1.1 421 Misdirected Request", "{path} {other}");
+            assert_eq!(body, "host not allowed\n");
+        }
+    }
+    for ok in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "LOCALHOST.".to_string(),
+        "[::1]".to_string(),
+    ] {
+        let (line, _, body) = get(&server, "/healthz", &ok);
+        assert_eq!(line, "HTTP/1.1 200 OK", "{ok}");
+        assert_eq!(body, "ok");
+    }
+    assert!(server.wait_for_log(
+        "status=421 reason=\"host not allowed\"",
+        Duration::from_secs(2)
+    ));
+
+    let named = Server::start_with_config(r#"{"allowed_hosts":["app.example"]}"#, &[]);
+    let (line, _, _) = get(&named, "/healthz", "App.Example:8443");
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    let (line, _, _) = get(&named, "/healthz", "localhost");
+    assert_eq!(line, "HTTP/1.1 421 Misdirected Request");
+
+    let any = Server::start_with_config(r#"{"allowed_hosts":["*"]}"#, &[]);
+    assert!(any.wait_for_log("WARN allowed_hosts contains \"*\"", Duration::from_secs(2)));
+    let (line, _, _) = get(&any, "/healthz", "evil.example");
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    // Malformed stays malformed even when any host is allowed.
+    let (line, _, _) = get(&any, "/healthz", "x@evil.com");
+    assert!(line.starts_with("HTTP/1.1 400 "), "{line}");
+}
+
+/// DNS rebinding: a page on `evil.example` whose name now resolves to this
+/// server sends `Host: evil.example:PORT` and a matching `Origin`, which the
+/// same-origin rule alone would accept. Even with `auth.mode` none it gets
+/// `421`, before any WebSocket exists.
+#[test]
+fn dns_rebinding_is_refused_before_the_origin_check() {
+    let server = Server::start(&["--auth-mode", "none"]);
+    let port = server.addr().port();
+    let evil = format!("evil.example:{port}");
+    let mut s = connect(server.addr());
+    let req = handshake_request(&evil, "/ws", &[("Origin", &format!("http://{evil}"))]);
+    s.write_all(req.as_bytes()).unwrap();
+    let (line, _, _) = read_response_head(&mut s);
+    assert_eq!(line, "HTTP/1.1 421 Misdirected Request");
+    // The same page on the server's own name is fine.
+    let own = format!("localhost:{port}");
+    let mut s = connect(server.addr());
+    let req = handshake_request(&own, "/ws", &[("Origin", &format!("http://{own}"))]);
+    s.write_all(req.as_bytes()).unwrap();
+    let (line, _, _) = read_response_head(&mut s);
+    assert_eq!(line, "HTTP/1.1 101 Switching Protocols");
 }

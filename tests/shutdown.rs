@@ -19,7 +19,7 @@ fn sigterm_closes_every_client_with_1001_and_exits_0() {
     let mut silent = open(addr);
     // A keep-alive HTTP connection between requests is simply closed.
     let mut http = connect(addr);
-    http.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+    http.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     let (status, _, _) = read_response_head(&mut http);
     assert_eq!(status, "HTTP/1.1 200 OK");
@@ -42,7 +42,7 @@ fn sigterm_closes_every_client_with_1001_and_exits_0() {
     let answered = match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
         Err(_) => false,
         Ok(mut s) => {
-            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
             s.set_read_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
             let mut b = [0u8; 1];

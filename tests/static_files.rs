@@ -107,7 +107,7 @@ fn keep_alive_serves_pipelined_requests_in_order() {
     let server = Server::start(&[]);
     let mut s = connect(server.addr());
     s.write_all(
-        b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nPOST /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
     )
     .unwrap();
     let (status, _, body) = read_response_head(&mut s);
@@ -133,7 +133,7 @@ fn pipelined_requests_cannot_queue_unbounded_responses() {
     // ~2,000 requests in one write: answered from one read, without the
     // socket in between. The queue stops at the high-water mark (256 KiB),
     // where the response ends the connection.
-    let one = b"GET /index.js HTTP/1.1\r\nHost:a\r\n\r\n";
+    let one = b"GET /index.js HTTP/1.1\r\nHost:localhost\r\n\r\n";
     let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 2000).collect();
     s.write_all(&burst).unwrap();
     let mut all = Vec::new();
@@ -183,12 +183,12 @@ fn a_slow_reader_gets_a_large_file_in_full() {
     for (what, request, half_close) in [
         (
             "keep-alive",
-            "GET /big.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /big.txt HTTP/1.1\r\nHost: localhost\r\n\r\n",
             false,
         ),
         (
             "close + half-close",
-            "GET /big.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            "GET /big.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
             true,
         ),
     ] {

@@ -412,9 +412,64 @@ fn the_redirect_listener_answers_308_to_https() {
     let expected = format!("https://localhost:{}/index.html?x=1", server.addr().port());
     assert_eq!(header(&headers, "Location"), Some(expected.as_str()));
     assert_eq!(header(&headers, "Connection"), Some("close"));
-    // Without a Host there is nowhere to send the client.
+    // The Location names the certificate's host whatever the request's
+    // (allowed) Host was: it is never built from the request.
     let mut s = common::connect(addr);
-    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-    let (status, _, _) = common::read_response_head(&mut s);
-    assert!(status.starts_with("HTTP/1.1 400 "), "{status}");
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let (status, headers, _) = common::read_response_head(&mut s);
+    assert!(status.starts_with("HTTP/1.1 308 "), "{status}");
+    let expected = format!("https://localhost:{}/a", server.addr().port());
+    assert_eq!(header(&headers, "Location"), Some(expected.as_str()));
+    assert_eq!(header(&headers, "Cache-Control"), Some("no-store"));
+    // Without a Host, with one that is not a host, or with one this server
+    // does not answer to, there is no redirect at all (no open redirect).
+    for (request, want) in [
+        ("GET / HTTP/1.1\r\n\r\n", "400"),
+        ("GET / HTTP/1.1\r\nHost: x@evil.com\r\n\r\n", "400"),
+        ("GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n", "421"),
+    ] {
+        let mut s = common::connect(addr);
+        s.write_all(request.as_bytes()).unwrap();
+        let (status, headers, _) = common::read_response_head(&mut s);
+        assert!(
+            status.starts_with(&format!("HTTP/1.1 {want} ")),
+            "{request:?}: {status}"
+        );
+        assert_eq!(header(&headers, "Location"), None);
+    }
+}
+
+#[test]
+fn the_redirect_host_can_be_configured() {
+    let args = tls_args(&repo("certs/localhost.pem"), &repo("certs/localhost.key"));
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let server = Server::start_with_config(
+        r#"{"tls":{"redirect_listen":"127.0.0.1:0","redirect_host":"app.example:443"},"allowed_hosts":["app.example","localhost"]}"#,
+        &args,
+    );
+    assert!(server.wait_for_log("redirecting to https from", Duration::from_secs(5)));
+    let line = server
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("redirecting to https from"))
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("from ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut s = common::connect(addr);
+    s.write_all(b"GET /x?y HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (status, headers, _) = common::read_response_head(&mut s);
+    assert!(status.starts_with("HTTP/1.1 308 "), "{status}");
+    assert_eq!(
+        header(&headers, "Location"),
+        Some("https://app.example/x?y")
+    );
 }

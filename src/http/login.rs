@@ -7,11 +7,10 @@
 //! loop), `Content-Type` (`415`), `Content-Length` (`411`, `413`), body
 //! (`400`), queue (`503`), password (`401` / `200`).
 
-use std::io::Write as _;
-
 use serde::Deserialize;
 
-use crate::proto::handshake::{Request, Single, status_text};
+use super::response;
+use crate::proto::handshake::{Request, Single};
 use crate::security::credentials::COOKIE;
 
 /// The login path.
@@ -118,42 +117,27 @@ pub const TIMEOUT: Refusal = Refusal::new(408, "request_timeout");
 /// The `429` over the login rate.
 pub const RATE_LIMITED: Refusal = Refusal::new(429, "rate_limited");
 
-/// Writes the JSON answer for a refusal, with `extra` headers.
-pub fn write_refusal(r: Refusal, extra: &[(&str, &str)], out: &mut Vec<u8>) {
+/// Writes the JSON answer for a refusal, with `extra` headers
+/// (`Strict-Transport-Security` with `hsts`).
+pub fn write_refusal(r: Refusal, extra: &[(&str, &str)], hsts: bool, out: &mut Vec<u8>) {
     let mut headers: Vec<(&str, &str)> = extra.to_vec();
     if r.status == 405 {
         headers.push(("Allow", "POST"));
     }
-    write_json(
-        r.status,
-        &format!("{{\"error\":\"{}\"}}", r.error),
-        &headers,
-        out,
-    );
+    let body = format!("{{\"error\":\"{}\"}}", r.error);
+    response::write_json(out, r.status, &body, &headers, hsts);
 }
 
-/// Writes the `200` with the token in the body and in the cookie.
-pub fn write_success(token: &str, ttl_s: u64, secure: bool, out: &mut Vec<u8>) {
+/// Writes the `200` with the token in the body and in the cookie (`Secure`
+/// over TLS).
+pub fn write_success(token: &str, ttl_s: u64, secure: bool, hsts: bool, out: &mut Vec<u8>) {
     let quoted = serde_json::to_string(token).expect("a string serializes");
     let body = format!(r#"{{"token":{quoted},"token_type":"Bearer","expires_in":{ttl_s}}}"#);
     let cookie = format!(
         "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl_s}{}",
         if secure { "; Secure" } else { "" }
     );
-    write_json(200, &body, &[("Set-Cookie", &cookie)], out);
-}
-
-fn write_json(status: u16, body: &str, extra: &[(&str, &str)], out: &mut Vec<u8>) {
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
-        status_text(status),
-        body.len()
-    );
-    for (name, value) in extra {
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
-    let _ = write!(out, "\r\n{body}");
+    response::write_json(out, 200, &body, &[("Set-Cookie", &cookie)], hsts);
 }
 
 #[cfg(test)]
@@ -244,7 +228,7 @@ mod tests {
     #[test]
     fn responses() {
         let mut out = Vec::new();
-        write_success("a.b.c", 60, true, &mut out);
+        write_success("a.b.c", 60, true, false, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(text.contains(
@@ -252,7 +236,7 @@ mod tests {
         ));
         assert!(text.ends_with(r#"{"token":"a.b.c","token_type":"Bearer","expires_in":60}"#));
         let mut out = Vec::new();
-        write_refusal(RATE_LIMITED, &[("Retry-After", "6")], &mut out);
+        write_refusal(RATE_LIMITED, &[("Retry-After", "6")], false, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
         assert!(text.contains("\r\nRetry-After: 6\r\n"));

@@ -7,16 +7,14 @@
 //! blocking read on the event loop).
 
 pub mod login;
+pub mod response;
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::Path;
 
-use crate::proto::handshake::{Request, Single, status_text, write_error_response};
-
-/// Content-Security-Policy sent with every response: only this origin's
-/// scripts, styles, images and WebSocket; no framing, no inline code.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+use crate::proto::handshake::{Request, Single};
+use response::{Cache, Head};
+pub use response::{HSTS, PAGE_CSP};
 
 /// Most files a `--static-dir` may hold.
 pub const MAX_STATIC_FILES: usize = 1024;
@@ -200,10 +198,6 @@ pub struct Outcome {
     pub keep_alive: bool,
 }
 
-/// Answers a request that is not for the WebSocket path.
-/// `Strict-Transport-Security` sent on https responses (`tls.hsts`).
-pub const HSTS: &str = "max-age=31536000";
-
 /// Answers a request that is not for the WebSocket path; `hsts` adds
 /// `Strict-Transport-Security` (only ever set over TLS); without
 /// `allow_keep_alive` the response ends the connection.
@@ -220,10 +214,10 @@ pub fn respond(
         && !req.has_body();
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is a 400.
     if req.version == 1 && !matches!(req.single_header("host"), Single::One(_)) {
-        return error(400, "missing or repeated Host header", &[], out);
+        return error(400, "missing or repeated Host header", &[], hsts, out);
     }
     let Some(path) = normalize_path(req.path()) else {
-        return error(400, "invalid path", &[], out);
+        return error(400, "invalid path", &[], hsts, out);
     };
     let head_only = req.method == "HEAD";
     let (content_type, body): (&str, &[u8]) = if path == "/healthz" {
@@ -231,26 +225,26 @@ pub fn respond(
     } else if let Some(asset) = files.files.get(&path) {
         (asset.content_type, &asset.body)
     } else {
-        return error(404, "not found", &[], out);
+        return error(404, "not found", &[], hsts, out);
     };
     if req.method != "GET" && !head_only {
-        return error(405, "method not allowed", &[("Allow", "GET, HEAD")], out);
+        return error(
+            405,
+            "method not allowed",
+            &[("Allow", "GET, HEAD")],
+            hsts,
+            out,
+        );
     }
-    let _ = write!(
-        out,
-        "HTTP/1.1 200 {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {CSP}\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\nCache-Control: no-cache\r\n{}",
-        status_text(200),
-        body.len(),
-        if keep_alive {
-            ""
-        } else {
-            "Connection: close\r\n"
-        },
-    );
-    if hsts {
-        let _ = write!(out, "Strict-Transport-Security: {HSTS}\r\n");
-    }
-    let _ = write!(out, "\r\n");
+    let head = Head {
+        status: 200,
+        content_type,
+        content_length: body.len(),
+        keep_alive,
+        cache: Cache::Revalidate,
+        hsts,
+    };
+    response::write_head(out, head, &[]);
     if !head_only {
         out.extend_from_slice(body);
     }
@@ -260,8 +254,14 @@ pub fn respond(
     }
 }
 
-fn error(status: u16, reason: &str, extra: &[(&str, &str)], out: &mut Vec<u8>) -> Outcome {
-    write_error_response(status, reason, extra, out);
+fn error(
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+    hsts: bool,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    response::write_error(out, status, reason, extra, hsts);
     Outcome {
         status,
         keep_alive: false,
@@ -315,10 +315,15 @@ mod tests {
         );
         assert!(text.contains("Content-Type: text/html; charset=utf-8\r\n"));
         assert!(text.contains("X-Content-Type-Options: nosniff\r\n"));
-        assert!(text.contains(&format!("Content-Security-Policy: {CSP}\r\n")));
+        assert!(text.contains(&format!("Content-Security-Policy: {PAGE_CSP}\r\n")));
         let (o, text) = get("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &files);
         assert_eq!(o.status, 200);
-        assert!(text.ends_with("Content-Length: 2\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\nCache-Control: no-cache\r\n\r\nok") || text.ends_with("\r\n\r\nok"));
+        assert!(text.ends_with("\r\n\r\nok"));
+        assert!(
+            text.contains(
+                "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
+            )
+        );
         let (o, text) = get("POST / HTTP/1.1\r\nHost: a\r\n\r\n", &files);
         assert_eq!(o.status, 405);
         assert!(text.contains("\r\nAllow: GET, HEAD\r\n"));

@@ -23,7 +23,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::app::App;
 use crate::config::Config;
 use crate::http::login;
-use crate::http::{self, StaticFiles};
+use crate::http::{self, StaticFiles, response};
 use crate::log;
 use crate::proto::conn::{Event, Initiator, WebSocket};
 use crate::proto::error::HandshakeError;
@@ -32,6 +32,7 @@ use crate::proto::stamp::Stamp;
 use crate::proto::{self, Limits};
 use crate::security::client_ip::{TrustedProxies, canonical};
 use crate::security::hasher::{Hasher, Job};
+use crate::security::hosts::AllowedHosts;
 use crate::security::origin::OriginPolicy;
 use crate::security::ratelimit::{ConnectionCounts, MessageRate, PerIp, Verdict};
 use crate::security::{Auth, BasicResult, Gate, Identity};
@@ -75,6 +76,38 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
+    /// The names requests may carry in `Host` (SPEC.md §2).
+    pub hosts: AllowedHosts,
+    /// Where the redirect listener sends clients.
+    pub redirect_host: RedirectHost,
+}
+
+/// The https authority the redirect listener names in `Location`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectHost {
+    /// Host name, IPv4 address or bracketed IPv6 address.
+    pub name: String,
+    /// Port, when not the TLS listener's own.
+    pub port: Option<u16>,
+}
+
+impl RedirectHost {
+    /// `tls.redirect_host` when set, else `dns_name` (the certificate's
+    /// first DNS name), else the listen address.
+    pub fn new(configured: Option<&str>, dns_name: Option<&str>, listen: IpAddr) -> RedirectHost {
+        if let Some(h) = configured.and_then(|c| crate::proto::host::Host::parse(c.as_bytes())) {
+            return RedirectHost {
+                name: h.name().to_owned(),
+                port: h.port(),
+            };
+        }
+        let name = match (dns_name, listen) {
+            (Some(n), _) => n.to_owned(),
+            (None, IpAddr::V4(v4)) => v4.to_string(),
+            (None, IpAddr::V6(v6)) => format!("[{v6}]"),
+        };
+        RedirectHost { name, port: None }
+    }
 }
 
 /// Per-client-IP state: the handshake rate and the open connections.
@@ -694,13 +727,16 @@ impl Server {
                     let mut out = out;
                     if done.ok {
                         let jwt = self.auth.issue(&username, unix_now());
-                        login::write_success(&jwt, self.auth.token_ttl_s, conn.secure, &mut out);
+                        let hsts = hsts(conn, &self.shared);
+                        let ttl = self.auth.token_ttl_s;
+                        login::write_success(&jwt, ttl, conn.secure, hsts, &mut out);
                         log::info(
                             "login succeeded",
                             &[("peer", &conn.peer), ("user", &username)],
                         );
                     } else {
-                        login::write_refusal(login::INVALID_CREDENTIALS, &[], &mut out);
+                        let hsts = hsts(conn, &self.shared);
+                        login::write_refusal(login::INVALID_CREDENTIALS, &[], hsts, &mut out);
                         log::info(
                             "login refused",
                             &[
@@ -1249,7 +1285,8 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
                 ],
             );
             let mut out = std::mem::take(out);
-            handshake::write_error_response(e.status(), e.reason(), &[], &mut out);
+            let hsts = conn.secure && shared.config.tls.hsts;
+            response::write_error(&mut out, e.status(), e.reason(), &[], hsts);
             conn.phase = Phase::Linger {
                 out,
                 deadline: Stamp::ceil(now + shared.limits.close_timeout),
@@ -1299,7 +1336,7 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
                 ],
             );
             let mut out = take_output(&mut conn.phase);
-            login::write_refusal(login::TIMEOUT, &[], &mut out);
+            login::write_refusal(login::TIMEOUT, &[], hsts(conn, shared), &mut out);
             conn.phase = Phase::Linger {
                 out,
                 deadline: Stamp::ceil(now + shared.limits.close_timeout),
@@ -1458,7 +1495,10 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
         }
     };
     if let Some(port) = conn.redirect_to {
-        let location = redirect_location(&req, port);
+        if let Some((status, reason)) = host_refusal(&req, &shared.hosts) {
+            return refuse(conn, status, reason, &[], shared, now);
+        }
+        let location = redirect_location(&req, &shared.redirect_host, port);
         return redirect(conn, location, shared, now);
     }
     let client = shared
@@ -1484,6 +1524,17 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
                 now,
             );
         }
+    }
+    // SPEC.md §2: on the WebSocket path the request line is checked
+    // before the Host; then the Host, on every path.
+    if req.path() == shared.config.ws.path {
+        if let Err(e) = UpgradeRequest::check_request_line(&req) {
+            let header = e.extra_header();
+            return refuse(conn, e.status(), e.reason(), header.as_slice(), shared, now);
+        }
+    }
+    if let Some((status, reason)) = host_refusal(&req, &shared.hosts) {
+        return refuse(conn, status, reason, &[], shared, now);
     }
     if req.path() == login::PATH {
         return match login_head(&req, conn.peer, client, ctx) {
@@ -1592,18 +1643,15 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
             conn.phase = Phase::Ws(ws);
         }
         Err(reject) => {
-            log::info(
-                "handshake refused",
-                &[
-                    ("peer", &conn.peer),
-                    ("status", &reject.status),
-                    ("reason", &reject.reason),
-                ],
-            );
-            conn.phase = Phase::Linger {
-                out: buf,
-                deadline: Stamp::ceil(now + limits.close_timeout),
+            let extra: &[(&str, &str)] = match &reject.header {
+                Some(h) => std::slice::from_ref(h),
+                None => &[],
             };
+            // Responses queued before this request go out first.
+            if let Phase::Head { out, .. } = &mut conn.phase {
+                *out = buf;
+            }
+            refuse(conn, reject.status, reject.reason, extra, shared, now);
         }
     }
 }
@@ -1760,7 +1808,7 @@ fn log_rate_limited(peer: SocketAddr, retry_after_s: u64) {
 fn start_login_body(conn: &mut Conn, need: usize, expect_continue: bool, ctx: &mut Ctx<'_>) {
     let mut out = take_output(&mut conn.phase);
     if expect_continue && need > 0 {
-        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        response::write_continue(&mut out, hsts(conn, ctx.shared));
     }
     conn.phase = Phase::Body {
         out,
@@ -1819,7 +1867,7 @@ fn refuse_login(
         ],
     );
     let mut out = take_output(&mut conn.phase);
-    login::write_refusal(refusal, extra, &mut out);
+    login::write_refusal(refusal, extra, hsts(conn, ctx.shared), &mut out);
     conn.phase = Phase::Linger {
         out,
         deadline: Stamp::ceil(ctx.now + ctx.shared.limits.close_timeout),
@@ -1844,11 +1892,16 @@ fn refuse(
         ],
     );
     let mut out = take_output(&mut conn.phase);
-    handshake::write_error_response(status, reason, extra, &mut out);
+    response::write_error(&mut out, status, reason, extra, hsts(conn, shared));
     conn.phase = Phase::Linger {
         out,
         deadline: Stamp::ceil(now + shared.limits.close_timeout),
     };
+}
+
+/// Whether responses on `conn` carry `Strict-Transport-Security`.
+fn hsts(conn: &Conn, shared: &Shared) -> bool {
+    conn.secure && shared.config.tls.hsts
 }
 
 /// Feeds ciphertext to the TLS session and its plaintext to the phase.
@@ -1871,7 +1924,7 @@ fn feed_tls(
             &[("peer", &conn.peer), ("status", &400), ("reason", &reason)],
         );
         let mut out = Vec::new();
-        handshake::write_error_response(400, reason, &[], &mut out);
+        response::write_error(&mut out, 400, reason, &[], false);
         conn.phase = Phase::Linger {
             out,
             deadline: Stamp::ceil(ctx.now + ctx.shared.limits.close_timeout),
@@ -1904,46 +1957,40 @@ fn feed_tls(
     }
 }
 
-/// Where the redirect listener sends a request: https on `port`, same host
-/// name and target; `None` without a usable `Host`.
-fn redirect_location(req: &handshake::Request<'_, '_>, port: u16) -> Option<String> {
-    let host = match req.single_header("host") {
-        handshake::Single::One(h) => std::str::from_utf8(h).ok().map(str::trim),
-        _ => None,
-    };
-    // Keep the host name, drop any port: https lives on the TLS listener.
-    let name = host.and_then(|h| {
-        if let Some(rest) = h.strip_prefix('[') {
-            rest.split_once(']').map(|(v6, _)| format!("[{v6}]"))
-        } else {
-            h.split(':').next().map(str::to_owned)
-        }
-    });
-    let name = name.filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic()))?;
-    let authority = if port == 443 {
-        name
+/// Checks the request's `Host` (SPEC.md §2): `400` when it is missing,
+/// repeated or not RFC 3986 `host [":" port]`, `421` when it is not one of
+/// `allowed_hosts`. Returns the refusal's status and reason.
+fn host_refusal(
+    req: &handshake::Request<'_, '_>,
+    hosts: &AllowedHosts,
+) -> Option<(u16, &'static str)> {
+    match req.host() {
+        Ok(host) if hosts.allows(host) => None,
+        Ok(_) => Some((421, "host not allowed")),
+        Err(e) => Some((e.status(), e.reason())),
+    }
+}
+
+/// Where the redirect listener sends a request: https at the configured
+/// name (`tls.redirect_host`, else the certificate's name), on `port`
+/// unless the name carries one, with the request's target. The request's
+/// own `Host` is never used, so the redirect cannot be pointed elsewhere.
+fn redirect_location(req: &handshake::Request<'_, '_>, to: &RedirectHost, port: u16) -> String {
+    let port = to.port.unwrap_or(port);
+    if port == 443 {
+        format!("https://{}{}", to.name, req.target)
     } else {
-        format!("{name}:{port}")
-    };
-    Some(format!("https://{authority}{}", req.target))
+        format!("https://{}:{port}{}", to.name, req.target)
+    }
 }
 
 /// Answers a request on the redirect listener with a 308 to `location`.
-fn redirect(conn: &mut Conn, location: Option<String>, shared: &Shared, now: Instant) {
-    let Some(location) = location else {
-        return refuse(
-            conn,
-            400,
-            "missing or invalid Host header",
-            &[],
-            shared,
-            now,
-        );
-    };
+fn redirect(conn: &mut Conn, location: String, shared: &Shared, now: Instant) {
     // The target is not logged: its query may carry a token.
     log::debug("redirect to https", &[("peer", &conn.peer)]);
     let mut out = take_output(&mut conn.phase);
-    handshake::write_error_response(308, "use https", &[("Location", &location)], &mut out);
+    let extra = [("Location", location.as_str())];
+    response::write_error(&mut out, 308, "use https", &extra, false);
     conn.phase = Phase::Linger {
         out,
         deadline: Stamp::ceil(now + shared.limits.close_timeout),

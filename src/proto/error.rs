@@ -123,7 +123,8 @@ pub enum HandshakeError {
     UnexpectedBody,
     /// Method other than GET on the WebSocket path.
     MethodNotAllowed,
-    /// No `Host`, or more than one.
+    /// No `Host`, more than one, or one that is not RFC 3986
+    /// `host [":" port]`.
     BadHost,
     /// No `websocket` token in `Upgrade` or no `upgrade` token in `Connection`.
     NotUpgrade,
@@ -158,7 +159,7 @@ impl HandshakeError {
             HandshakeError::HttpVersion => "WebSocket upgrade requires HTTP/1.1",
             HandshakeError::UnexpectedBody => "unexpected request body",
             HandshakeError::MethodNotAllowed => "method not allowed",
-            HandshakeError::BadHost => "missing or repeated Host header",
+            HandshakeError::BadHost => "missing, repeated or invalid Host header",
             HandshakeError::NotUpgrade => "not a WebSocket upgrade request",
             HandshakeError::UnsupportedVersion => "unsupported Sec-WebSocket-Version",
             HandshakeError::BadKey => "missing or invalid Sec-WebSocket-Key",

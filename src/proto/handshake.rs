@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 
 use super::error::HandshakeError;
+pub use super::host::Host;
 
 /// The GUID of RFC 6455 §1.3, appended to the key before hashing.
 pub const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -191,6 +192,15 @@ impl<'h, 'b> Request<'h, 'b> {
             .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
     }
 
+    /// The `Host` (RFC 9112 §3.2: exactly one, and RFC 3986 `host [":"
+    /// port]`); `BadHost` (`400`) for a missing, repeated or invalid one.
+    pub fn host(&self) -> Result<Host<'b>, HandshakeError> {
+        match self.single_header("host") {
+            Single::One(h) => Host::parse(h).ok_or(HandshakeError::BadHost),
+            _ => Err(HandshakeError::BadHost),
+        }
+    }
+
     /// Whether the request announces a body (`Content-Length` > 0 or any
     /// `Transfer-Encoding`).
     pub fn has_body(&self) -> bool {
@@ -224,13 +234,15 @@ fn is_token(t: &[u8]) -> bool {
 pub struct UpgradeRequest<'r, 'h, 'b> {
     request: &'r Request<'h, 'b>,
     key: &'b str,
-    host: &'b [u8],
+    host: Host<'b>,
 }
 
 impl<'r, 'h, 'b> UpgradeRequest<'r, 'h, 'b> {
-    /// Applies RFC 6455 §4.2.1 to a request for the WebSocket path, in the
-    /// order of SPEC.md §2.
-    pub fn from_request(request: &'r Request<'h, 'b>) -> Result<Self, HandshakeError> {
+    /// The checks of the request line that come before the `Host` (SPEC.md
+    /// §2): HTTP/1.1 (`400`), `GET` (`405`), no body (`400`). A server that
+    /// checks the `Host` against its own list before
+    /// [`UpgradeRequest::from_request`] runs these first to keep the order.
+    pub fn check_request_line(request: &Request<'_, '_>) -> Result<(), HandshakeError> {
         // §4.2.1 (1): "An HTTP/1.1 or higher GET request".
         if request.version != 1 {
             return Err(HandshakeError::HttpVersion);
@@ -242,11 +254,16 @@ impl<'r, 'h, 'b> UpgradeRequest<'r, 'h, 'b> {
         if request.has_body() {
             return Err(HandshakeError::UnexpectedBody);
         }
-        // §4.2.1 (2): a |Host| header field; RFC 9112 §3.2: exactly one.
-        let host = match request.single_header("host") {
-            Single::One(h) if !trim(h).is_empty() => trim(h),
-            _ => return Err(HandshakeError::BadHost),
-        };
+        Ok(())
+    }
+
+    /// Applies RFC 6455 §4.2.1 to a request for the WebSocket path, in the
+    /// order of SPEC.md §2.
+    pub fn from_request(request: &'r Request<'h, 'b>) -> Result<Self, HandshakeError> {
+        Self::check_request_line(request)?;
+        // §4.2.1 (2): a |Host| header field; RFC 9112 §3.2: exactly one,
+        // and RFC 3986 host [":" port].
+        let host = request.host()?;
         // §4.2.1 (3), (4): Upgrade contains "websocket", Connection contains
         // "Upgrade", both case-insensitive and possibly among other tokens.
         if !request.has_token("upgrade", "websocket") || !request.has_token("connection", "upgrade")
@@ -282,8 +299,8 @@ impl<'r, 'h, 'b> UpgradeRequest<'r, 'h, 'b> {
         self.request
     }
 
-    /// The `Host` header value.
-    pub fn host(&self) -> &'b [u8] {
+    /// The `Host`.
+    pub fn host(&self) -> Host<'b> {
         self.host
     }
 
@@ -363,9 +380,11 @@ pub struct Accepted<I> {
     pub identity: I,
 }
 
-/// Asks `policy` about `request` and writes the answer to `out`: the `101`
-/// (with `Sec-WebSocket-Accept` and the selected protocol) or the error
-/// response. This is the only function that writes a `101`.
+/// Asks `policy` about `request`; on acceptance writes the `101` (with
+/// `Sec-WebSocket-Accept` and the selected protocol) to `out`. This is the
+/// only function that writes a `101`. A refusal writes nothing: the caller
+/// answers it with the headers of its own HTTP layer (see
+/// [`write_error_response`] for a plain one).
 pub fn respond<P: Policy>(
     request: &UpgradeRequest<'_, '_, '_>,
     policy: &mut P,
@@ -383,14 +402,7 @@ pub fn respond<P: Policy>(
                 identity: accept.identity,
             })
         }
-        Decision::Reject(reject) => {
-            let extra: &[(&str, &str)] = match &reject.header {
-                Some(h) => core::slice::from_ref(h),
-                None => &[],
-            };
-            write_error_response(reject.status, reject.reason, extra, out);
-            Err(reject)
-        }
+        Decision::Reject(reject) => Err(reject),
     }
 }
 
@@ -440,6 +452,7 @@ pub const fn status_text(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -449,13 +462,15 @@ pub const fn status_text(status: u16) -> &'static str {
     }
 }
 
-/// Writes an error response: `text/plain` reason, `Connection: close`,
-/// `nosniff`, and the extra headers.
+/// Writes a plain error response: the status line, a `text/plain` reason,
+/// `Connection: close`, and the caller's `extra` headers (palisade's own
+/// responses add their security headers in `http::response`; an embedder of
+/// the core passes its own).
 pub fn write_error_response(status: u16, reason: &str, extra: &[(&str, &str)], out: &mut Vec<u8>) {
     use std::io::Write;
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
         status_text(status),
         reason.len() + 1
     );

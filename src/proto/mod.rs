@@ -22,6 +22,7 @@ pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod host;
 pub mod mask;
 pub mod stamp;
 pub mod utf8;

@@ -10,6 +10,7 @@
 pub mod client_ip;
 pub mod credentials;
 pub mod hasher;
+pub mod hosts;
 pub mod jwt;
 pub mod origin;
 pub mod password;

@@ -13,6 +13,8 @@
 //! never sends is malformed and refused; so is `null` (sandboxed frames,
 //! `file:` pages), unless `"*"` allows everything.
 
+use crate::proto::host::Host;
+
 /// A normalised origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -147,7 +149,7 @@ impl OriginPolicy {
     pub fn check<'v>(
         &self,
         mut origins: impl Iterator<Item = &'v [u8]>,
-        host: &[u8],
+        host: Host<'_>,
         https: bool,
     ) -> Result<(), Refusal> {
         let value = match (origins.next(), origins.next()) {
@@ -198,21 +200,15 @@ fn same_origin(allowed: &Origin, o: &Origin) -> bool {
 /// and port equal the `Host` (a `Host` without a port means the default
 /// port of the request's scheme). A page on `http://a.com`, which anyone on
 /// the network path can inject into, is not the origin of `wss://a.com`.
-fn same_host(o: &Origin, host: &[u8], https: bool) -> bool {
+fn same_host(o: &Origin, host: Host<'_>, https: bool) -> bool {
     let scheme = if https { "https" } else { "http" };
     if o.scheme != scheme {
         return false;
     }
-    let Ok(host) = std::str::from_utf8(host) else {
+    let Some(name) = normalize_host(host.name()) else {
         return false;
     };
-    let Some((name, port)) = split_host_port(host.trim()) else {
-        return false;
-    };
-    let Some(name) = normalize_host(name) else {
-        return false;
-    };
-    let port = port.unwrap_or(default_port(scheme));
+    let port = host.port().unwrap_or(default_port(scheme));
     name == o.host && port == o.port
 }
 
@@ -228,13 +224,13 @@ fn default_port(scheme: &str) -> u16 {
 mod tests {
     use super::*;
 
+    fn h(host: &str) -> Host<'_> {
+        Host::parse(host.as_bytes()).expect("a valid Host in the test")
+    }
+
     fn check(policy: &OriginPolicy, origin: Option<&str>, host: &str) -> Result<(), Refusal> {
         let https = origin.is_some_and(|o| o.to_ascii_lowercase().starts_with("https:"));
-        policy.check(
-            origin.map(str::as_bytes).into_iter(),
-            host.as_bytes(),
-            https,
-        )
+        policy.check(origin.map(str::as_bytes).into_iter(), h(host), https)
     }
 
     #[test]
@@ -323,14 +319,14 @@ mod tests {
             Some(s.as_bytes()).into_iter()
         }
         assert_eq!(
-            p.check(o("http://a.com"), b"a.com", true),
+            p.check(o("http://a.com"), h("a.com"), true),
             Err(Refusal::NotAllowed)
         );
         assert_eq!(
-            p.check(o("https://a.com"), b"a.com", false),
+            p.check(o("https://a.com"), h("a.com"), false),
             Err(Refusal::NotAllowed)
         );
-        assert_eq!(p.check(o("https://a.com"), b"a.com", true), Ok(()));
+        assert_eq!(p.check(o("https://a.com"), h("a.com"), true), Ok(()));
         assert_eq!(
             check(&p, Some("http://127.0.0.1:9999"), "127.0.0.1:8080"),
             Err(Refusal::NotAllowed)
@@ -346,7 +342,7 @@ mod tests {
         assert_eq!(check(&p, Some("null"), "a.com"), Err(Refusal::Malformed));
         let two = [&b"https://a.com"[..], b"https://a.com"];
         assert_eq!(
-            p.check(two.into_iter(), b"a.com", true),
+            p.check(two.into_iter(), h("a.com"), true),
             Err(Refusal::Repeated)
         );
     }

@@ -248,7 +248,7 @@ fn forwarded_for_from_a_trusted_proxy_keys_each_client() {
         let mut s = connect_from(proxy, server.addr()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let req = format!(
-            "POST /login HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: {client}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).unwrap();
@@ -270,7 +270,7 @@ fn slowloris_is_closed_at_the_handshake_timeout() {
     let mut conns: Vec<TcpStream> = (0..n)
         .map(|i| connect_from(loopback(3000 + i % 100), server.addr()).unwrap())
         .collect();
-    let head = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n";
+    let head = b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n";
     let t = Instant::now();
     let mut byte = 0;
     // One byte per connection per second until the server gives up.
@@ -324,18 +324,18 @@ fn header_bombs_get_431_quickly() {
     let victim = WellBehaved::start(server.addr());
     let attacker = loopback(13);
     let many = {
-        let mut h = String::from("GET /ws HTTP/1.1\r\nHost: x\r\n");
+        let mut h = String::from("GET /ws HTTP/1.1\r\nHost: localhost\r\n");
         for i in 0..100 {
             h.push_str(&format!("X-{i}: {i}\r\n"));
         }
         h + "\r\n"
     };
     let huge = format!(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100_000)
     );
     let tiny = format!(
-        "GET /ws HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\n{}\r\n",
         "a:\r\n".repeat(5000)
     );
     let mut rows = Vec::new();

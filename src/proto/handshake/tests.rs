@@ -231,7 +231,7 @@ fn subprotocol_selection() {
 }
 
 #[test]
-fn policy_rejection_writes_its_status() {
+fn policy_rejection_is_returned_and_nothing_written() {
     let mut reader = HeadReader::new();
     reader.push(GOOD.as_bytes(), 8192).unwrap();
     let mut storage = [httparse::EMPTY_HEADER; 16];
@@ -239,7 +239,9 @@ fn policy_rejection_writes_its_status() {
     let up = UpgradeRequest::from_request(&req).unwrap();
     let mut out = Vec::new();
     let err = respond(&up, &mut RejectAll, &mut out).unwrap_err();
-    assert_eq!(err.status, 403);
+    assert_eq!((err.status, err.reason), (403, "origin not allowed"));
+    assert!(out.is_empty());
+    write_error_response(err.status, err.reason, &[], &mut out);
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"));
     assert!(text.contains("\r\nConnection: close\r\n"));
