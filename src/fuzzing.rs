@@ -60,7 +60,21 @@ pub fn handshake(data: &[u8]) {
     let Ok(req) = parse_request(reader.head(), &mut storage) else {
         return;
     };
-    let _ = crate::log::Redacted(req.target).to_string();
+    // Whatever the target and headers hold, what would be logged of them
+    // holds no JWT-shaped run any more (SPEC.md §5).
+    let logged = crate::log::Target(req.target).to_string();
+    assert!(!crate::log::holds_jwt(&logged), "{logged}");
+    for name in [
+        "authorization",
+        "cookie",
+        "origin",
+        "sec-websocket-protocol",
+    ] {
+        for v in req.header_values(name) {
+            let logged = crate::log::Header(name, v).to_string();
+            assert!(!crate::log::holds_jwt(&logged), "{name}: {logged}");
+        }
+    }
     let _ = credentials::find(&req, true, true);
     let upgrade = match UpgradeRequest::from_request(&req) {
         Ok(u) => u,

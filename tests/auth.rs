@@ -720,3 +720,100 @@ fn a_frame_sent_before_the_basic_check_ends_is_kept() {
         br#"{"event":"name","data":{"hero":"hulk","hero_name":"Bruce Banner"},"id":7}"#,
     );
 }
+
+/// SPEC.md §5: a token or password anywhere in a request (query, matrix
+/// parameter, path segment, header) never reaches a log line, at debug
+/// level, in text and in JSON. The requests are answered as usual; only
+/// what is logged of them is redacted.
+#[test]
+fn tokens_in_any_part_of_a_request_are_redacted_at_debug_level() {
+    const PASSWORD: &str = "rust-redaction-Qm8Vx3Lc5d";
+    for format in ["text", "json"] {
+        let f = Fixture::new(10_000);
+        let server = Server::start_with_config(
+            &f.config("", 1000),
+            &["--log-level", "debug", "--log-format", format],
+        );
+        let addr = server.addr();
+        let claims = format!(
+            r#"{{"sub":"alice","iat":{},"exp":{},"iss":"palisade"}}"#,
+            now(),
+            now() + 600
+        );
+        let jwt = forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims, SECRET.as_bytes());
+        let bearer = format!("Bearer {jwt}");
+        // Accepted upgrades log their target.
+        for path in [
+            format!("/ws?token={jwt}"),
+            format!("/ws?x=1&access_token={jwt}"),
+        ] {
+            let mut s = connect(addr);
+            let (status, _, _) = handshake(&mut s, &path, &[("Authorization", &bearer)]);
+            assert_eq!(status, "HTTP/1.1 101 Switching Protocols", "{path}");
+        }
+        // Other requests log their target at debug level.
+        let gets = [
+            (format!("/ws;token={jwt}"), "404"),
+            (format!("/ws/{jwt}"), "404"),
+            (format!("/{jwt}"), "404"),
+            (
+                format!("/index.html?password={PASSWORD}&key=k1&Token={jwt}"),
+                "200",
+            ),
+        ];
+        for (path, status) in &gets {
+            let (line, _, _) = http(
+                addr,
+                &format!(
+                    "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: {bearer}\r\n\r\n"
+                ),
+            );
+            assert!(
+                line.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{path}: {line}"
+            );
+        }
+        // A refused upgrade logs its Origin.
+        let mut s = connect(addr);
+        let origin = format!("https://{jwt}.example");
+        let (status, _, _) = handshake(
+            &mut s,
+            "/ws",
+            &[("Origin", &origin), ("Authorization", &bearer)],
+        );
+        assert_eq!(status, "HTTP/1.1 403 Forbidden");
+        let want = [
+            "/ws?token=[redacted]",
+            "/ws?x=1&access_token=[redacted]",
+            "/ws;token=[redacted]",
+            "/ws/[redacted]",
+            "/[redacted]",
+            "/index.html?password=[redacted]&key=[redacted]&Token=[redacted]",
+        ];
+        for w in want {
+            // Text quotes a value with `=` in it.
+            let needle = match (format, w.contains('=')) {
+                ("text", false) => format!("target={w} "),
+                ("text", true) => format!("target=\"{w}\""),
+                _ => format!("\"target\":\"{w}\""),
+            };
+            assert!(
+                server.wait_for_log(&needle, Duration::from_secs(5)),
+                "{format}: no {needle}"
+            );
+        }
+        assert!(server.wait_for_log("refused request", Duration::from_secs(5)));
+        let logs = server.logs();
+        let segments: Vec<&str> = jwt.split('.').collect();
+        for line in &logs {
+            for secret in [jwt.as_str(), segments[1], segments[2], PASSWORD, "k1"] {
+                assert!(!line.contains(secret), "{format}: {secret:?} in {line}");
+            }
+        }
+        let debug = logs
+            .iter()
+            .filter(|l| l.contains(" DEBUG ") || l.contains("\"level\":\"debug\""))
+            .count();
+        assert!(debug >= 5, "{format}: {debug} debug lines");
+    }
+}

@@ -6,7 +6,8 @@
 #   - each password listed in tests/test-passwords.txt (one per line; blank
 #     lines and lines starting with # are ignored),
 # skipping lines that contain `demo login:` (the start-up line that shows the
-# demo user's password by design). Prints one PASS/FAIL line per check and
+# demo user's password by design); and that debug-level runs in text and in
+# JSON are among the logs. Prints one PASS/FAIL line per check and
 # "check_logs: N passed, M failed"; fails when the directory holds no log at
 # all (nothing was checked) or a password list with no password.
 #
@@ -46,6 +47,17 @@ if [ "$files" -eq 0 ]; then
 fi
 lines=$(find "$LOG_DIR" -type f -exec cat {} + | wc -l)
 pass "server logs to check in ${LOG_DIR#"$ROOT"/} ($files files, $lines lines)"
+
+# Debug-level runs log every request target: they must be among the logs
+# checked, in both formats (tests/auth.rs runs them), or a token that only
+# debug lines would show could slip through unseen.
+debug_text=$(find "$LOG_DIR" -type f -exec grep -haE '^[0-9TZ:.-]+ DEBUG ' {} + | wc -l)
+debug_json=$(find "$LOG_DIR" -type f -exec grep -haF '"level":"debug"' {} + | wc -l)
+if [ "$debug_text" -gt 0 ] && [ "$debug_json" -gt 0 ]; then
+    pass "debug-level runs are among them ($debug_text text and $debug_json JSON debug lines)"
+else
+    fail "debug-level runs are among them" "$debug_text text and $debug_json JSON debug lines"
+fi
 
 HITS=$(mktemp "${TMPDIR:-/tmp}/palisade-check-logs.XXXXXX")
 trap 'rm -f "$HITS"' EXIT

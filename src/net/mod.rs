@@ -1563,7 +1563,7 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
             &[
                 ("peer", &conn.peer),
                 ("method", &req.method),
-                ("path", &req.path()),
+                ("target", &log::Target(req.target)),
                 ("status", &outcome.status),
             ],
         );
@@ -1622,7 +1622,7 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
                 "handshake accepted",
                 &[
                     ("peer", &conn.peer),
-                    ("target", &crate::log::Redacted(req.target)),
+                    ("target", &log::Target(req.target)),
                     ("protocol", &accepted.protocol.unwrap_or("-")),
                     ("user", &user),
                 ],
@@ -1643,6 +1643,15 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
             conn.phase = Phase::Ws(ws);
         }
         Err(reject) => {
+            let origin = req.header_values("origin").next().unwrap_or_default();
+            log::debug(
+                "refused request",
+                &[
+                    ("peer", &conn.peer),
+                    ("target", &log::Target(req.target)),
+                    ("origin", &log::Header("origin", origin)),
+                ],
+            );
             let extra: &[(&str, &str)] = match &reject.header {
                 Some(h) => std::slice::from_ref(h),
                 None => &[],
