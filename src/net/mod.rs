@@ -1362,7 +1362,10 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
         match &mut conn.phase {
             Phase::Ws(ws) => {
                 let per_s = shared.config.rate.messages_per_conn_per_s;
-                let (bucket, peer) = (&mut conn.msg_rate, conn.peer);
+                let (bucket, peer, charged) = (&mut conn.msg_rate, conn.peer, &conn.charged);
+                // Behind a proxy the peer is the proxy: the client is who
+                // the connection counts against.
+                let client = || charged.unwrap_or_else(|| canonical(peer.ip()));
                 let stamp = Stamp::new(now);
                 ws.handle_input(now, input, &shared.limits, |event, tx| {
                     if matches!(event, Event::Text(_) | Event::Binary(_)) {
@@ -1374,6 +1377,7 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
                                         "rate limited",
                                         &[
                                             ("peer", &peer),
+                                            ("client", &client()),
                                             ("limit", &"rate.messages_per_conn_per_s"),
                                         ],
                                     );
@@ -1384,7 +1388,11 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
                             Verdict::StrikeOut => {
                                 log::warn(
                                     "closing a client that ignored its message rate",
-                                    &[("peer", &peer), ("limit", &"rate.messages_per_conn_per_s")],
+                                    &[
+                                        ("peer", &peer),
+                                        ("client", &client()),
+                                        ("limit", &"rate.messages_per_conn_per_s"),
+                                    ],
                                 );
                                 tx.close(
                                     proto::error::code::POLICY_VIOLATION,
@@ -1728,7 +1736,7 @@ fn login_rate_ok(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
     let Err(limited) = ctx.auth.login_allowed(client, ctx.now) else {
         return true;
     };
-    log_rate_limited(conn.peer, limited.retry_after_s);
+    log_rate_limited(conn.peer, client, limited.retry_after_s);
     let retry = limited.retry_after_s.to_string();
     refuse(
         conn,
@@ -1795,17 +1803,18 @@ fn login_head(
 ) -> Result<usize, (login::Refusal, Option<u64>)> {
     login::check_method(req).map_err(|r| (r, None))?;
     if let Err(limited) = ctx.auth.login_allowed(client, ctx.now) {
-        log_rate_limited(peer, limited.retry_after_s);
+        log_rate_limited(peer, client, limited.retry_after_s);
         return Err((login::RATE_LIMITED, Some(limited.retry_after_s)));
     }
     login::check_head(req).map_err(|r| (r, None))
 }
 
-fn log_rate_limited(peer: SocketAddr, retry_after_s: u64) {
+fn log_rate_limited(peer: SocketAddr, client: IpAddr, retry_after_s: u64) {
     log::warn(
         "rate limited",
         &[
             ("peer", &peer),
+            ("client", &client),
             ("limit", &"rate.logins_per_ip_per_min"),
             ("retry_after_s", &retry_after_s),
         ],

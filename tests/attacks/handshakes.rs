@@ -258,6 +258,18 @@ fn forwarded_for_from_a_trusted_proxy_keys_each_client() {
     assert_eq!(login("203.0.113.1"), "HTTP/1.1 401 Unauthorized");
     assert_eq!(login("203.0.113.1"), "HTTP/1.1 429 Too Many Requests");
     assert_eq!(login("203.0.113.2"), "HTTP/1.1 401 Unauthorized");
+    // The log names both: the proxy that sent it and the client limited.
+    let proxy_ip = proxy.to_string();
+    assert!(server.wait_for_log(
+        "client=203.0.113.1 limit=rate.logins_per_ip_per_min",
+        Duration::from_secs(5)
+    ));
+    let line = server
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("limit=rate.logins_per_ip_per_min"))
+        .unwrap();
+    assert!(line.contains(&format!("peer={proxy_ip}:")), "{line}");
 }
 
 #[test]

@@ -35,7 +35,11 @@ fn message_flood_gets_rate_limited_then_1008() {
     assert_eq!(names, 100, "the burst (2 x 50) is answered");
     assert_eq!(limited, 1, "one rate_limited event, not one per message");
     assert_eq!(close, Some(1008));
-    assert!(server.wait_for_log("limit=rate.messages_per_conn_per_s", Duration::from_secs(5)));
+    let attacker = loopback(14);
+    assert!(server.wait_for_log(
+        &format!("client={attacker} limit=rate.messages_per_conn_per_s"),
+        Duration::from_secs(5)
+    ));
     let v = victim.finish();
     record(
         "message flood on one connection (400 at once, rate 50/s)",
