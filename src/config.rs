@@ -229,8 +229,16 @@ pub struct Limits {
     pub close_timeout_ms: u64,
     /// Open connections at most (503 beyond).
     pub max_connections: usize,
-    /// Open connections from one client IP (`429` beyond).
+    /// Open connections from one client IP (`429` beyond), counted from the
+    /// moment a connection is accepted, before it sends anything.
     pub max_connections_per_ip: u32,
+    /// Connections that have not finished their handshake (TCP accepted,
+    /// TLS or the HTTP request head not complete, a login body not read):
+    /// when this many are waiting, the one silent the longest is closed to
+    /// admit a new one, so sockets that never send cannot keep clients that
+    /// send their request at once from getting in. Unset: a quarter of
+    /// `max_connections`.
+    pub max_pending_handshakes: Option<usize>,
     /// Connections the kernel may queue before the loop accepts them
     /// (`listen(2)` backlog; the kernel caps it at `net.core.somaxconn`).
     /// 128, the usual default, overflows under bursts and costs each
@@ -253,6 +261,7 @@ impl Default for Limits {
             close_timeout_ms: core.close_timeout.as_millis() as u64,
             max_connections: 10_000,
             max_connections_per_ip: 256,
+            max_pending_handshakes: None,
             listen_backlog: 1024,
         }
     }
@@ -271,6 +280,13 @@ impl Limits {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             close_timeout: Duration::from_millis(self.close_timeout_ms),
         }
+    }
+
+    /// `max_pending_handshakes`, or its default of a quarter of
+    /// `max_connections` (at least 1).
+    pub fn pending_cap(&self) -> usize {
+        self.max_pending_handshakes
+            .unwrap_or((self.max_connections / 4).max(1))
     }
 
     /// Time allowed for a request head.
@@ -439,6 +455,14 @@ impl Config {
             1,
             1 << 24,
         )?;
+        if let Some(p) = l.max_pending_handshakes {
+            range(
+                "limits.max_pending_handshakes",
+                p as u64,
+                1,
+                l.max_connections as u64,
+            )?;
+        }
         range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
         range("busy_poll_us", self.busy_poll_us, 0, 10_000)?;
         crate::security::origin::OriginPolicy::new(&self.allowed_origins, self.require_origin)

@@ -113,7 +113,7 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         // Shown once, on stderr directly: never through the log.
         eprintln!("demo login: demo / {password}");
     }
-    warn_about_fd_limit(config.limits.max_connections);
+    raise_fd_limit(config.limits.max_connections);
     let limits = config.limits.core();
     let shared = Shared {
         config,
@@ -228,22 +228,54 @@ fn app_name(server: &Server) -> &'static str {
     }
 }
 
-/// Warns when the open-file limit cannot hold `max_connections` sockets.
-fn warn_about_fd_limit(max_connections: usize) {
-    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
-        return;
-    };
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<usize>().ok());
-    if let Some(soft) = soft {
-        if soft < max_connections + 32 {
-            log::warn(
-                "open-file limit is below limits.max_connections; raise it with ulimit -n",
-                &[("nofile", &soft), ("max_connections", &max_connections)],
-            );
+/// Descriptors the server needs beside its connections: listeners, the
+/// poller, signal and waker pipes, the log, the hashing workers, and the
+/// connections over `max_connections` that are read only to answer `503`.
+const FD_MARGIN: u64 = 128;
+
+/// Raises the soft open-file limit to the hard one (every connection is a
+/// descriptor, and the usual soft limit of 1,024 is far below the default
+/// `max_connections`), and warns when even the hard limit cannot hold
+/// `max_connections` plus a margin.
+fn raise_fd_limit(max_connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let before = getrlimit(Resource::Nofile);
+    let mut now = before;
+    if before.current != before.maximum {
+        let raised = rustix::process::Rlimit {
+            current: before.maximum,
+            maximum: before.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                now = raised;
+                log::info(
+                    "open-file limit raised",
+                    &[
+                        ("from", &limit_text(before.current)),
+                        ("to", &limit_text(now.current)),
+                    ],
+                );
+            }
+            Err(e) => log::warn(
+                "cannot raise the open-file limit",
+                &[("error", &e), ("nofile", &limit_text(before.current))],
+            ),
         }
     }
+    let need = max_connections as u64 + FD_MARGIN;
+    if now.current.is_some_and(|n| n < need) {
+        log::warn(
+            "open-file limit is below limits.max_connections plus a margin: new connections will wait once it is reached; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower limits.max_connections",
+            &[
+                ("nofile", &limit_text(now.current)),
+                ("max_connections", &max_connections),
+                ("needed", &need),
+            ],
+        );
+    }
+}
+
+fn limit_text(l: Option<u64>) -> String {
+    l.map_or_else(|| "unlimited".into(), |n| n.to_string())
 }

@@ -178,10 +178,16 @@ fn expect_401(server: &Server, path: &str, headers: &[(&str, &str)], reason: &st
     assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{reason}: {h:?}");
     assert_eq!(header(&h, "WWW-Authenticate"), Some("Bearer"), "{reason}");
     let port = s.local_addr().unwrap().port();
-    let line = format!(":{port} status=401 reason={reason}");
+    let detail = format!("status=401 reason={reason}");
     assert!(
-        server.wait_for_log(&line, Duration::from_secs(5)),
-        "no log line with {line:?}"
+        server.wait_for_refusal_log(
+            "handshake refused",
+            port,
+            &detail,
+            reason,
+            Duration::from_secs(5)
+        ),
+        "no log line with {detail:?} for port {port}"
     );
 }
 

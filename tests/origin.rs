@@ -39,8 +39,11 @@ fn same_origin_only_by_default() {
         };
         assert!(String::from_utf8_lossy(&body).starts_with(reason), "{evil}");
         let port = s.local_addr().unwrap().port();
-        assert!(server.wait_for_log(
-            &format!(":{port} status=403 reason=\"{reason}\""),
+        assert!(server.wait_for_refusal_log(
+            "handshake refused",
+            port,
+            &format!("status=403 reason=\"{reason}\""),
+            reason,
             Duration::from_secs(5)
         ));
     }

@@ -9,11 +9,12 @@ use std::fmt::{self, Display, Write as _};
 use std::io::Write as _;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use crate::config::{LogFormat, LogLevel};
 
+mod limit;
 mod redact;
 pub use redact::{Header, Target, holds_jwt};
 
@@ -42,10 +43,24 @@ pub fn init(level: LogLevel, format: LogFormat) {
         .name("palisade-log".into())
         .spawn(move || {
             let stderr = std::io::stderr();
-            for line in rx {
+            loop {
+                // Wakes at least twice per window to write the summaries
+                // of limited lines.
+                let line = match rx.recv_timeout(limit::WINDOW / 2) {
+                    Ok(line) => Some(line),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
                 let mut out = stderr.lock();
-                let _ = out.write_all(line.as_bytes());
-                WRITTEN.fetch_add(1, Ordering::Release);
+                if let Some(line) = line {
+                    let _ = out.write_all(line.as_bytes());
+                    WRITTEN.fetch_add(1, Ordering::Release);
+                }
+                for (level, msg, key_name, key, count) in limit::due(Instant::now()) {
+                    let fields = limit::summary_fields(key_name, &key, &count);
+                    let line = format_line(format, level, &format!("{msg} (repeated)"), &fields);
+                    let _ = out.write_all(line.as_bytes());
+                }
                 let dropped = DROPPED.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
                     let _ = writeln!(
@@ -93,6 +108,31 @@ pub fn emit(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) {
             }
         },
         None => eprint!("{line}"),
+    }
+}
+
+/// Logs like [`emit`] a line an attacker can cause (a refusal, a timeout,
+/// an error): at most one line per second for `msg` with the same `key`
+/// (the reason, as a field name and value; it should be among `fields`).
+/// The lines in between are counted, and one `"{msg} (repeated)"` line
+/// with `repeated=N` follows when the second is over.
+pub fn limited(
+    level: LogLevel,
+    msg: &'static str,
+    key: (&'static str, &str),
+    fields: &[(&str, &dyn Display)],
+) {
+    if !enabled(level) {
+        return;
+    }
+    match limit::admit(level, msg, key, Instant::now()) {
+        limit::Verdict::Suppress => {}
+        limit::Verdict::Write { repeated: 0 } => emit(level, msg, fields),
+        limit::Verdict::Write { repeated } => {
+            let mut all: Vec<(&str, &dyn Display)> = fields.to_vec();
+            all.push(("repeated", &repeated));
+            emit(level, msg, &all);
+        }
     }
 }
 

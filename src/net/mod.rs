@@ -11,7 +11,7 @@
 mod slab;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -206,6 +206,9 @@ struct Conn {
     over_quota: bool,
     /// Messages per second (SPEC.md §8 `rate.messages_per_conn_per_s`).
     msg_rate: MessageRate,
+    /// While the connection has not finished its handshake: when it last
+    /// sent a byte (or was accepted). Its key in `Server::pending`.
+    heard: Option<Stamp>,
 }
 
 /// What to do with a connection after it was driven.
@@ -219,6 +222,11 @@ pub struct Server {
     poll: Poll,
     listener: TcpListener,
     conns: Slab<Conn>,
+    /// Connections that have not finished their handshake, the longest
+    /// silent first (`limits.max_pending_handshakes`).
+    pending: BTreeSet<(Stamp, usize)>,
+    /// Pending connections closed to admit others, since start.
+    evicted: u64,
     timers: BinaryHeap<Reverse<(Stamp, usize)>>,
     ready: VecDeque<Token>,
     scratch: Vec<u8>,
@@ -289,6 +297,8 @@ impl Server {
             poll,
             listener,
             conns: Slab::new(),
+            pending: BTreeSet::new(),
+            evicted: 0,
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             scratch: vec![0; SCRATCH],
@@ -564,13 +574,19 @@ impl Server {
     }
 
     /// Accepts from one listener; returns whether it may have more.
+    ///
+    /// At most half of `limits.max_pending_handshakes` per turn: every
+    /// connection accepted in a turn is read in that turn before the next
+    /// batch can push it out of the pending set, so a client whose request
+    /// is already there always gets its answer.
     fn accept_from(&mut self, now: Instant, redirect: bool) -> bool {
         let redirect_to = if redirect {
             self.local_addr().ok().map(|a| a.port())
         } else {
             None
         };
-        for _ in 0..ACCEPT_BATCH {
+        let batch = ACCEPT_BATCH.min((self.shared.config.limits.pending_cap() / 2).max(1));
+        for _ in 0..batch {
             let listener = match (redirect, &self.redirect) {
                 (true, Some(r)) => r,
                 _ => &self.listener,
@@ -580,8 +596,19 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_fd_exhaustion(&e) => {
-                    // Out of descriptors: back off instead of spinning.
-                    log::warn("accept failed: out of file descriptors", &[("error", &e)]);
+                    // Out of descriptors: the connection silent the longest
+                    // gives its up, and the loop accepts again. With none
+                    // pending, established clients hold every descriptor:
+                    // back off instead of spinning (they are served on).
+                    if self.evict_pending("out of file descriptors", now) {
+                        continue;
+                    }
+                    log::limited(
+                        log::LogLevel::Warn,
+                        "accept failed",
+                        ("error", "out of file descriptors"),
+                        &[("error", &e), ("open", &self.open)],
+                    );
                     self.accept_retry_at = Some(now + Duration::from_millis(100));
                     return true;
                 }
@@ -593,11 +620,40 @@ impl Server {
             let max = self.shared.config.limits.max_connections;
             let over = self.open >= max;
             if over && self.overflow >= OVERFLOW {
-                log::warn(
-                    "connection refused: server full",
-                    &[("peer", &peer), ("max_connections", &max)],
+                log::limited(
+                    log::LogLevel::Warn,
+                    "connection refused",
+                    ("reason", "server full"),
+                    &[
+                        ("peer", &peer),
+                        ("reason", &"server full"),
+                        ("max_connections", &max),
+                    ],
                 );
                 continue;
+            }
+            // A direct client counts against its address from this moment,
+            // before it sends a byte; behind a trusted proxy the client is
+            // known only from the request head (see `admission`).
+            let ip = canonical(peer.ip());
+            let charged = if self.shared.proxies.contains(ip) {
+                None
+            } else {
+                let max = self.shared.config.limits.max_connections_per_ip;
+                if !self.quotas.conns.charge(ip, max) {
+                    self.quotas.conns.release(ip);
+                    refuse_over_quota(
+                        sock,
+                        peer,
+                        redirect || self.acceptor.is_none(),
+                        &self.shared,
+                    );
+                    continue;
+                }
+                Some(ip)
+            };
+            if self.pending.len() >= self.shared.config.limits.pending_cap() {
+                self.evict_pending("limits.max_pending_handshakes", now);
             }
             #[cfg(not(target_os = "linux"))]
             let _ = sock.set_nodelay(true);
@@ -606,26 +662,26 @@ impl Server {
                 Some(a) => match Session::new(a) {
                     Ok(s) => Some(Box::new(s)),
                     Err(e) => {
-                        log::warn("tls session failed", &[("peer", &peer), ("error", &e)]);
+                        log::limited(
+                            log::LogLevel::Warn,
+                            "tls session failed",
+                            ("error", "session"),
+                            &[("peer", &peer), ("error", &e)],
+                        );
+                        if let Some(ip) = charged {
+                            self.quotas.conns.release(ip);
+                        }
                         continue;
                     }
                 },
                 None => None,
             };
             let deadline = now + self.shared.config.limits.handshake_timeout();
-            // A direct client is counted at once; behind a trusted proxy the
-            // client is known only from the request head.
-            let ip = canonical(peer.ip());
-            let (charged, over_quota) = if self.shared.proxies.contains(ip) {
-                (None, false)
-            } else {
-                let max = self.shared.config.limits.max_connections_per_ip;
-                (Some(ip), !self.quotas.conns.charge(ip, max))
-            };
             let rate = self.shared.config.rate.messages_per_conn_per_s;
+            let heard = Stamp::new(now);
             let conn = Conn {
                 charged,
-                over_quota,
+                over_quota: false,
                 msg_rate: MessageRate::new(rate.saturating_mul(2), now),
                 sock,
                 peer,
@@ -648,6 +704,7 @@ impl Server {
                 read_eof: false,
                 hup: false,
                 timer_at: None,
+                heard: Some(heard),
             };
             let token = self.conns.insert(conn);
             let conn = self.conns.get_mut(token).expect("just inserted");
@@ -656,12 +713,18 @@ impl Server {
                 token,
                 Interest::READABLE | Interest::WRITABLE,
             ) {
-                log::warn("register failed", &[("peer", &peer), ("error", &e)]);
+                log::limited(
+                    log::LogLevel::Warn,
+                    "register failed",
+                    ("error", "register"),
+                    &[("peer", &peer), ("error", &e)],
+                );
                 if let Some(ip) = self.conns.remove(token).and_then(|c| c.charged) {
                     self.quotas.conns.release(ip);
                 }
                 continue;
             }
+            self.pending.insert((heard, token.0));
             if over {
                 self.overflow += 1;
             } else {
@@ -672,6 +735,63 @@ impl Server {
         }
         // Batch used up: come back on the next turn.
         true
+    }
+
+    /// Closes the pending connection that has been silent the longest
+    /// (SPEC.md §2, `limits.max_pending_handshakes`); false if none.
+    fn evict_pending(&mut self, why: &'static str, now: Instant) -> bool {
+        let Some(&(heard, t)) = self.pending.first() else {
+            return false;
+        };
+        self.evicted += 1;
+        if let Some(conn) = self.conns.get_mut(Token(t)) {
+            log::limited(
+                log::LogLevel::Info,
+                "pending connection closed",
+                ("reason", why),
+                &[
+                    ("peer", &conn.peer),
+                    ("reason", &why),
+                    ("silent_ms", &Stamp::new(now).millis_since(heard)),
+                    ("closed_total", &self.evicted),
+                ],
+            );
+        }
+        self.close(Token(t));
+        // close() takes it out of the set; a stale entry goes too.
+        self.pending.remove(&(heard, t));
+        true
+    }
+
+    /// Keeps `pending` in step with the connection's phase: a connection
+    /// that finished its handshake (or waits on the server) leaves it; one
+    /// that sent bytes moves to the back. Cheap for open WebSockets.
+    fn track_pending(&mut self, token: Token, got_bytes: bool, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let waiting = matches!(conn.phase, Phase::Head { .. } | Phase::Body { .. });
+        match conn.heard {
+            None if !waiting => {}
+            None => {
+                let at = Stamp::new(now);
+                conn.heard = Some(at);
+                self.pending.insert((at, token.0));
+            }
+            Some(old) if !waiting => {
+                self.pending.remove(&(old, token.0));
+                conn.heard = None;
+            }
+            Some(old) if got_bytes => {
+                let at = Stamp::new(now);
+                if at != old {
+                    self.pending.remove(&(old, token.0));
+                    self.pending.insert((at, token.0));
+                    conn.heard = Some(at);
+                }
+            }
+            Some(_) => {}
+        }
     }
 
     fn schedule(&mut self, token: Token, at: Instant) {
@@ -702,6 +822,7 @@ impl Server {
             }
             conn.timer_at = None;
             let after = on_timeout(conn, &self.shared, now);
+            self.track_pending(token, false, now);
             self.finish(token, after, now);
         }
     }
@@ -737,8 +858,10 @@ impl Server {
                     } else {
                         let hsts = hsts(conn, &self.shared);
                         login::write_refusal(login::INVALID_CREDENTIALS, &[], hsts, &mut out);
-                        log::info(
+                        log::limited(
+                            log::LogLevel::Info,
                             "login refused",
+                            ("reason", login::INVALID_CREDENTIALS.error),
                             &[
                                 ("peer", &conn.peer),
                                 ("status", &401),
@@ -897,6 +1020,9 @@ impl Server {
             conn.queued = true;
             self.ready.push_back(token);
         }
+        if conn.heard.is_some() || !matches!(conn.phase, Phase::Ws(_)) {
+            self.track_pending(token, budget < READ_BUDGET, now);
+        }
         self.finish(token, after, now);
     }
 
@@ -937,6 +1063,9 @@ impl Server {
         if let Some(ip) = conn.charged {
             self.quotas.conns.release(ip);
         }
+        if let Some(heard) = conn.heard {
+            self.pending.remove(&(heard, token.0));
+        }
         if conn.over_capacity {
             self.overflow -= 1;
         } else {
@@ -976,6 +1105,32 @@ fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// A direct client over `limits.max_connections_per_ip` at `accept`: it
+/// is told `429` in one non-blocking write (plain listeners only: a TLS
+/// client cannot read plain text) and closed at once, so it holds no
+/// descriptor and costs no more than the accept.
+fn refuse_over_quota(mut sock: TcpStream, peer: SocketAddr, plain: bool, shared: &Shared) {
+    const REASON: &str = "too many connections from this address";
+    let client = canonical(peer.ip());
+    log::limited(
+        log::LogLevel::Warn,
+        "connection refused",
+        ("reason", REASON),
+        &[
+            ("peer", &peer),
+            ("client", &client),
+            ("reason", &REASON),
+            ("limit", &"limits.max_connections_per_ip"),
+            ("max", &shared.config.limits.max_connections_per_ip),
+        ],
+    );
+    if plain {
+        let mut out = Vec::with_capacity(512);
+        response::write_error(&mut out, 429, REASON, &[("Retry-After", "1")], false);
+        let _ = sock.write(&out);
+    }
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {
@@ -1228,8 +1383,10 @@ fn on_eof(conn: &mut Conn, now: Instant, limits: &Limits) -> After {
             After::Close
         }
         Phase::Body { body, need, .. } => {
-            log::info(
+            log::limited(
+                log::LogLevel::Info,
                 "login refused",
+                ("reason", "closed before the body was complete"),
                 &[
                     ("peer", &conn.peer),
                     ("reason", &"closed before the body was complete"),
@@ -1256,8 +1413,10 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             }
             if conn.tls.as_ref().is_some_and(|s| s.is_handshaking()) {
                 // Nothing can be sent before the TLS handshake: just close.
-                log::info(
+                log::limited(
+                    log::LogLevel::Info,
                     "tls handshake timed out",
+                    ("reason", "tls handshake timed out"),
                     &[("peer", &conn.peer), ("received_any", &conn.seen_bytes)],
                 );
                 return After::Close;
@@ -1275,8 +1434,10 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
                 return After::Close;
             }
             let e = HandshakeError::Timeout;
-            log::info(
+            log::limited(
+                log::LogLevel::Info,
                 "handshake refused",
+                ("reason", e.reason()),
                 &[
                     ("peer", &conn.peer),
                     ("status", &e.status()),
@@ -1296,8 +1457,10 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
         }
         Phase::Ws(ws) => match ws.handle_timeout(now, &shared.limits) {
             Some(expired) => {
-                log::info(
+                log::limited(
+                    log::LogLevel::Info,
                     "connection timed out",
+                    ("timeout", "ws"),
                     &[
                         ("peer", &conn.peer),
                         (
@@ -1326,8 +1489,10 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
                 return After::Keep;
             }
             let detail = format!("{} of {} body bytes", body.len(), need);
-            log::info(
+            log::limited(
+                log::LogLevel::Info,
                 "login refused",
+                ("reason", "body timeout"),
                 &[
                     ("peer", &conn.peer),
                     ("status", &408),
@@ -1373,8 +1538,10 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
                             Verdict::Allowed => {}
                             Verdict::Refused { first } => {
                                 if first {
-                                    log::warn(
+                                    log::limited(
+                                        log::LogLevel::Warn,
                                         "rate limited",
+                                        ("limit", "rate.messages_per_conn_per_s"),
                                         &[
                                             ("peer", &peer),
                                             ("client", &client()),
@@ -1386,8 +1553,10 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
                                 return;
                             }
                             Verdict::StrikeOut => {
-                                log::warn(
+                                log::limited(
+                                    log::LogLevel::Warn,
                                     "closing a client that ignored its message rate",
+                                    ("limit", "rate.messages_per_conn_per_s"),
                                     &[
                                         ("peer", &peer),
                                         ("client", &client()),
@@ -1703,9 +1872,11 @@ fn admission(
         *conn.charged = Some(client);
         *conn.over_quota = !ctx.quotas.conns.charge(client, max);
     }
-    let limited = |limit: &str| {
-        log::warn(
+    let limited = |limit: &'static str| {
+        log::limited(
+            log::LogLevel::Warn,
             "rate limited",
+            ("limit", limit),
             &[("peer", &conn.peer), ("client", &client), ("limit", &limit)],
         );
     };
@@ -1810,8 +1981,10 @@ fn login_head(
 }
 
 fn log_rate_limited(peer: SocketAddr, client: IpAddr, retry_after_s: u64) {
-    log::warn(
+    log::limited(
+        log::LogLevel::Warn,
         "rate limited",
+        ("limit", "rate.logins_per_ip_per_min"),
         &[
             ("peer", &peer),
             ("client", &client),
@@ -1876,8 +2049,10 @@ fn refuse_login(
     extra: &[(&str, &str)],
     ctx: &mut Ctx<'_>,
 ) {
-    log::info(
+    log::limited(
+        log::LogLevel::Info,
         "login refused",
+        ("reason", refusal.error),
         &[
             ("peer", &conn.peer),
             ("status", &refusal.status),
@@ -1901,8 +2076,10 @@ fn refuse(
     shared: &Shared,
     now: Instant,
 ) {
-    log::info(
+    log::limited(
+        log::LogLevel::Info,
         "handshake refused",
+        ("reason", reason),
         &[
             ("peer", &conn.peer),
             ("status", &status),
@@ -1937,8 +2114,10 @@ fn feed_tls(
     if first && session.is_handshaking() && looks_like_http {
         // Plain HTTP on the TLS port: answer in plain text, then close.
         let reason = "plain HTTP request on the TLS port: use https:// or wss://";
-        log::info(
+        log::limited(
+            log::LogLevel::Info,
             "handshake refused",
+            ("reason", reason),
             &[("peer", &conn.peer), ("status", &400), ("reason", &reason)],
         );
         let mut out = Vec::new();
@@ -1967,7 +2146,12 @@ fn feed_tls(
             } else {
                 crate::config::LogLevel::Info
             };
-            log::emit(level, "tls error", &[("peer", &conn.peer), ("error", &e)]);
+            log::limited(
+                level,
+                "tls error",
+                ("error", &e),
+                &[("peer", &conn.peer), ("error", &e)],
+            );
             // The alert is queued: one last write so the peer learns why.
             let _ = flush(conn);
             Err(After::Close)

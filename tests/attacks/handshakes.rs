@@ -237,8 +237,14 @@ fn forwarded_for_from_a_trusted_proxy_keys_each_client() {
         let (status, _, _) = handshake(&mut s, "/ws", &[("X-Forwarded-For", client)]);
         assert_eq!(status, "HTTP/1.1 429 Too Many Requests", "{client}");
     }
+    // The first refusal is logged with its client; the two that follow
+    // within the second are counted in one summary line.
     assert!(server.wait_for_log(
-        "client=203.0.113.2 limit=rate.handshakes_per_ip_per_s",
+        "client=203.0.113.1 limit=rate.handshakes_per_ip_per_s",
+        Duration::from_secs(5)
+    ));
+    assert!(server.wait_for_log(
+        "rate limited (repeated) limit=rate.handshakes_per_ip_per_s repeated=2",
         Duration::from_secs(5)
     ));
     // Logins count per client too: one client over its login rate does

@@ -194,6 +194,38 @@ impl Server {
         }
     }
 
+    /// Waits for the log line of one refusal: the line for `peer_port`
+    /// with `detail` (e.g. `status=401 reason=expired`), or, when another
+    /// refusal with the same `reason` was logged less than a second before
+    /// (refusal lines are limited to one per reason per second), the
+    /// `(repeated)` summary that counts it. False on timeout.
+    pub fn wait_for_refusal_log(
+        &self,
+        msg: &str,
+        peer_port: u16,
+        detail: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> bool {
+        let own = format!(":{peer_port} {detail}");
+        let summary = format!("{msg} (repeated) reason={reason}");
+        let summary_quoted = format!("{msg} (repeated) reason=\"{reason}\"");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.logs.lock().unwrap().iter().any(|l| {
+                (l.contains(msg) && l.contains(&own))
+                    || l.contains(&summary)
+                    || l.contains(&summary_quoted)
+            }) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
