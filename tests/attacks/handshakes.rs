@@ -386,48 +386,11 @@ fn header_bombs_get_431_quickly() {
     );
 }
 
-/// The soft limit on open files of this process (the server inherits it).
-fn nofile_limit() -> u64 {
-    nofile_field(3)
-}
-
-/// The hard limit on open files.
-fn nofile_hard() -> u64 {
-    nofile_field(4)
-}
-
-fn nofile_field(n: usize) -> u64 {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(n))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn ten_thousand_idle_connections() {
     let _s = serial();
     let n: u32 = 10_000;
-    let mut limit = nofile_limit();
-    if limit < u64::from(n) + 500 {
-        // Raise this process's soft limit to its hard limit (the server
-        // inherits it); prlimit(1) does what std cannot.
-        let _ = std::process::Command::new("prlimit")
-            .arg("--pid")
-            .arg(std::process::id().to_string())
-            .arg(format!("--nofile={}:{}", nofile_hard(), nofile_hard()))
-            .status();
-        limit = nofile_limit();
-    }
-    assert!(
-        limit >= u64::from(n) + 500,
-        "this test holds {n} sockets: the open-file limit is {limit} and prlimit could not raise it: run ulimit -n {} first",
-        n + 500
-    );
+    need_open_files(u64::from(n) + 500);
     let server = Server::start_with_config(&config(r#""limits":{"max_connections":20000}"#), &[]);
     let victim = WellBehaved::start(server.addr());
     thread::sleep(Duration::from_millis(100));
@@ -471,4 +434,139 @@ fn ten_thousand_idle_connections() {
         SMALL_RSS_KIB,
     );
     drop(conns);
+}
+
+/// DNS rebinding: a page whose name now resolves to this server sends its
+/// own name in `Host` and a matching `Origin`, which the same-origin rule
+/// alone would accept; with `auth.mode` none it would then talk to the
+/// server. Malformed `Host` values (and the open redirect they made) are
+/// refused on every endpoint.
+#[test]
+fn dns_rebinding_and_malformed_hosts_are_refused() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let port = server.addr().port();
+    let rebound = format!("evil.example:{port}");
+    let (mut misdirected, mut bad) = (0, 0);
+    for i in 0..20 {
+        let mut s = connect_from(loopback(40 + i), server.addr()).unwrap();
+        s.write_all(
+            handshake_request(&rebound, "/ws", &[("Origin", &format!("http://{rebound}"))])
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status_of(&mut s), "HTTP/1.1 421 Misdirected Request");
+        misdirected += 1;
+    }
+    for host in ["evil example", "a/b@c", "x@evil.com", "[::1"] {
+        for path in ["/ws", "/healthz"] {
+            let mut s = connect_from(loopback(60), server.addr()).unwrap();
+            s.write_all(handshake_request(host, path, &[]).as_bytes())
+                .unwrap();
+            assert_eq!(
+                status_of(&mut s),
+                "HTTP/1.1 400 Bad Request",
+                "{host} {path}"
+            );
+            bad += 1;
+        }
+    }
+    let v = victim.finish();
+    record(
+        "DNS rebinding (`Host: evil.example:PORT`, same Origin) and malformed Host",
+        &format!("421 x {misdirected} (not in `allowed_hosts`); 400 x {bad} on /ws and /healthz"),
+        &v,
+        peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
+    );
+}
+
+/// A token put where the server does not read it (a matrix parameter, a
+/// path segment, `access_token`) must still not reach the debug log.
+#[test]
+fn tokens_in_the_url_never_reach_the_debug_log() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &["--log-level", "debug"]);
+    let victim = WellBehaved::start(server.addr());
+    // Shaped like a JWT: header {"alg":"HS256"}, a payload, a signature.
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJlLW9mLXRoZS1hdHRhY2tlcg";
+    let targets = [
+        format!("/ws;token={jwt}"),
+        format!("/ws/{jwt}"),
+        format!("/{jwt}"),
+        format!("/ws?access_token={jwt}"),
+        format!("/ws?password=hunter2-{}", &jwt[..8]),
+    ];
+    for t in &targets {
+        let mut s = connect_from(loopback(70), server.addr()).unwrap();
+        let (status, _, _) = handshake(&mut s, t, &[]);
+        assert!(status.starts_with("HTTP/1.1 "), "{t}: {status}");
+    }
+    assert!(server.wait_for_log("target=/[redacted]", Duration::from_secs(5)));
+    assert!(server.wait_for_log("access_token=[redacted]", Duration::from_secs(5)));
+    let leaks = server
+        .logs()
+        .iter()
+        .filter(|l| l.contains("eyJzdWIi") || l.contains("hunter2"))
+        .count();
+    assert_eq!(leaks, 0);
+    let redacted = count_logs(&server, "[redacted]");
+    let v = victim.finish();
+    record(
+        "token in the URL path, matrix or query (`--log-level debug`)",
+        &format!("answered as usual; {redacted} log lines show `[redacted]`, none the token"),
+        &v,
+        peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
+    );
+}
+
+/// Every error an attacker can cause carries the security headers, so an
+/// error page cannot be framed, sniffed into HTML or cached.
+#[test]
+fn error_responses_carry_the_security_headers() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(r#""limits":{"max_headers":8}"#), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let many: String = (0..20).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let requests = [
+        ("400", "BLAH\r\n\r\n".to_string()),
+        (
+            "404",
+            "GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n".into(),
+        ),
+        (
+            "405",
+            "DELETE /ws HTTP/1.1\r\nHost: localhost\r\n\r\n".into(),
+        ),
+        ("421", "GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n".into()),
+        ("426", "GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n".into()),
+        (
+            "431",
+            format!("GET / HTTP/1.1\r\nHost: localhost\r\n{many}\r\n"),
+        ),
+    ];
+    for (want, req) in &requests {
+        let mut s = connect_from(loopback(80), server.addr()).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let (status, h, _) = read_response_head(&mut s);
+        assert!(status.starts_with(&format!("HTTP/1.1 {want} ")), "{status}");
+        assert_eq!(
+            header(&h, "Content-Security-Policy"),
+            Some("default-src 'none'; frame-ancestors 'none'"),
+            "{want}"
+        );
+        assert_eq!(header(&h, "X-Content-Type-Options"), Some("nosniff"));
+        assert_eq!(header(&h, "Referrer-Policy"), Some("no-referrer"));
+        assert_eq!(header(&h, "Cache-Control"), Some("no-store"));
+    }
+    let v = victim.finish();
+    record(
+        "error pages framed, sniffed or cached (400 404 405 421 426 431)",
+        "each carries CSP `default-src 'none'; frame-ancestors 'none'`, nosniff, no-referrer, no-store",
+        &v,
+        peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
+    );
 }

@@ -10,4 +10,5 @@
 mod common;
 mod handshakes;
 mod messages;
+mod silent;
 mod support;

@@ -377,3 +377,44 @@ fn json_bombs_are_invalid_json_without_a_crash() {
         SMALL_RSS_KIB,
     );
 }
+
+/// RFC 6455 §5.2: a length in more bytes than needed (`81 FE 00 05 <mask>
+/// hello`) is a protocol error, for data and control frames, on the fast
+/// path (whole frame in one read) and in the decoder (split) alike.
+#[test]
+fn lengths_in_more_bytes_than_needed_close_1002() {
+    let _s = serial();
+    let server = Server::start_with_config(&config(""), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let mut closed = 0;
+    for (opcode, wide, split) in [
+        (op::TEXT, false, false),
+        (op::TEXT, false, true),
+        (op::PING, false, false),
+        (op::BINARY, true, false),
+        (op::BINARY, true, true),
+    ] {
+        let mut s = connect_from(loopback(90), server.addr()).unwrap();
+        let (_, _, rest) = handshake(&mut s, "/ws", &[]);
+        let mut c = Client::new(s, rest);
+        let form = if wide { LenForm::U64 } else { LenForm::U16 };
+        let mut f = frame_header_raw(true, 0, opcode, 5, form, Some(MASK));
+        f.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        if split {
+            send_split(&mut c, &f, &[1, 3, 7], Duration::from_millis(5)).unwrap();
+        } else {
+            c.write_all(&f).unwrap();
+        }
+        // No echo, no pong: the close comes first.
+        expect_close(&mut c, 1002);
+        closed += 1;
+    }
+    let v = victim.finish();
+    record(
+        "length not minimally encoded (`81 FE 00 05 <mask> hello`, 64-bit for 5, ping)",
+        &format!("close 1002 x {closed}, nothing echoed"),
+        &v,
+        peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
+    );
+}

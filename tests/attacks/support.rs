@@ -69,7 +69,18 @@ pub struct WellBehaved {
 
 impl WellBehaved {
     pub fn start(addr: SocketAddr) -> WellBehaved {
-        let mut c = open(addr);
+        WellBehaved::run(open(addr))
+    }
+
+    /// Like [`WellBehaved::start`], from the source address `source`.
+    pub fn start_from(addr: SocketAddr, source: IpAddr) -> WellBehaved {
+        let mut s = connect_from(source, addr).expect("well-behaved client connects");
+        let (status, _, rest) = handshake(&mut s, "/ws", &[]);
+        assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+        WellBehaved::run(Client::new(s, rest))
+    }
+
+    fn run(mut c: Client) -> WellBehaved {
         let stop = Arc::new(AtomicBool::new(false));
         let s = Arc::clone(&stop);
         let progress = Arc::new(AtomicU32::new(0));
@@ -208,4 +219,188 @@ pub fn status_of(s: &mut TcpStream) -> String {
             Err(e) => return format!("error: {e}"),
         }
     }
+}
+
+/// The soft limit on open files of this process.
+pub fn nofile_limit() -> u64 {
+    nofile_field(3)
+}
+
+/// The hard limit on open files.
+pub fn nofile_hard() -> u64 {
+    nofile_field(4)
+}
+
+fn nofile_field(n: usize) -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(n))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Makes sure this process (and the servers it starts, which inherit it)
+/// may hold `n` descriptors: raises the soft limit to the hard one with
+/// prlimit(1), which does what std cannot, and fails the test otherwise.
+pub fn need_open_files(n: u64) {
+    if nofile_limit() < n {
+        let _ = std::process::Command::new("prlimit")
+            .arg("--pid")
+            .arg(std::process::id().to_string())
+            .arg(format!("--nofile={}:{}", nofile_hard(), nofile_hard()))
+            .status();
+    }
+    let limit = nofile_limit();
+    assert!(
+        limit >= n,
+        "this test holds {n} descriptors: the open-file limit is {limit} and prlimit could not raise it: run ulimit -n {n} first"
+    );
+}
+
+/// Sockets the process `pid` holds open (listeners, pipes of the poller
+/// and the connections), from `/proc/<pid>/fd`.
+pub fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Log lines of `server` that contain `needle`.
+pub fn count_logs(server: &Server, needle: &str) -> usize {
+    server.logs().iter().filter(|l| l.contains(needle)).count()
+}
+
+/// The honest client of the silent-socket attacks: connects from
+/// `source`, opens a WebSocket and does one `get_name` round trip. Returns
+/// how long all of it took (TCP connect to the reply).
+pub fn honest_round_trip(source: IpAddr, addr: SocketAddr) -> Duration {
+    let t = Instant::now();
+    let mut s = connect_from(source, addr).expect("the honest client connects");
+    let (status, _, rest) = handshake(&mut s, "/ws", &[]);
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+    let mut c = Client::new(s, rest);
+    c.write_all(&text(
+        r#"{"event":"get_name","data":{"hero":"hulk"},"id":1}"#,
+    ))
+    .unwrap();
+    expect_frame(
+        &mut c,
+        op::TEXT,
+        br#"{"event":"name","data":{"hero":"hulk","hero_name":"Bruce Banner"},"id":1}"#,
+    );
+    t.elapsed()
+}
+
+/// Sockets that connect and never send a byte, from a set of source
+/// addresses, re-opened when the server closes them (as an attacker holding
+/// the server's slots would), on a thread, until stopped or for at most
+/// `max_time`.
+pub struct SilentFlood {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<SilentStats>,
+}
+
+/// What the silent flood saw.
+#[derive(Debug, Default, Clone)]
+pub struct SilentStats {
+    /// Connections opened in all (first ones and re-opens).
+    pub opened: u64,
+    /// Closed by the server (EOF, reset or an answer).
+    pub closed_by_server: u64,
+    /// Answers seen on closed sockets, by status line.
+    pub answers: std::collections::BTreeMap<String, u64>,
+    /// Sockets still open when the flood stopped.
+    pub open_at_end: usize,
+}
+
+impl SilentFlood {
+    /// Opens `per_source` sockets from each of `sources` at once, then
+    /// keeps them open (re-opening every one the server closes).
+    pub fn start(
+        sources: Vec<IpAddr>,
+        per_source: usize,
+        addr: SocketAddr,
+        max_time: Duration,
+    ) -> SilentFlood {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let ready = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&ready);
+        let handle = thread::spawn(move || {
+            let t = Instant::now();
+            let mut stats = SilentStats::default();
+            let mut socks: Vec<(IpAddr, Option<TcpStream>)> = Vec::new();
+            for &src in &sources {
+                for _ in 0..per_source {
+                    socks.push((src, connect_silent(src, addr)));
+                    stats.opened += 1;
+                }
+            }
+            r.store(true, Ordering::Relaxed);
+            let mut buf = [0u8; 512];
+            // Bounded in count as well as in time.
+            const MAX_OPENS: u64 = 500_000;
+            while !s.load(Ordering::Relaxed) && t.elapsed() < max_time && stats.opened < MAX_OPENS {
+                for (src, sock) in socks.iter_mut() {
+                    let closed = match sock {
+                        None => true,
+                        Some(c) => match c.read(&mut buf) {
+                            Ok(0) => true,
+                            Ok(n) => {
+                                let text = String::from_utf8_lossy(&buf[..n]);
+                                let line = text.lines().next().unwrap_or("").to_owned();
+                                *stats.answers.entry(line).or_insert(0) += 1;
+                                true
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+                            Err(_) => true,
+                        },
+                    };
+                    if closed {
+                        if sock.is_some() {
+                            stats.closed_by_server += 1;
+                        }
+                        *sock = connect_silent(*src, addr);
+                        stats.opened += 1;
+                    }
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            stats.open_at_end = socks.iter().filter(|(_, s)| s.is_some()).count();
+            stats
+        });
+        let t = Instant::now();
+        while !ready.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(30) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        SilentFlood { stop, handle }
+    }
+
+    /// Stops the flood and closes its sockets.
+    pub fn stop(self) -> SilentStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("silent flood thread")
+    }
+}
+
+/// A non-blocking socket from `source` that sends nothing; `None` when the
+/// connect fails (the backlog is full: the next round tries again).
+fn connect_silent(source: IpAddr, addr: SocketAddr) -> Option<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::new(source, 0).into()).ok()?;
+    s.connect_timeout(&addr.into(), Duration::from_secs(2))
+        .ok()?;
+    let s: TcpStream = s.into();
+    s.set_nonblocking(true).ok()?;
+    Some(s)
 }

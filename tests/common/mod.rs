@@ -74,25 +74,36 @@ impl Server {
     /// Writes `json` to a temporary config file, then starts the binary with
     /// `--config FILE` followed by `args`.
     pub fn start_with_config(json: &str, args: &[&str]) -> Server {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "palisade-test-{}-{}-{}.json",
-            std::process::id(),
-            n,
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0)
-        ));
-        fs::write(&path, json).expect("write temporary config file");
+        let path = write_temp_config(json);
         let mut all = vec!["--config".to_string(), path.display().to_string()];
         all.extend(args.iter().map(|s| s.to_string()));
         Server::spawn(all, Some(path))
     }
 
+    /// Like [`Server::start_with_config`], with the binary run by a
+    /// wrapper command that execs it (e.g. `["prlimit", "--nofile=256:256"]`),
+    /// so the process id is still the server's.
+    pub fn start_wrapped(wrapper: &[&str], json: &str, args: &[&str]) -> Server {
+        let path = write_temp_config(json);
+        let mut all = vec!["--config".to_string(), path.display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        Server::spawn_via(&wrapper, all, Some(path))
+    }
+
     fn spawn(args: Vec<String>, config: Option<PathBuf>) -> Server {
-        let mut cmd = Command::new(BIN);
+        Server::spawn_via(&[], args, config)
+    }
+
+    fn spawn_via(wrapper: &[String], args: Vec<String>, config: Option<PathBuf>) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(&args);
         let has_listen = args
             .iter()
@@ -284,6 +295,23 @@ impl Drop for Server {
             let _ = fs::remove_file(p);
         }
     }
+}
+
+/// Writes `json` to a new temporary file and returns its path.
+fn write_temp_config(json: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "palisade-test-{}-{}-{}.json",
+        std::process::id(),
+        n,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    ));
+    fs::write(&path, json).expect("write temporary config file");
+    path
 }
 
 /// Directory where every server's output is kept, so that one `grep` over
