@@ -27,6 +27,10 @@ OPTIONS:
     --smoke           palisade only, every case once: echo, hero and connect for
                       1 s, idle with 200 connections; exit 1 if any run fails
     --no-build        use the binaries and packages already in place
+    --baseline BIN    also run BIN (another palisade build, e.g. of the commit
+                      before a change) as the server palisade-base, alternating
+                      with palisade in every case palisade runs: a before/after
+                      comparison in one run (the summary adds palisade/palisade-base)
     --out DIR         where raw.txt, summary.md and the logs go
                       [default: target/bench/<UTC timestamp>]
     -h, --help        print this help and exit
@@ -47,7 +51,7 @@ all_cases=(echo64_100x1 echo64_100x16 echo16k_100x1 echo16k_100x16 echo64_1x1 ec
     hero_100x16 idle10k flood tls_echo64_100x16 tls_echo16k_100x1 tls_connect tls_idle10k)
 all_servers=(palisade tokio-tungstenite fastwebsockets node-ws python-websockets)
 
-runs=3 duration=5 smoke=0 build=1 out=""
+runs=3 duration=5 smoke=0 build=1 out="" baseline=""
 cases=("${all_cases[@]}") servers=("${all_servers[@]}")
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
@@ -75,6 +79,7 @@ while [[ $# -gt 0 ]]; do
         --smoke) smoke=1; shift ;;
         --no-build) build=0; shift ;;
         --out) [[ -n ${2-} ]] || die "--out needs a directory"; out=$2; shift 2 ;;
+        --baseline) [[ -x ${2-} ]] || die "--baseline needs an executable palisade binary"; baseline=$(readlink -f "$2"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -83,6 +88,10 @@ done
 idle_conns=10000
 if [[ $smoke == 1 ]]; then
     runs=1 duration=1 idle_conns=200 servers=(palisade)
+fi
+if [[ -n $baseline ]]; then
+    [[ $smoke == 0 ]] || die "--baseline does not go with --smoke"
+    servers+=(palisade-base)
 fi
 out=${out:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
@@ -169,6 +178,7 @@ except ImportError:
     loop = "asyncio loop"
 print(f"python {sys.version.split()[0]} websockets {websockets.__version__} ({loop})")')"
 fi
+[[ -n $baseline ]] && machine+=", palisade-base $baseline"
 [[ ${#pin_srv[@]} -gt 0 ]] && machine+=", server on CPU 0, generator on CPU 1" || machine+=", unpinned"
 # Other work on the machine skews every figure; the load average shows it.
 machine+=", load average $(cut -d' ' -f1 /proc/loadavg) at start"
@@ -184,11 +194,12 @@ start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
     local server=$1 app=$2 tls=$3 port=$4 cmd=() exe
     shift 4
     case $server in
-        palisade)
-            cmd=("$srv_bin" --listen "127.0.0.1:$port" --app "$app" --log-level warn --config bench/palisade-bench.json)
+        palisade | palisade-base)
+            exe=$srv_bin
+            [[ $server == palisade-base ]] && exe=$baseline
+            cmd=("$exe" --listen "127.0.0.1:$port" --app "$app" --log-level warn --config bench/palisade-bench.json)
             [[ $tls == 1 ]] && cmd+=(--tls-cert certs/localhost.pem --tls-key certs/localhost.key)
-            cmd+=("$@")
-            exe=$srv_bin ;;
+            cmd+=("$@") ;;
         tokio-tungstenite) cmd=("$peer_dir/tokio-tungstenite-echo" "$port"); exe=${cmd[0]} ;;
         fastwebsockets) cmd=("$peer_dir/fastwebsockets-echo" "$port"); exe=${cmd[0]} ;;
         node-ws) cmd=(node "$node_dir/echo.mjs" "$port"); exe=$(command -v node) ;;
@@ -249,7 +260,7 @@ for case_id in "${cases[@]}"; do
     case_spec "$case_id"
     case_servers=()
     for s in "${servers[@]}"; do
-        [[ $c_everyone == 1 || $s == palisade ]] && case_servers+=("$s")
+        [[ $c_everyone == 1 || $s == palisade || $s == palisade-base ]] && case_servers+=("$s")
     done
     [[ ${#case_servers[@]} -gt 0 ]] || continue
     for ((round = 1; round <= runs; round++)); do
