@@ -23,6 +23,17 @@
 //      so what refuses it in 1 is the Origin policy and nothing else.
 //   3. Same origin: palisade's own demo page (GET / on the server of 1) still
 //      connects (#status data-state "connected").
+//   4. DNS rebinding: Chromium resolves rebind.test to 127.0.0.1
+//      (--host-resolver-rules). The attacker's page is served at
+//      http://rebind.test:P/ by the Node site; then the Node site stops and
+//      palisade starts on the same port P, as if the name had been re-pointed
+//      at a server on the visitor's machine. The page's WebSocket to
+//      ws://rebind.test:P/ws now carries Host and Origin of the same name and
+//      port, which the same-origin rule alone accepts. With the default
+//      allowed_hosts the page gets close 1006, Chromium reports 421, and the
+//      server logs status=421 reason="host not allowed"; control: with
+//      allowed_hosts ["rebind.test"] the same page gets the hero's name, so
+//      the Host check is what stops it.
 // Screenshots go to $PALISADE_TEST_OUT (default target/test-output/browser/);
 // every server's stderr to $PALISADE_LOG_DIR (default target/test-output/logs/).
 // Prints one PASS/FAIL line per check and exits non-zero if any failed.
@@ -58,7 +69,10 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
+  // Only this made-up name: every other name resolves as usual.
+  '--host-resolver-rules=MAP rebind.test 127.0.0.1',
 ];
+const REBIND_HOST = 'rebind.test';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url)); // the repository root
 const OUT_DIR = process.env.PALISADE_TEST_OUT || path.join('target', 'test-output', 'browser');
 const BIN = process.env.PALISADE_BIN || 'target/debug/palisade';
@@ -104,14 +118,14 @@ let lastLog = []; // the stderr lines of the server started last, shown on failu
 // Starts palisade on 127.0.0.1:0 with auth none and the given config file. Its
 // stderr goes whole to a log file of its own under LOG_DIR and line by line to
 // `lines`, which the checks read.
-function startServer(configFile) {
+function startServer(configFile, listen = '127.0.0.1:0') {
   const extra = (process.env.PALISADE_EXTRA_ARGS || '').split(/\s+/).filter(Boolean);
   mkdirSync(LOG_DIR, { recursive: true });
   serverRuns += 1;
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
   const logFd = openSync(path.join(LOG_DIR, `${NAME}-${stamp}-${process.pid}-${serverRuns}.log`), 'w');
   const child = spawn(BIN,
-    ['--listen', '127.0.0.1:0', '--auth-mode', 'none', '--config', configFile, ...extra],
+    ['--listen', listen, '--auth-mode', 'none', '--config', configFile, ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] });
   servers.add(child);
   child.on('exit', () => servers.delete(child));
@@ -206,13 +220,18 @@ and asks it for ironMan's name.</p>
     resultEl.textContent = state;
   }
   let ws;
-  try {
-    ws = new WebSocket(url);
-  } catch (e) {
-    note('exception', { message: String(e) });
-    attack.done = true;
+  function go() {
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      note('exception', { message: String(e) });
+      attack.done = true;
+    }
+    if (ws) wire();
   }
-  if (ws) {
+  // ?wait=1: the test calls go() (after the name is re-pointed).
+  if (new URLSearchParams(location.search).get('wait')) window.go = go; else go();
+  function wire() {
     ws.onopen = () => {
       note('open');
       ws.send(${JSON.stringify(JSON.stringify(GET_NAME))});
@@ -247,6 +266,18 @@ function startAttackerSite() {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+// Serves the attacker page on `port` of 127.0.0.1 (0: any free port).
+function startAttackerSiteOn(port) {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
+    res.end(ATTACKER_PAGE);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server));
   });
 }
 
@@ -398,6 +429,56 @@ async function allowed(state, server, addr, siteOrigin) {
   await tab.context.close();
 }
 
+// 4. DNS rebinding: the page's own name, re-pointed at palisade.
+async function rebinding(state, label, configFile, wantHijack) {
+  const site = await step(`${label}: the attacker's site starts on a port of its own`, () => startAttackerSiteOn(0));
+  if (!site) return;
+  const port = site.address().port;
+  const origin = `http://${REBIND_HOST}:${port}`;
+  const tab = await openTab(state.browser);
+  const { page } = tab;
+  const loaded = await step(`${label}: the page loads from ${REBIND_HOST}:${port} (the attacker's server)`,
+    () => load(page, `${origin}/?target=${REBIND_HOST}:${port}&wait=1`));
+  await stopAttackerSite(site);
+  if (!loaded) { await tab.context.close(); return; }
+  // The name now leads to palisade, on the same port.
+  const server = startServer(configFile, `127.0.0.1:${port}`);
+  const addr = await step(`${label}: palisade starts on the same port`, () => server.ready);
+  if (!addr) { await tab.context.close(); return; }
+  const mark = server.lines.length;
+  await page.evaluate(() => window.go());
+  await step(`${label}: the page's socket attempt ends (closed, or answered)`, () => page.waitForFunction(
+    () => window.attack && (window.attack.done || window.attack.messages.length > 0), null,
+    { timeout: STEP_TIMEOUT_MS }));
+  await sleep(QUIET_MS);
+  const attack = await attackState(page);
+  const origins = tab.handshakes.map((h) => header(h, 'origin'));
+  check(`${label}: Chromium sent Origin ${origin}, the server's own name and port`,
+    origins.length === 1 && origins[0] === origin, JSON.stringify(origins));
+  if (wantHijack) {
+    const parsed = attack.messages.map((m) => { try { return JSON.parse(m); } catch { return m; } });
+    check(`${label}: with the name allowed, the page opens the socket and gets ${JSON.stringify(NAME_REPLY)}`,
+      attack.events[0]?.event === 'open' && parsed.some((m) => isDeepStrictEqual(m, NAME_REPLY)),
+      JSON.stringify(attack.events));
+  } else {
+    const close = attack.events.find((e) => e.event === 'close');
+    check(`${label}: the page gets error then close with code 1006 and no message`,
+      attack.events.map((e) => e.event).join(',') === 'error,close' && close?.code === 1006
+        && attack.messages.length === 0, JSON.stringify(attack.events));
+    check(`${label}: Chromium reports the handshake refused with 421`,
+      tab.consoleErrors.some((t) => /WebSocket connection to .* failed/.test(t) && /\b421\b/.test(t)),
+      JSON.stringify(tab.consoleErrors));
+    await step(`${label}: server logs status=421 reason="host not allowed", and accepts none`, async () => {
+      await waitLog(server, mark, /handshake refused .*status=421 reason="host not allowed"/, 'refused-host');
+      const accepted = logMatches(server, mark, ACCEPTED_RE);
+      if (accepted.length !== 0) throw new Error(JSON.stringify(accepted));
+    });
+  }
+  await shot(page, wantHijack ? 'dns-rebinding-allowed' : 'dns-rebinding-refused');
+  await tab.context.close();
+  await killServer(server.child, 'SIGTERM');
+}
+
 async function run(state) {
   mkdirSync(OUT_DIR, { recursive: true });
   state.site = await step('the other site (Node http on 127.0.0.1) starts', () => startAttackerSite());
@@ -423,6 +504,11 @@ async function run(state) {
     await sameOrigin(state, first, firstAddr);
     await killServer(first.child, 'SIGTERM');
   }
+
+  await rebinding(state, 'DNS rebinding, default allowed_hosts', sameOnly, false);
+  const rebindAllowed = path.join(state.work, 'rebind-allowed.json');
+  writeFileSync(rebindAllowed, JSON.stringify({ allowed_hosts: ['localhost', '127.0.0.1', REBIND_HOST] }));
+  await rebinding(state, 'DNS rebinding, control with allowed_hosts [rebind.test]', rebindAllowed, true);
 
   const second = startServer(allowing);
   const secondAddr = await step('server with allowed_origins [the other origin] starts', () => second.ready);
