@@ -198,6 +198,21 @@ c=$(code nope)
 [ "$c" = 404 ]
 check "GET /nope -> 404" $? "status $c"
 
+csp=$(header "$WORK/nope.h" Content-Security-Policy)
+cc=$(header "$WORK/nope.h" Cache-Control)
+[ "$csp" = "default-src 'none'; frame-ancestors 'none'" ] && [ "$(lower "$cc")" = no-store ]
+check "GET /nope: the error carries CSP default-src 'none' and Cache-Control: no-store" $? "CSP '$csp', Cache-Control '$cc'"
+
+# Host names: curl sends the Host we give it (SPEC.md section 2).
+fetch rebind -H "Host: evil.example" "$BASE/healthz"
+c=$(code rebind)
+[ "$c" = 421 ] && [ "$(cat "$WORK/rebind.b")" = "host not allowed" ]
+check "GET /healthz with Host: evil.example -> 421 host not allowed" $? "status $c"
+fetch badhost -H "Host: x@evil.com" "$BASE/healthz"
+c=$(code badhost)
+[ "$c" = 400 ]
+check "GET /healthz with Host: x@evil.com -> 400" $? "status $c"
+
 fetch traversal --path-as-is "$BASE/../Cargo.toml"
 c=$(code traversal)
 { [ "$c" = 404 ] || [ "$c" = 400 ]; } && ! grep -q '\[package\]' "$WORK/traversal.b"
