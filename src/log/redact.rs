@@ -85,8 +85,16 @@ impl Display for Header<'_> {
         let name = self.0.to_ascii_lowercase();
         match name.as_str() {
             "authorization" | "proxy-authorization" => {
+                // Only a plain scheme name is kept (`Bearer`, `Basic`): a
+                // credential run into it (`Bearer\`eyJ...`) is not a scheme.
                 let scheme = value.split_whitespace().next().unwrap_or("");
-                write!(f, "{scheme} {REDACTED}")
+                let plain = scheme.len() <= 32
+                    && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if plain && !scheme.is_empty() {
+                    write!(f, "{scheme} {REDACTED}")
+                } else {
+                    f.write_str(REDACTED)
+                }
             }
             "cookie" | "set-cookie" => {
                 for (i, cookie) in value.split(';').enumerate() {
@@ -300,6 +308,9 @@ mod tests {
             h("authorization", "Basic YWxpY2U6c2VjcmV0"),
             "Basic [redacted]"
         );
+        // Found by the handshake fuzz target: no space after the scheme.
+        assert_eq!(h("Authorization", &format!("Bearer`{JWT}")), "[redacted]");
+        assert_eq!(h("Authorization", JWT), "[redacted]");
         assert_eq!(
             h("Cookie", &format!("palisade_token={JWT}; theme=dark")),
             "palisade_token=[redacted]; theme=[redacted]"
