@@ -89,7 +89,9 @@ impl Display for Header<'_> {
                 // credential run into it (`Bearer\`eyJ...`) is not a scheme.
                 let scheme = value.split_whitespace().next().unwrap_or("");
                 let plain = scheme.len() <= 32
-                    && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
                 if plain && !scheme.is_empty() {
                     write!(f, "{scheme} {REDACTED}")
                 } else {
