@@ -6,17 +6,17 @@
 //! configured caps, or answer differently when the same bytes arrive split
 //! differently.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::app::{App, Heroes, PROTOCOLS};
 use crate::http::{self, StaticFiles, login};
-use crate::proto::Limits;
 use crate::proto::conn::{Event, WebSocket};
 use crate::proto::frame::{decode_header, encode_header, header_len};
 use crate::proto::handshake::{
     self, Accept, Decision, HeadReader, Policy, UpgradeRequest, parse_request,
 };
 use crate::proto::utf8::Utf8Validator;
+use crate::proto::{Limits, Stamp};
 use crate::security::credentials;
 use crate::security::jwt::Signer;
 use crate::security::origin::OriginPolicy;
@@ -160,12 +160,12 @@ struct Driver {
     ws: Option<WebSocket>,
     app: App,
     trace: Trace,
-    now: Instant,
+    now: Stamp,
     limits: Limits,
 }
 
 impl Driver {
-    fn new(echo: bool, now: Instant) -> Driver {
+    fn new(echo: bool, now: Stamp) -> Driver {
         Driver {
             reader: HeadReader::new(),
             ws: None,
@@ -313,7 +313,7 @@ pub fn connection(data: &[u8]) {
     }
     input.extend_from_slice(body);
     let echo = mode & 2 == 2;
-    let now = Instant::now();
+    let now = Stamp::from_millis(0);
 
     let mut whole = Driver::new(echo, now);
     whole.feed(input.clone());
@@ -440,7 +440,7 @@ pub fn dispatch(data: &[u8]) {
         return;
     };
     let limits = limits();
-    let now = Instant::now();
+    let now = Stamp::from_millis(0);
     let app = App::Hero(Heroes::default());
     let mut ws = WebSocket::new(now, Vec::new());
     ws.with_sender(now, &limits, |tx| {

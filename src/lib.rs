@@ -25,7 +25,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod log;
 pub mod net;
-pub mod proto;
+pub use palisade_proto as proto;
 pub mod security;
 pub mod tls;
 

@@ -124,6 +124,7 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         proxies,
         hosts,
         redirect_host,
+        clock: palisade::net::Clock::new(),
     };
     let tls_note = match &acceptor {
         Some(a) => format!("on serial={}", a.serial),

@@ -305,12 +305,11 @@ mod tests {
     use crate::proto::Limits;
     use crate::proto::conn::WebSocket;
     use crate::proto::frame::decode_header;
-    use std::time::Instant;
 
     fn ask(heroes: &Heroes, text: &str) -> serde_json::Value {
         let limits = Limits::default();
-        let mut ws = WebSocket::new(Instant::now(), Vec::new());
-        ws.with_sender(Instant::now(), &limits, |tx| {
+        let mut ws = WebSocket::new(crate::proto::Stamp::EPOCH, Vec::new());
+        ws.with_sender(crate::proto::Stamp::EPOCH, &limits, |tx| {
             heroes.handle_text(text.into(), tx)
         });
         let out = ws.output();
@@ -337,8 +336,8 @@ mod tests {
     /// The bytes of the reply to `text`.
     fn reply_bytes(heroes: &Heroes, text: &str) -> Vec<u8> {
         let limits = Limits::default();
-        let mut ws = WebSocket::new(Instant::now(), Vec::new());
-        ws.with_sender(Instant::now(), &limits, |tx| {
+        let mut ws = WebSocket::new(crate::proto::Stamp::EPOCH, Vec::new());
+        ws.with_sender(crate::proto::Stamp::EPOCH, &limits, |tx| {
             heroes.handle_text(text.into(), tx)
         });
         ws.output().to_vec()

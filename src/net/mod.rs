@@ -8,7 +8,10 @@
 //! connection with more to read waits in the ready queue and the loop polls
 //! with a zero timeout, so a fast client cannot starve the others.
 
+mod clock;
 mod slab;
+
+pub use clock::Clock;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
@@ -25,10 +28,10 @@ use crate::config::Config;
 use crate::http::login;
 use crate::http::{self, StaticFiles, response};
 use crate::log;
+use crate::proto::Stamp;
 use crate::proto::conn::{Event, Initiator, WebSocket};
 use crate::proto::error::HandshakeError;
 use crate::proto::handshake::{self, HeadReader, UpgradeRequest};
-use crate::proto::stamp::Stamp;
 use crate::proto::{self, Limits};
 use crate::security::client_ip::{TrustedProxies, canonical};
 use crate::security::hasher::{Hasher, Job};
@@ -78,6 +81,8 @@ pub struct Shared {
     pub proxies: TrustedProxies,
     /// The names requests may carry in `Host` (SPEC.md §2).
     pub hosts: AllowedHosts,
+    /// Instants as the core's stamps.
+    pub clock: Clock,
     /// Where the redirect listener sends clients.
     pub redirect_host: RedirectHost,
 }
@@ -508,7 +513,7 @@ impl Server {
                 Phase::Ws(ws) => {
                     if ws.is_open() {
                         ws.close(
-                            now,
+                            shared.clock.stamp(now),
                             limits,
                             proto::error::code::GOING_AWAY,
                             "server shutting down",
@@ -522,7 +527,7 @@ impl Server {
                     let out = std::mem::take(out);
                     conn.phase = Phase::Linger {
                         out,
-                        deadline: Stamp::ceil(now + limits.close_timeout),
+                        deadline: self.shared.clock.ceil(now + limits.close_timeout),
                     };
                     false
                 }
@@ -545,7 +550,10 @@ impl Server {
         {
             return Some(Duration::ZERO);
         }
-        let mut next = self.timers.peek().map(|Reverse((t, _))| t.instant());
+        let mut next = self
+            .timers
+            .peek()
+            .map(|Reverse((t, _))| self.shared.clock.instant(*t));
         if let Some(t) = self.stopping {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
@@ -678,11 +686,11 @@ impl Server {
             };
             let deadline = now + self.shared.config.limits.handshake_timeout();
             let rate = self.shared.config.rate.messages_per_conn_per_s;
-            let heard = Stamp::new(now);
+            let heard = self.shared.clock.stamp(now);
             let conn = Conn {
                 charged,
                 over_quota: false,
-                msg_rate: MessageRate::new(rate.saturating_mul(2), now),
+                msg_rate: MessageRate::new(rate.saturating_mul(2), self.shared.clock.stamp(now)),
                 sock,
                 peer,
                 secure: tls.is_some(),
@@ -693,7 +701,7 @@ impl Server {
                 phase: Phase::Head {
                     reader: HeadReader::new(),
                     out: Vec::new(),
-                    deadline: Stamp::ceil(deadline),
+                    deadline: self.shared.clock.ceil(deadline),
                     received: 0,
                 },
                 readable: true,
@@ -752,7 +760,10 @@ impl Server {
                 &[
                     ("peer", &conn.peer),
                     ("reason", &why),
-                    ("silent_ms", &Stamp::new(now).millis_since(heard)),
+                    (
+                        "silent_ms",
+                        &self.shared.clock.stamp(now).millis_since(heard),
+                    ),
                     ("closed_total", &self.evicted),
                 ],
             );
@@ -774,7 +785,7 @@ impl Server {
         match conn.heard {
             None if !waiting => {}
             None => {
-                let at = Stamp::new(now);
+                let at = self.shared.clock.stamp(now);
                 conn.heard = Some(at);
                 self.pending.insert((at, token.0));
             }
@@ -783,7 +794,7 @@ impl Server {
                 conn.heard = None;
             }
             Some(old) if got_bytes => {
-                let at = Stamp::new(now);
+                let at = self.shared.clock.stamp(now);
                 if at != old {
                     self.pending.remove(&(old, token.0));
                     self.pending.insert((at, token.0));
@@ -797,7 +808,11 @@ impl Server {
     fn schedule(&mut self, token: Token, at: Instant) {
         // Rounded up: a timer that fired before its instant would find
         // nothing to do and be scheduled again for the same moment.
-        let at = Stamp::ceil(at);
+        let at = self.shared.clock.ceil(at);
+        self.schedule_at(token, at);
+    }
+
+    fn schedule_at(&mut self, token: Token, at: Stamp) {
         if let Some(conn) = self.conns.get_mut(token) {
             if conn.timer_at.is_none_or(|t| at < t) {
                 conn.timer_at = Some(at);
@@ -807,7 +822,7 @@ impl Server {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        let stamp = Stamp::new(now);
+        let stamp = self.shared.clock.stamp(now);
         while let Some(Reverse((at, t))) = self.timers.peek().copied() {
             if at > stamp {
                 break;
@@ -871,7 +886,10 @@ impl Server {
                     }
                     conn.phase = Phase::Linger {
                         out,
-                        deadline: Stamp::ceil(now + self.shared.limits.close_timeout),
+                        deadline: self
+                            .shared
+                            .clock
+                            .ceil(now + self.shared.limits.close_timeout),
                     };
                 }
                 Verifying::Handshake {
@@ -888,7 +906,10 @@ impl Server {
                     conn.phase = Phase::Head {
                         reader,
                         out,
-                        deadline: Stamp::ceil(now + self.shared.config.limits.handshake_timeout()),
+                        deadline: self
+                            .shared
+                            .clock
+                            .ceil(now + self.shared.config.limits.handshake_timeout()),
                         received,
                     };
                     let mut ctx = Ctx {
@@ -943,7 +964,7 @@ impl Server {
                     Ok(0) => {
                         conn.readable = false;
                         conn.read_eof = true;
-                        after = on_eof(conn, now, &self.shared.limits);
+                        after = on_eof(conn, now, &self.shared);
                         break;
                     }
                     Ok(n) => {
@@ -1035,12 +1056,9 @@ impl Server {
                     return;
                 };
                 let at = deadline(conn, &self.shared.limits);
-                if at <= now {
-                    // Already due (e.g. a timeout that queued output): next turn.
-                    self.schedule(token, now);
-                } else {
-                    self.schedule(token, at);
-                }
+                let now = self.shared.clock.ceil(now);
+                // Already due (e.g. a timeout that queued output): next turn.
+                self.schedule_at(token, at.max(now));
             }
         }
     }
@@ -1169,12 +1187,12 @@ fn wants_read(conn: &Conn, limits: &Limits) -> bool {
     }
 }
 
-fn deadline(conn: &Conn, limits: &Limits) -> Instant {
+fn deadline(conn: &Conn, limits: &Limits) -> Stamp {
     match &conn.phase {
         Phase::Head { deadline, .. }
         | Phase::Body { deadline, .. }
         | Phase::Verify { deadline, .. }
-        | Phase::Linger { deadline, .. } => deadline.instant(),
+        | Phase::Linger { deadline, .. } => *deadline,
         Phase::Ws(ws) => ws.poll_timeout(limits),
     }
 }
@@ -1271,7 +1289,7 @@ fn extend_on_progress(conn: &mut Conn, now: Instant, shared: &Shared) {
             } else {
                 limits.idle_timeout
             };
-            *deadline = Stamp::ceil(now + next);
+            *deadline = shared.clock.ceil(now + next);
         }
         Phase::Linger { out, deadline } => {
             let next = if out.is_empty() {
@@ -1279,7 +1297,7 @@ fn extend_on_progress(conn: &mut Conn, now: Instant, shared: &Shared) {
             } else {
                 limits.idle_timeout
             };
-            *deadline = Stamp::ceil(now + next);
+            *deadline = shared.clock.ceil(now + next);
         }
         _ => {}
     }
@@ -1353,7 +1371,8 @@ fn settle(conn: &mut Conn) -> After {
     After::Keep
 }
 
-fn on_eof(conn: &mut Conn, now: Instant, limits: &Limits) -> After {
+fn on_eof(conn: &mut Conn, now: Instant, shared: &Shared) -> After {
+    let limits = &shared.limits;
     if let Phase::Head { out, .. } | Phase::Linger { out, .. } = &mut conn.phase {
         if !out.is_empty() {
             // The peer is done sending, not necessarily done reading (a
@@ -1361,7 +1380,7 @@ fn on_eof(conn: &mut Conn, now: Instant, limits: &Limits) -> After {
             let out = std::mem::take(out);
             conn.phase = Phase::Linger {
                 out,
-                deadline: Stamp::ceil(now + limits.close_timeout),
+                deadline: shared.clock.ceil(now + limits.close_timeout),
             };
             return After::Keep;
         }
@@ -1408,7 +1427,7 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             deadline,
             received,
         } => {
-            if now < deadline.instant() {
+            if now < shared.clock.instant(*deadline) {
                 return After::Keep;
             }
             if conn.tls.as_ref().is_some_and(|s| s.is_handshaking()) {
@@ -1450,12 +1469,12 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             response::write_error(&mut out, e.status(), e.reason(), &[], hsts);
             conn.phase = Phase::Linger {
                 out,
-                deadline: Stamp::ceil(now + shared.limits.close_timeout),
+                deadline: shared.clock.ceil(now + shared.limits.close_timeout),
             };
             let _ = flush(conn);
             settle(conn)
         }
-        Phase::Ws(ws) => match ws.handle_timeout(now, &shared.limits) {
+        Phase::Ws(ws) => match ws.handle_timeout(shared.clock.stamp(now), &shared.limits) {
             Some(expired) => {
                 log::limited(
                     log::LogLevel::Info,
@@ -1485,7 +1504,7 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             need,
             ..
         } => {
-            if now < deadline.instant() {
+            if now < shared.clock.instant(*deadline) {
                 return After::Keep;
             }
             let detail = format!("{} of {} body bytes", body.len(), need);
@@ -1504,13 +1523,13 @@ fn on_timeout(conn: &mut Conn, shared: &Shared, now: Instant) -> After {
             login::write_refusal(login::TIMEOUT, &[], hsts(conn, shared), &mut out);
             conn.phase = Phase::Linger {
                 out,
-                deadline: Stamp::ceil(now + shared.limits.close_timeout),
+                deadline: shared.clock.ceil(now + shared.limits.close_timeout),
             };
             let _ = flush(conn);
             settle(conn)
         }
         Phase::Verify { deadline, .. } | Phase::Linger { deadline, .. } => {
-            if now < deadline.instant() {
+            if now < shared.clock.instant(*deadline) {
                 After::Keep
             } else {
                 After::Close
@@ -1531,8 +1550,8 @@ fn process(conn: &mut Conn, mut input: &mut [u8], ctx: &mut Ctx<'_>) {
                 // Behind a proxy the peer is the proxy: the client is who
                 // the connection counts against.
                 let client = || charged.unwrap_or_else(|| canonical(peer.ip()));
-                let stamp = Stamp::new(now);
-                ws.handle_input(now, input, &shared.limits, |event, tx| {
+                let stamp = ctx.shared.clock.stamp(now);
+                ws.handle_input(stamp, input, &shared.limits, |event, tx| {
                     if matches!(event, Event::Text(_) | Event::Binary(_)) {
                         match bucket.check(per_s, stamp) {
                             Verdict::Allowed => {}
@@ -1746,12 +1765,15 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
         );
         if outcome.keep_alive {
             reader.clear();
-            *deadline = Stamp::ceil(now + shared.config.limits.handshake_timeout());
+            *deadline = ctx
+                .shared
+                .clock
+                .ceil(now + shared.config.limits.handshake_timeout());
         } else {
             let out = std::mem::take(out);
             conn.phase = Phase::Linger {
                 out,
-                deadline: Stamp::ceil(now + limits.close_timeout),
+                deadline: ctx.shared.clock.ceil(now + limits.close_timeout),
             };
         }
         return;
@@ -1804,18 +1826,16 @@ fn handle_head(conn: &mut Conn, ctx: &mut Ctx<'_>, basic: Option<BasicResult>) {
                     ("user", &user),
                 ],
             );
-            let mut ws = WebSocket::new(now, buf);
+            let stamp = shared.clock.stamp(now);
+            let mut ws = WebSocket::new(stamp, buf);
             if let Identity::User { name, expires_at } = &accepted.identity {
                 if let Some(exp) = expires_at {
                     // Clamped: a token from another holder of the secret
                     // may carry any exp.
                     let left = Duration::from_secs(exp.saturating_sub(unix).min(1 << 32));
-                    ws.set_expiry(
-                        now.checked_add(left)
-                            .unwrap_or(now + Duration::from_secs(1 << 32)),
-                    );
+                    ws.set_expiry(stamp.after(left));
                 }
-                ws.with_sender(now, limits, |tx| shared.app.on_open(Some(name), tx));
+                ws.with_sender(stamp, limits, |tx| shared.app.on_open(Some(name), tx));
             }
             conn.phase = Phase::Ws(ws);
         }
@@ -1960,7 +1980,7 @@ fn start_basic_check(conn: &mut Conn, username: String, password: Vec<u8>, ctx: 
             username,
             early: Vec::new(),
         }),
-        deadline: Stamp::ceil(ctx.now + VERIFY_TIMEOUT),
+        deadline: ctx.shared.clock.ceil(ctx.now + VERIFY_TIMEOUT),
     };
 }
 
@@ -2005,7 +2025,10 @@ fn start_login_body(conn: &mut Conn, need: usize, expect_continue: bool, ctx: &m
         out,
         body: Vec::with_capacity(need),
         need,
-        deadline: Stamp::ceil(ctx.now + ctx.shared.config.limits.handshake_timeout()),
+        deadline: ctx
+            .shared
+            .clock
+            .ceil(ctx.now + ctx.shared.config.limits.handshake_timeout()),
     };
     if need == 0 {
         login_body_complete(conn, ctx);
@@ -2038,7 +2061,7 @@ fn login_body_complete(conn: &mut Conn, ctx: &mut Ctx<'_>) {
         kind: Box::new(Verifying::Login {
             username: creds.username,
         }),
-        deadline: Stamp::ceil(ctx.now + VERIFY_TIMEOUT),
+        deadline: ctx.shared.clock.ceil(ctx.now + VERIFY_TIMEOUT),
     };
 }
 
@@ -2063,7 +2086,10 @@ fn refuse_login(
     login::write_refusal(refusal, extra, hsts(conn, ctx.shared), &mut out);
     conn.phase = Phase::Linger {
         out,
-        deadline: Stamp::ceil(ctx.now + ctx.shared.limits.close_timeout),
+        deadline: ctx
+            .shared
+            .clock
+            .ceil(ctx.now + ctx.shared.limits.close_timeout),
     };
 }
 
@@ -2090,7 +2116,7 @@ fn refuse(
     response::write_error(&mut out, status, reason, extra, hsts(conn, shared));
     conn.phase = Phase::Linger {
         out,
-        deadline: Stamp::ceil(now + shared.limits.close_timeout),
+        deadline: shared.clock.ceil(now + shared.limits.close_timeout),
     };
 }
 
@@ -2124,7 +2150,10 @@ fn feed_tls(
         response::write_error(&mut out, 400, reason, &[], false);
         conn.phase = Phase::Linger {
             out,
-            deadline: Stamp::ceil(ctx.now + ctx.shared.limits.close_timeout),
+            deadline: ctx
+                .shared
+                .clock
+                .ceil(ctx.now + ctx.shared.limits.close_timeout),
         };
         return Ok(());
     }
@@ -2134,7 +2163,7 @@ fn feed_tls(
         Ok(Fed::Ok) => Ok(()),
         Ok(Fed::Closed) => {
             conn.read_eof = true;
-            match on_eof(conn, ctx.now, &ctx.shared.limits) {
+            match on_eof(conn, ctx.now, ctx.shared) {
                 After::Keep => Ok(()),
                 close => Err(close),
             }
@@ -2195,7 +2224,7 @@ fn redirect(conn: &mut Conn, location: String, shared: &Shared, now: Instant) {
     response::write_error(&mut out, 308, "use https", &extra, false);
     conn.phase = Phase::Linger {
         out,
-        deadline: Stamp::ceil(now + shared.limits.close_timeout),
+        deadline: shared.clock.ceil(now + shared.limits.close_timeout),
     };
 }
 

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::client_ip::rate_key;
-use crate::proto::stamp::Stamp;
+use crate::proto::Stamp;
 
 /// Default bound on the number of addresses tracked per table.
 pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
@@ -197,11 +197,11 @@ pub struct MessageRate {
 
 impl MessageRate {
     /// A full bucket at `now`.
-    pub fn new(burst: u32, now: Instant) -> MessageRate {
+    pub fn new(burst: u32, now: Stamp) -> MessageRate {
         MessageRate {
             tokens: burst as f32,
             strikes: 0,
-            last: Stamp::new(now),
+            last: now,
         }
     }
 
@@ -238,46 +238,37 @@ mod message_tests {
 
     #[test]
     fn burst_then_refusals_then_strike_out() {
-        let t0 = Instant::now();
+        let t0 = Stamp::from_millis(5_000);
         let mut m = MessageRate::new(20, t0);
         for _ in 0..20 {
-            assert_eq!(m.check(10, Stamp::new(t0)), Verdict::Allowed);
+            assert_eq!(m.check(10, t0), Verdict::Allowed);
         }
-        assert_eq!(
-            m.check(10, Stamp::new(t0)),
-            Verdict::Refused { first: true }
-        );
+        assert_eq!(m.check(10, t0), Verdict::Refused { first: true });
         for _ in 0..19 {
-            assert_eq!(
-                m.check(10, Stamp::new(t0)),
-                Verdict::Refused { first: false }
-            );
+            assert_eq!(m.check(10, t0), Verdict::Refused { first: false });
         }
-        assert_eq!(m.check(10, Stamp::new(t0)), Verdict::StrikeOut);
+        assert_eq!(m.check(10, t0), Verdict::StrikeOut);
     }
 
     #[test]
     fn a_client_that_slows_down_is_forgiven() {
-        let t0 = Instant::now();
+        let t0 = Stamp::from_millis(5_000);
         let mut m = MessageRate::new(20, t0);
         for _ in 0..25 {
-            m.check(10, Stamp::new(t0));
+            m.check(10, t0);
         }
         // 0.1 s later one token is back.
         assert_eq!(
-            m.check(10, Stamp::new(t0 + Duration::from_millis(100))),
+            m.check(10, t0.after(Duration::from_millis(100))),
             Verdict::Allowed
         );
         // After a full refill the strikes are gone: a new burst, and the
         // next refusal is reported again.
-        let t1 = t0 + Duration::from_secs(3);
+        let t1 = t0.after(Duration::from_secs(3));
         for _ in 0..20 {
-            assert_eq!(m.check(10, Stamp::new(t1)), Verdict::Allowed);
+            assert_eq!(m.check(10, t1), Verdict::Allowed);
         }
-        assert_eq!(
-            m.check(10, Stamp::new(t1)),
-            Verdict::Refused { first: true }
-        );
+        assert_eq!(m.check(10, t1), Verdict::Refused { first: true });
     }
 }
 

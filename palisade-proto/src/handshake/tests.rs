@@ -1,6 +1,7 @@
 //! One test per row of SPEC.md §2 that the core decides, plus RFC vectors.
 
 use super::*;
+use std::prelude::rust_2024::*;
 
 const GOOD: &str = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 

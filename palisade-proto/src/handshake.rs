@@ -8,6 +8,8 @@
 //! `101` — there is no other way to produce one, so the policy cannot be
 //! skipped.
 
+use alloc::vec::Vec;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
@@ -467,17 +469,38 @@ pub const fn status_text(status: u16) -> &'static str {
 /// responses add their security headers in `http::response`; an embedder of
 /// the core passes its own).
 pub fn write_error_response(status: u16, reason: &str, extra: &[(&str, &str)], out: &mut Vec<u8>) {
-    use std::io::Write;
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
-        status_text(status),
-        reason.len() + 1
-    );
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(status_text(status).as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    write_decimal(out, reason.len() as u64 + 1);
+    out.extend_from_slice(b"\r\nConnection: close\r\n");
     for (name, value) in extra {
-        let _ = write!(out, "{name}: {value}\r\n");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    let _ = write!(out, "\r\n{reason}\n");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(reason.as_bytes());
+    out.push(b'\n');
+}
+
+/// Appends `n` in decimal.
+fn write_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]

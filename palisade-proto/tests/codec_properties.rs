@@ -4,13 +4,11 @@
 //! trip, and a whole frame survives masking, splitting and decoding by the
 //! connection.
 
-use std::time::Instant;
-
-use palisade::proto::Limits;
-use palisade::proto::close::{encode_close_payload, parse_close_payload};
-use palisade::proto::conn::{Event, WebSocket};
-use palisade::proto::frame::{MAX_HEADER_LEN, decode_header, encode_header};
-use palisade::proto::mask::apply_mask;
+use palisade_proto::close::{encode_close_payload, parse_close_payload};
+use palisade_proto::conn::{Event, WebSocket};
+use palisade_proto::frame::{MAX_HEADER_LEN, decode_header, encode_header};
+use palisade_proto::mask::apply_mask;
+use palisade_proto::{Limits, Stamp};
 use proptest::prelude::*;
 
 /// Lengths on and around each encoding boundary, plus anything else.
@@ -107,7 +105,7 @@ proptest! {
         frame.extend_from_slice(&masked);
 
         let limits = Limits::default();
-        let now = Instant::now();
+        let now = Stamp::EPOCH;
         let mut ws = WebSocket::new(now, Vec::new());
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (frame.len() + 1)).collect();
         points.push(frame.len());
@@ -167,10 +165,10 @@ proptest! {
         let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
         let frame = non_minimal_frame(opcode, &payload, wide, key);
         let hdr = decode_header(&frame);
-        prop_assert_eq!(hdr, Err(palisade::proto::error::ProtocolError::NonMinimalLength));
+        prop_assert_eq!(hdr, Err(palisade_proto::error::ProtocolError::NonMinimalLength));
 
         let limits = Limits::default();
-        let now = Instant::now();
+        let now = Stamp::EPOCH;
         let mut ws = WebSocket::new(now, Vec::new());
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (frame.len() + 1)).collect();
         points.push(frame.len());

@@ -1,21 +1,35 @@
-//! The sans-IO RFC 6455 core: no sockets, no clock, no randomness.
+//! The sans-IO RFC 6455 core of palisade: no sockets, no clock, no
+//! randomness, no global state, and no `std` (`#![no_std]` with `alloc`).
 //!
 //! ```text
 //!  bytes from peer ──► handshake::HeadReader ──► parse_request ──► UpgradeRequest
 //!                                                                      │
 //!                                           Policy::decide ◄───────────┘
 //!                                                │ Accept / Reject
-//!                                     respond ───┴──► 101 or error bytes
+//!                                     respond ───┴──► 101 (or the caller's refusal)
 //!  bytes from peer ──► WebSocket::handle_input ──► Event (Text/Binary/Ping/Pong/Close)
-//!                              │                        │ app replies via Sender
+//!                              │                        │ replies through a Sender
 //!                              └──────► WebSocket::output() ──► bytes to peer
 //!  now ──► WebSocket::handle_timeout / poll_timeout (idle ping, close timeout)
 //! ```
 //!
-//! This module depends on nothing else in the crate: it is the part an
-//! embedder or a fuzzer uses on its own.
+//! Time is passed in by the caller as a [`Stamp`]: milliseconds since an
+//! epoch the caller chooses (and keeps for the life of a connection). The
+//! crate never reads a clock.
+//!
+//! Every MUST of RFC 6455 it enforces cites its section where it is
+//! enforced. A complete blocking echo server on `std::net` is
+//! `examples/proto_blocking.rs` (see the README).
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-use std::time::Duration;
+extern crate alloc;
+#[cfg(test)]
+#[macro_use]
+extern crate std;
+
+use core::time::Duration;
 
 pub mod close;
 pub mod conn;
@@ -27,8 +41,11 @@ pub mod mask;
 pub mod stamp;
 pub mod utf8;
 
-/// The limits the core enforces. See `config::Limits` for the settings and
-/// the reasons behind each default.
+pub use stamp::Stamp;
+
+/// The limits the core enforces. palisade's settings of the same names
+/// (`limits.*`, its `config::LimitsConfig`) give the reason for each
+/// default; these defaults are the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Request head cap in bytes (`limits.max_request_head_bytes`).

@@ -14,6 +14,8 @@
 //! +-------------------------------+-------------------------------+
 //! ```
 
+use alloc::vec::Vec;
+
 use super::error::ProtocolError;
 
 /// The longest possible header: 2 + 8 (length) + 4 (mask).
@@ -175,6 +177,7 @@ pub fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     fn decode(buf: &[u8]) -> (FrameHeader, usize) {
         decode_header(buf).unwrap().unwrap()

@@ -86,6 +86,7 @@ impl Utf8Validator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     fn whole(bytes: &[u8]) -> bool {
         let mut v = Utf8Validator::new();

@@ -1,10 +1,11 @@
 //! Byte-vector tests of the connection state machine, one per row of
 //! SPEC.md §3, with a fake clock.
 
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::prelude::rust_2024::*;
 
 use super::*;
-use crate::proto::frame::encode_header;
+use crate::frame::encode_header;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -41,7 +42,7 @@ struct Out(u8, Vec<u8>);
 struct Harness {
     ws: WebSocket,
     limits: Limits,
-    now: Instant,
+    now: Stamp,
     events: Vec<Ev>,
 }
 
@@ -51,7 +52,7 @@ impl Harness {
     }
 
     fn with(limits: Limits) -> Self {
-        let now = Instant::now();
+        let now = Stamp::from_millis(1_000_000);
         Harness {
             ws: WebSocket::new(now, Vec::new()),
             limits,
@@ -428,12 +429,15 @@ fn server_close_waits_for_peer_then_finishes() {
     assert_eq!(h.out(), vec![]);
 }
 
-/// Deadlines are kept to the millisecond, rounded down.
-fn assert_near(deadline: Instant, exact: Instant) {
-    assert!(
-        deadline <= exact && exact - deadline < Duration::from_millis(1),
-        "{deadline:?} is not within 1 ms before {exact:?}"
-    );
+/// Deadlines are kept to the millisecond; the fake clock only has whole
+/// milliseconds, so they are exact.
+fn assert_near(deadline: Stamp, exact: Stamp) {
+    assert_eq!(deadline, exact);
+}
+
+/// `s` less `ms` milliseconds.
+fn before(s: Stamp, ms: u64) -> Stamp {
+    Stamp::from_millis(s.as_millis() - ms)
 }
 
 #[test]
@@ -442,11 +446,8 @@ fn close_timeout_drops_a_silent_peer() {
     let limits = h.limits.clone();
     h.ws.close(h.now, &limits, 1001, "going away");
     let deadline = h.ws.poll_timeout(&limits);
-    assert_near(deadline, h.now + Duration::from_millis(3000));
-    assert_eq!(
-        h.ws.handle_timeout(deadline - Duration::from_millis(1), &limits),
-        None
-    );
+    assert_near(deadline, h.now.after(Duration::from_millis(3000)));
+    assert_eq!(h.ws.handle_timeout(before(deadline, 1), &limits), None);
     assert_eq!(h.ws.handle_timeout(deadline, &limits), Some(Expired::Close));
 }
 
@@ -455,11 +456,11 @@ fn idle_ping_then_timeout() {
     let mut h = Harness::new();
     let limits = h.limits.clone();
     let t1 = h.ws.poll_timeout(&limits);
-    assert_near(t1, h.now + limits.idle_timeout);
+    assert_near(t1, h.now.after(limits.idle_timeout));
     assert_eq!(h.ws.handle_timeout(t1, &limits), None);
     assert_eq!(h.out(), vec![Out(opcode::PING, vec![])]);
     let t2 = h.ws.poll_timeout(&limits);
-    assert_near(t2, t1 + limits.idle_timeout);
+    assert_near(t2, t1.after(limits.idle_timeout));
     assert_eq!(h.ws.handle_timeout(t2, &limits), Some(Expired::Idle));
     assert_eq!(h.ws.close_info().unwrap().reason, "idle timeout");
 }
@@ -468,14 +469,11 @@ fn idle_ping_then_timeout() {
 fn expired_credentials_close_with_1008() {
     let mut h = Harness::new();
     let limits = h.limits.clone();
-    let at = h.now + Duration::from_millis(1500);
+    let at = h.now.after(Duration::from_millis(1500));
     h.ws.set_expiry(at);
     // The expiry comes before the idle ping.
     assert_near(h.ws.poll_timeout(&limits), at);
-    assert_eq!(
-        h.ws.handle_timeout(at - Duration::from_millis(1), &limits),
-        None
-    );
+    assert_eq!(h.ws.handle_timeout(before(at, 1), &limits), None);
     assert_eq!(h.out(), vec![]);
     assert_eq!(h.ws.handle_timeout(at, &limits), None);
     assert_eq!(
@@ -483,7 +481,7 @@ fn expired_credentials_close_with_1008() {
         vec![Out(opcode::CLOSE, close_payload(1008, b"token expired"))]
     );
     // Then the usual closing handshake: the peer's close ends it.
-    assert_near(h.ws.poll_timeout(&limits), at + limits.close_timeout);
+    assert_near(h.ws.poll_timeout(&limits), at.after(limits.close_timeout));
     h.feed(&masked(opcode::CLOSE, &close_payload(1008, b"")));
     assert!(h.ws.is_finished());
     let info = h.ws.close_info().unwrap();
@@ -517,9 +515,9 @@ fn pong_keeps_the_connection_alive() {
     let limits = h.limits.clone();
     let t1 = h.ws.poll_timeout(&limits);
     h.ws.handle_timeout(t1, &limits);
-    h.now = t1 + Duration::from_millis(10);
+    h.now = t1.after(Duration::from_millis(10));
     h.feed(&masked(opcode::PONG, b""));
-    assert_eq!(h.ws.poll_timeout(&limits), h.now + limits.idle_timeout);
+    assert_eq!(h.ws.poll_timeout(&limits), h.now.after(limits.idle_timeout));
 }
 
 #[test]

@@ -58,6 +58,7 @@ fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     fn naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
         for (i, b) in buf.iter_mut().enumerate() {

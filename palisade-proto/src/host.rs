@@ -127,6 +127,7 @@ fn ip_literal(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn valid_hosts_parse() {
@@ -149,7 +150,7 @@ mod tests {
             ("a:0080", "a", Some(80)),
         ];
         for &(raw, name, port) in cases {
-            let h = Host::parse(raw.as_bytes()).unwrap_or_else(|| panic!("{raw:?}"));
+            let h = Host::parse(raw.as_bytes()).unwrap_or_else(|| core::panic!("{raw:?}"));
             assert_eq!((h.name(), h.port()), (name, port), "{raw:?}");
         }
     }

@@ -210,6 +210,7 @@ impl fmt::Display for SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn every_protocol_error_has_its_spec_code() {

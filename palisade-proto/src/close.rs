@@ -51,6 +51,7 @@ pub fn encode_close_payload(code: u16, reason: &str, out: &mut [u8; 125]) -> usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn valid_and_invalid_codes() {

@@ -11,7 +11,8 @@
 //! reads, or a fragmented message, is copied into the reassembly buffer.
 //! Every size check is made on the header, before a payload byte is kept.
 
-use std::time::Instant;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 
 use super::Limits;
 use super::close::{encode_close_payload, parse_close_payload};
@@ -710,21 +711,21 @@ macro_rules! sender {
 
 impl WebSocket {
     /// A connection that just sent its `101`; `out` may already hold it.
-    pub fn new(now: Instant, out: Vec<u8>) -> Self {
+    pub fn new(now: Stamp, out: Vec<u8>) -> Self {
         WebSocket {
             out: Output { buf: out, pos: 0 },
             state: State::Open,
             dec: None,
             closing: None,
-            last_frame: Stamp::new(now),
+            last_frame: now,
             ping_sent: None,
             expires_at: None,
         }
     }
 
     /// Closes the connection with `1008 token expired` at `at`.
-    pub fn set_expiry(&mut self, at: Instant) {
-        self.expires_at = Some(Stamp::new(at));
+    pub fn set_expiry(&mut self, at: Stamp) {
+        self.expires_at = Some(at);
     }
 
     /// Processes bytes from the peer, in order, calling `on_event` for each
@@ -742,14 +743,14 @@ impl WebSocket {
     /// down, not judged a slow consumer for replies it had no time to read.
     pub fn handle_input<F>(
         &mut self,
-        now: Instant,
+        now: Stamp,
         input: &mut [u8],
         limits: &Limits,
         mut on_event: F,
     ) where
         F: FnMut(Event<'_>, &mut Sender<'_>),
     {
-        let held = self.dec.as_mut().map(|d| std::mem::take(&mut d.held));
+        let held = self.dec.as_mut().map(|d| core::mem::take(&mut d.held));
         if let Some(mut held) = held.filter(|h| !h.is_empty()) {
             let pos = self.decode(now, &mut held, limits, &mut on_event);
             if pos < held.len() && self.state != State::Closed {
@@ -773,7 +774,7 @@ impl WebSocket {
     /// used.
     fn decode<F>(
         &mut self,
-        now: Instant,
+        now: Stamp,
         input: &mut [u8],
         limits: &Limits,
         on_event: &mut F,
@@ -801,7 +802,7 @@ impl WebSocket {
         // path below, or with a decoder on the stack; one is kept only when
         // a frame or message is left over.
         let mut fresh: Option<Decoder> = None;
-        let stamp = Stamp::new(now);
+        let stamp = now;
         let high_water = limits.max_outbound_bytes / 2;
         while pos < input.len() && self.out.queued() <= high_water {
             let clean = self.state == State::Open
@@ -886,13 +887,13 @@ impl WebSocket {
         pos
     }
 
-    fn arm_close_deadline(&mut self, now: Instant, limits: &Limits) {
+    fn arm_close_deadline(&mut self, now: Stamp, limits: &Limits) {
         if self.state == State::Open {
             return;
         }
         if let Some(c) = self.closing.as_mut() {
             if c.deadline.is_none() {
-                c.deadline = Some(Stamp::new(now).after(limits.close_timeout));
+                c.deadline = Some(now.after(limits.close_timeout));
             }
         }
     }
@@ -900,7 +901,7 @@ impl WebSocket {
     /// Runs `f` with a [`Sender`] (to send outside of an event).
     pub fn with_sender<R>(
         &mut self,
-        now: Instant,
+        now: Stamp,
         limits: &Limits,
         f: impl FnOnce(&mut Sender<'_>) -> R,
     ) -> R {
@@ -911,7 +912,7 @@ impl WebSocket {
     }
 
     /// Starts the closing handshake from the server side.
-    pub fn close(&mut self, now: Instant, limits: &Limits, code: u16, reason: &'static str) {
+    pub fn close(&mut self, now: Stamp, limits: &Limits, code: u16, reason: &'static str) {
         self.with_sender(now, limits, |tx| tx.close(code, reason));
     }
 
@@ -933,11 +934,7 @@ impl WebSocket {
     }
 
     /// The earliest moment [`WebSocket::handle_timeout`] has work to do.
-    pub fn poll_timeout(&self, limits: &Limits) -> Instant {
-        self.deadline(limits).instant()
-    }
-
-    fn deadline(&self, limits: &Limits) -> Stamp {
+    pub fn poll_timeout(&self, limits: &Limits) -> Stamp {
         match self.state {
             State::Open => {
                 let idle = self
@@ -956,9 +953,9 @@ impl WebSocket {
 
     /// Handles deadlines: sends the idle ping, or gives up on a silent or
     /// non-closing peer. Returns why the connection must be dropped now.
-    pub fn handle_timeout(&mut self, now: Instant, limits: &Limits) -> Option<Expired> {
-        let stamp = Stamp::new(now);
-        if stamp < self.deadline(limits) {
+    pub fn handle_timeout(&mut self, now: Stamp, limits: &Limits) -> Option<Expired> {
+        let stamp = now;
+        if stamp < self.poll_timeout(limits) {
             return None;
         }
         if self.state == State::Open && self.expires_at.is_some_and(|e| stamp >= e) {
@@ -1067,15 +1064,15 @@ impl WebSocket {
     /// Takes the (empty) buffers for reuse elsewhere; see [`WebSocket::is_idle`].
     pub fn take_buffers(&mut self, mut give: impl FnMut(Vec<u8>)) {
         if self.out.queued() == 0 && self.out.buf.capacity() > 0 {
-            give(std::mem::take(&mut self.out.buf));
+            give(core::mem::take(&mut self.out.buf));
             self.out.pos = 0;
         }
         if self.dec.as_ref().is_some_and(|d| !d.is_mid_message()) {
             let mut dec = self.dec.take().expect("checked above");
             dec.clear_delivered();
             for buf in [
-                std::mem::take(&mut dec.payload),
-                std::mem::take(&mut dec.control),
+                core::mem::take(&mut dec.payload),
+                core::mem::take(&mut dec.control),
             ] {
                 if buf.capacity() > 0 {
                     give(buf);
