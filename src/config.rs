@@ -3,6 +3,10 @@
 //! Every limit is a named setting with a safe default; the reason for each
 //! default is on its field. [`Config::validate`] turns a bad value into a
 //! one-line error naming the setting.
+//!
+//! This module is plain data at the bottom of the crate: it imports no
+//! other module (the policies built from these settings check their own
+//! syntax when the server is built, see `Server::check_config`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +14,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::proto;
 
 /// Which application answers WebSocket messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +91,7 @@ pub struct TlsConfig {
     /// PEM private key (`tls.key`, `--tls-key`).
     pub key: Option<PathBuf>,
     /// Lowest version accepted: `"1.2"` (default) or `"1.3"`.
-    pub min_version: crate::tls::MinVersion,
+    pub min_version: MinVersion,
     /// Send `Strict-Transport-Security` on https responses.
     pub hsts: bool,
     /// Address of a plain listener that answers every request with a `308`
@@ -106,13 +108,27 @@ impl Default for TlsConfig {
         TlsConfig {
             cert: None,
             key: None,
-            min_version: crate::tls::MinVersion::Tls12,
+            min_version: MinVersion::Tls12,
             hsts: true,
             redirect_listen: None,
             redirect_host: None,
         }
     }
 }
+
+/// Lowest TLS version to accept (`tls.min_version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MinVersion {
+    /// TLS 1.2 and 1.3.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Clock skew tolerated on a token's `exp` and `iat` by default, in seconds.
+pub const DEFAULT_LEEWAY_S: u64 = 30;
 
 /// Whether the handshake demands credentials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +175,7 @@ impl Default for AuthConfig {
             users_file: None,
             jwt_secret_file: None,
             token_ttl_s: 3600,
-            leeway_s: crate::security::jwt::LEEWAY_S,
+            leeway_s: DEFAULT_LEEWAY_S,
             allow_query_token: true,
             hash_workers: 1,
             hash_queue: 16,
@@ -203,7 +219,7 @@ impl Default for RateConfig {
 /// `max_connections` times that. Idle connections hold no buffers at all.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Limits {
+pub struct LimitsConfig {
     /// Request head cap (431 beyond). 8 KiB matches common proxies and is
     /// ample for a browser's upgrade request with cookies.
     pub max_request_head_bytes: usize,
@@ -246,19 +262,20 @@ pub struct Limits {
     pub listen_backlog: u32,
 }
 
-impl Default for Limits {
+impl Default for LimitsConfig {
     fn default() -> Self {
-        let core = proto::Limits::default();
-        Limits {
-            max_request_head_bytes: core.max_request_head_bytes,
-            max_headers: core.max_headers,
+        // The core's defaults are the same numbers (palisade_proto::Limits;
+        // a test in net keeps them equal).
+        LimitsConfig {
+            max_request_head_bytes: 8192,
+            max_headers: 64,
             handshake_timeout_ms: 5_000,
-            max_frame_bytes: core.max_frame_bytes,
-            max_message_bytes: core.max_message_bytes,
-            max_fragments: core.max_fragments,
-            max_outbound_bytes: core.max_outbound_bytes,
-            idle_timeout_ms: core.idle_timeout.as_millis() as u64,
-            close_timeout_ms: core.close_timeout.as_millis() as u64,
+            max_frame_bytes: 65_536,
+            max_message_bytes: 65_536,
+            max_fragments: 1024,
+            max_outbound_bytes: 1 << 20,
+            idle_timeout_ms: 30_000,
+            close_timeout_ms: 3_000,
             max_connections: 10_000,
             max_connections_per_ip: 256,
             max_pending_handshakes: None,
@@ -267,21 +284,7 @@ impl Default for Limits {
     }
 }
 
-impl Limits {
-    /// The limits the sans-IO core enforces.
-    pub fn core(&self) -> proto::Limits {
-        proto::Limits {
-            max_request_head_bytes: self.max_request_head_bytes,
-            max_headers: self.max_headers,
-            max_frame_bytes: self.max_frame_bytes,
-            max_message_bytes: self.max_message_bytes,
-            max_fragments: self.max_fragments,
-            max_outbound_bytes: self.max_outbound_bytes,
-            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-            close_timeout: Duration::from_millis(self.close_timeout_ms),
-        }
-    }
-
+impl LimitsConfig {
     /// `max_pending_handshakes`, or its default of a quarter of
     /// `max_connections` (at least 1).
     pub fn pending_cap(&self) -> usize {
@@ -339,7 +342,7 @@ pub struct Config {
     /// Rate limits.
     pub rate: RateConfig,
     /// Resource limits.
-    pub limits: Limits,
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -360,7 +363,7 @@ impl Default for Config {
             busy_poll_us: 0,
             auth: AuthConfig::default(),
             rate: RateConfig::default(),
-            limits: Limits::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -465,24 +468,13 @@ impl Config {
         }
         range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
         range("busy_poll_us", self.busy_poll_us, 0, 10_000)?;
-        crate::security::origin::OriginPolicy::new(&self.allowed_origins, self.require_origin)
-            .map_err(ConfigError)?;
-        crate::security::hosts::AllowedHosts::new(&self.allowed_hosts, self.listen_addr()?.ip())
-            .map_err(ConfigError)?;
-        if let Some(h) = &self.tls.redirect_host {
-            if crate::proto::host::Host::parse(h.as_bytes()).is_none() || h.trim() != h {
-                return Err(ConfigError(format!(
-                    "tls.redirect_host: {h:?} is not a host like app.example.com or app.example.com:8443"
-                )));
-            }
-        }
+
         let a = &self.auth;
         range("auth.token_ttl_s", a.token_ttl_s, 1, 31_536_000)?;
         range("auth.leeway_s", a.leeway_s, 0, 3_600)?;
         range("auth.hash_workers", a.hash_workers as u64, 1, 64)?;
         range("auth.hash_queue", a.hash_queue as u64, 1, 4096)?;
-        crate::security::client_ip::TrustedProxies::new(&self.trusted_proxies)
-            .map_err(ConfigError)?;
+
         range(
             "limits.max_connections_per_ip",
             u64::from(self.limits.max_connections_per_ip),
@@ -625,9 +617,9 @@ mod tests {
     #[test]
     fn validation_names_the_setting() {
         let c = Config {
-            limits: Limits {
+            limits: LimitsConfig {
                 max_fragments: 0,
-                ..Limits::default()
+                ..LimitsConfig::default()
             },
             ..Config::default()
         };

@@ -114,7 +114,7 @@ fn run(config: Config) -> Result<(), (u8, String)> {
         eprintln!("demo login: demo / {password}");
     }
     raise_fd_limit(config.limits.max_connections);
-    let limits = config.limits.core();
+    let limits = palisade::net::core_limits(&config.limits);
     let shared = Shared {
         config,
         limits,

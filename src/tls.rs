@@ -21,16 +21,7 @@ use rustls::{ServerConfig, ServerConnection};
 /// pushes back (its `set_buffer_limit`).
 pub const BUFFER_LIMIT: usize = 64 * 1024;
 
-/// Lowest TLS version to accept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum MinVersion {
-    /// TLS 1.2 and 1.3.
-    #[serde(rename = "1.2")]
-    Tls12,
-    /// TLS 1.3 only.
-    #[serde(rename = "1.3")]
-    Tls13,
-}
+pub use crate::config::MinVersion;
 
 /// A loaded server configuration, shared by every new session.
 #[derive(Clone, Debug)]

@@ -1099,6 +1099,38 @@ impl Server {
     }
 }
 
+/// The limits the core enforces, from the `limits` settings.
+pub fn core_limits(l: &crate::config::LimitsConfig) -> Limits {
+    Limits {
+        max_request_head_bytes: l.max_request_head_bytes,
+        max_headers: l.max_headers,
+        max_frame_bytes: l.max_frame_bytes,
+        max_message_bytes: l.max_message_bytes,
+        max_fragments: l.max_fragments,
+        max_outbound_bytes: l.max_outbound_bytes,
+        idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+        close_timeout: Duration::from_millis(l.close_timeout_ms),
+    }
+}
+
+/// Checks the settings the policies parse (origins, hosts, proxies, the
+/// redirect host): a bad entry is an error naming it. `Config::validate`
+/// checks the rest; config itself imports none of the policies.
+pub fn check_policies(config: &Config) -> Result<(), String> {
+    OriginPolicy::new(&config.allowed_origins, config.require_origin)?;
+    let listen = config.listen_addr().map_err(|e| e.0)?;
+    AllowedHosts::new(&config.allowed_hosts, listen.ip())?;
+    TrustedProxies::new(&config.trusted_proxies)?;
+    if let Some(h) = &config.tls.redirect_host {
+        if crate::proto::host::Host::parse(h.as_bytes()).is_none() || h.trim() != h {
+            return Err(format!(
+                "tls.redirect_host: {h:?} is not a host like app.example.com or app.example.com:8443"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Warns when stored hashes use different iteration counts.
 pub fn warn_mixed_iterations(auth: &Auth) {
     if let Some((lo, hi)) = auth.mixed_iterations() {
@@ -2245,6 +2277,16 @@ mod listener_tests {
             }
         };
         assert!(accepted.nodelay().unwrap());
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    /// The settings' defaults are the core's (two crates, one set of numbers).
+    #[test]
+    fn config_defaults_are_the_core_defaults() {
+        let from_config = super::core_limits(&crate::config::LimitsConfig::default());
+        assert_eq!(from_config, crate::proto::Limits::default());
     }
 }
 

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 pub const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 /// The `iss` claim of every token.
 pub const ISSUER: &str = "palisade";
-/// Clock skew tolerated on `exp` and `iat`, in seconds.
-pub const LEEWAY_S: u64 = 30;
+/// Clock skew tolerated on `exp` and `iat`, in seconds (`auth.leeway_s`).
+pub const LEEWAY_S: u64 = crate::config::DEFAULT_LEEWAY_S;
 /// Smallest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 /// Longest token looked at; anything longer is `malformed`.
