@@ -114,7 +114,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
         apply_flag(&mut config, &name, &value)?;
     }
     config.validate()?;
-    crate::net::check_policies(&config).map_err(ConfigError)?;
+    crate::router::check_policies(&config).map_err(ConfigError)?;
     Ok(if print {
         Command::PrintConfig(Box::new(config))
     } else {

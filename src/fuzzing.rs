@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use crate::app::{App, Heroes, PROTOCOLS};
+use crate::app::{Echo, Hero, PROTOCOL};
+use crate::handler::{ConnId, Context, Handle, Handler, Message};
 use crate::http::{self, StaticFiles, login};
 use crate::proto::conn::{Event, WebSocket};
 use crate::proto::frame::{decode_header, encode_header, header_len};
@@ -35,6 +36,29 @@ fn limits() -> Limits {
     }
 }
 
+/// Hands a message event to `app` as the server does (other events are the
+/// core's business).
+fn deliver(
+    app: &mut dyn Handler,
+    handle: &Handle,
+    event: Event<'_>,
+    tx: &mut crate::proto::conn::Sender<'_>,
+) {
+    let message = match event {
+        Event::Text(t) => Message::Text(t),
+        Event::Binary(b) => Message::Binary(b),
+        _ => return,
+    };
+    let mut cx = Context {
+        id: ConnId(1),
+        user: None,
+        protocol: None,
+        out: tx,
+        handle,
+    };
+    app.on_message(&mut cx, message);
+}
+
 /// Accepts every upgrade, selecting `palisade.v1` when offered.
 struct AcceptAll;
 
@@ -42,7 +66,7 @@ impl Policy for AcceptAll {
     type Identity = ();
     fn decide(&mut self, request: &UpgradeRequest<'_, '_, '_>) -> Decision<()> {
         Decision::Accept(Accept {
-            protocol: request.select_protocol(PROTOCOLS),
+            protocol: request.select_protocol(&[PROTOCOL]),
             identity: (),
         })
     }
@@ -158,7 +182,8 @@ struct Trace {
 struct Driver {
     reader: HeadReader,
     ws: Option<WebSocket>,
-    app: App,
+    app: Box<dyn Handler>,
+    handle: Handle,
     trace: Trace,
     now: Stamp,
     limits: Limits,
@@ -170,10 +195,11 @@ impl Driver {
             reader: HeadReader::new(),
             ws: None,
             app: if echo {
-                App::Echo
+                Box::new(Echo)
             } else {
-                App::Hero(Heroes::default())
+                Box::new(Hero::default())
             },
+            handle: Handle::new(std::sync::Arc::new(|| {})).0,
             trace: Trace::default(),
             now,
             limits: limits(),
@@ -241,7 +267,7 @@ impl Driver {
         let Some(ws) = &mut self.ws else {
             return;
         };
-        let app = &self.app;
+        let (app, handle) = (&mut self.app, &self.handle);
         let events = &mut self.trace.events;
         ws.handle_input(self.now, bytes, &self.limits, |event, tx| {
             let rec = match &event {
@@ -252,7 +278,7 @@ impl Driver {
                 Event::Close { code, reason } => (8, format!("{code:?} {reason}").into_bytes()),
             };
             events.push(rec);
-            app.on_event(event, tx);
+            deliver(app.as_mut(), handle, event, tx);
         });
     }
 
@@ -441,10 +467,11 @@ pub fn dispatch(data: &[u8]) {
     };
     let limits = limits();
     let now = Stamp::from_millis(0);
-    let app = App::Hero(Heroes::default());
+    let mut app = Hero::default();
+    let handle = Handle::new(std::sync::Arc::new(|| {})).0;
     let mut ws = WebSocket::new(now, Vec::new());
     ws.with_sender(now, &limits, |tx| {
-        app.on_event(Event::Text(text.into()), tx)
+        deliver(&mut app, &handle, Event::Text(text.into()), tx)
     });
     let mut out = ws.output();
     assert!(!out.is_empty(), "every text message gets an answer");

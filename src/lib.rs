@@ -22,12 +22,15 @@ pub mod cli;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod handler;
 pub mod http;
 pub mod log;
 pub mod net;
+pub mod router;
+pub mod server;
 pub use palisade_proto as proto;
 pub mod security;
 pub mod tls;
 
 pub use config::Config;
-pub use net::{Server, Shared};
+pub use server::{Builder, Error, Server};

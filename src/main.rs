@@ -3,16 +3,11 @@
 
 use std::process::ExitCode;
 
-use palisade::app::{App, Heroes};
+use palisade::app::{Echo, Hero, Heroes};
 use palisade::cli::{self, Command};
-use palisade::config::{AppKind, AuthMode, Config};
-use palisade::http::StaticFiles;
-use palisade::net::RedirectHost;
-use palisade::security::client_ip::TrustedProxies;
-use palisade::security::hosts::AllowedHosts;
-use palisade::security::origin::OriginPolicy;
-use palisade::security::{Auth, Demo};
-use palisade::{Server, Shared, log, tls};
+use palisade::config::{AppKind, Config};
+use palisade::handler::Handler;
+use palisade::{Builder, Server, log};
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
@@ -54,97 +49,29 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> Result<(), (u8, String)> {
-    let app = match config.app {
-        AppKind::Echo => App::Echo,
-        AppKind::Hero => match &config.heroes {
-            Some(path) => App::Hero(Heroes::load(path).map_err(|e| (2, e))?),
-            None => App::Hero(Heroes::default()),
-        },
-    };
-    let files = match &config.static_dir {
-        Some(dir) => StaticFiles::load_dir(dir).map_err(|e| (2, e))?,
-        None => StaticFiles::embedded(),
-    };
-    let acceptor = match (&config.tls.cert, &config.tls.key) {
-        (Some(cert), Some(key)) => {
-            Some(tls::load(cert, key, config.tls.min_version).map_err(|e| (2, e))?)
+    let builder = Server::<Hero>::builder(config.clone())
+        .handle_signals(true)
+        .raise_fd_limit(true);
+    match config.app {
+        AppKind::Hero => {
+            let heroes = match &config.heroes {
+                Some(path) => Heroes::load(path).map_err(|e| (2, e))?,
+                None => Heroes::default(),
+            };
+            serve(builder, Hero::new(heroes))
         }
-        _ => None,
-    };
-    let proxies = TrustedProxies::new(&config.trusted_proxies).map_err(|e| (2, e))?;
-    let origins =
-        OriginPolicy::new(&config.allowed_origins, config.require_origin).map_err(|e| (2, e))?;
-    let listen_ip = config.listen_addr().map_err(|e| (2, e.0))?.ip();
-    let hosts = AllowedHosts::new(&config.allowed_hosts, listen_ip).map_err(|e| (2, e))?;
-    let redirect_host = RedirectHost::new(
-        config.tls.redirect_host.as_deref(),
-        acceptor.as_ref().and_then(|a| a.dns_name.as_deref()),
-        listen_ip,
-    );
-    let (auth, demo) = Auth::from_config(&config).map_err(|e| (2, e))?;
-    log::init(config.log.level, config.log.format);
-    if config.auth.mode == AuthMode::None {
-        log::warn(
-            "auth.mode is none: anyone who can reach the server may connect",
-            &[],
-        );
+        AppKind::Echo => serve(builder, Echo),
     }
-    if hosts.allows_any_explicitly() {
-        log::warn(
-            "allowed_hosts contains \"*\": requests for any host name are answered (DNS rebinding is not stopped)",
-            &[],
-        );
-    } else if hosts.open_by_default() {
-        log::info(
-            "allowed_hosts is not set: requests for any host name are answered; set it to the names clients use",
-            &[("listen", &config.listen)],
-        );
-    } else {
-        log::info("allowed hosts", &[("hosts", &hosts.names().join(","))]);
-    }
-    if origins.allows_any() {
-        log::warn(
-            "allowed_origins contains \"*\": pages on any site may open WebSockets here",
-            &[],
-        );
-    }
-    palisade::net::warn_mixed_iterations(&auth);
-    if let Demo::Password(password) = &demo {
+}
+
+/// Builds the server for `handler`, shows the demo password, runs it.
+fn serve<H: Handler>(builder: Builder, handler: H) -> Result<(), (u8, String)> {
+    let mut server = builder
+        .build(handler)
+        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    if let Some(password) = server.demo_password() {
         // Shown once, on stderr directly: never through the log.
         eprintln!("demo login: demo / {password}");
-    }
-    raise_fd_limit(config.limits.max_connections);
-    let limits = palisade::net::core_limits(&config.limits);
-    let shared = Shared {
-        config,
-        limits,
-        app,
-        files,
-        origins,
-        proxies,
-        hosts,
-        redirect_host,
-        clock: palisade::net::Clock::new(),
-    };
-    let tls_note = match &acceptor {
-        Some(a) => format!("on serial={}", a.serial),
-        None => "off".to_owned(),
-    };
-    let mut server =
-        Server::bind(shared, acceptor, auth).map_err(|e| (1, format!("cannot listen: {e}")))?;
-    server
-        .handle_signals()
-        .map_err(|e| (1, format!("cannot handle signals: {e}")))?;
-    let addr = server.local_addr().map_err(|e| (1, e.to_string()))?;
-    log::info(
-        &format!("listening on {addr}"),
-        &[("app", &app_name(&server)), ("tls", &tls_note)],
-    );
-    if let Some(r) = server.redirect_addr() {
-        log::info(
-            &format!("redirecting to https from {r}"),
-            &[("status", &308)],
-        );
     }
     let result = server
         .run()
@@ -220,63 +147,4 @@ fn hash_password(iterations: u32) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn app_name(server: &Server) -> &'static str {
-    match server.app() {
-        App::Hero(_) => "hero",
-        App::Echo => "echo",
-    }
-}
-
-/// Descriptors the server needs beside its connections: listeners, the
-/// poller, signal and waker pipes, the log, the hashing workers, and the
-/// connections over `max_connections` that are read only to answer `503`.
-const FD_MARGIN: u64 = 128;
-
-/// Raises the soft open-file limit to the hard one (every connection is a
-/// descriptor, and the usual soft limit of 1,024 is far below the default
-/// `max_connections`), and warns when even the hard limit cannot hold
-/// `max_connections` plus a margin.
-fn raise_fd_limit(max_connections: usize) {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let before = getrlimit(Resource::Nofile);
-    let mut now = before;
-    if before.current != before.maximum {
-        let raised = rustix::process::Rlimit {
-            current: before.maximum,
-            maximum: before.maximum,
-        };
-        match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => {
-                now = raised;
-                log::info(
-                    "open-file limit raised",
-                    &[
-                        ("from", &limit_text(before.current)),
-                        ("to", &limit_text(now.current)),
-                    ],
-                );
-            }
-            Err(e) => log::warn(
-                "cannot raise the open-file limit",
-                &[("error", &e), ("nofile", &limit_text(before.current))],
-            ),
-        }
-    }
-    let need = max_connections as u64 + FD_MARGIN;
-    if now.current.is_some_and(|n| n < need) {
-        log::warn(
-            "open-file limit is below limits.max_connections plus a margin: new connections will wait once it is reached; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower limits.max_connections",
-            &[
-                ("nofile", &limit_text(now.current)),
-                ("max_connections", &max_connections),
-                ("needed", &need),
-            ],
-        );
-    }
-}
-
-fn limit_text(l: Option<u64>) -> String {
-    l.map_or_else(|| "unlimited".into(), |n| n.to_string())
 }

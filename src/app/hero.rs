@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::proto::conn::{Sender, Text};
+use crate::handler::{Context, Text};
 
 /// Longest hero id a request may carry (SPEC.md §6).
 pub const MAX_HERO_ID_BYTES: usize = 64;
@@ -163,7 +163,7 @@ impl Heroes {
 
     /// Answers one text message; JSON is parsed from its bytes, so the
     /// message is never converted to a `&str`.
-    pub fn handle_text(&self, text: Text<'_>, tx: &mut Sender<'_>) {
+    pub fn handle_text(&self, text: Text<'_>, tx: &mut Context<'_>) {
         let text = text.as_bytes();
         if let Some(reply) = plain_get_name(text).and_then(|id| self.replies.get(id)) {
             let _ = tx.send_text(&**reply);
@@ -291,7 +291,7 @@ struct ErrorData<'a> {
     message: &'a str,
 }
 
-fn send<D: Serialize>(tx: &mut Sender<'_>, event: &str, data: &D, id: Option<u32>) {
+fn send<D: Serialize>(tx: &mut Context<'_>, event: &str, data: &D, id: Option<u32>) {
     let reply = Reply { event, data, id };
     // Serializing into a Vec cannot fail; a closed connection just drops it.
     let _ = tx.send_text_with(|buf| {
@@ -302,20 +302,12 @@ fn send<D: Serialize>(tx: &mut Sender<'_>, event: &str, data: &D, id: Option<u32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Limits;
-    use crate::proto::conn::WebSocket;
-    use crate::proto::frame::decode_header;
+    use crate::handler::testing::replies;
 
     fn ask(heroes: &Heroes, text: &str) -> serde_json::Value {
-        let limits = Limits::default();
-        let mut ws = WebSocket::new(crate::proto::Stamp::EPOCH, Vec::new());
-        ws.with_sender(crate::proto::Stamp::EPOCH, &limits, |tx| {
-            heroes.handle_text(text.into(), tx)
-        });
-        let out = ws.output();
-        let (h, n) = decode_header(out).unwrap().unwrap();
-        assert_eq!(h.opcode, 1);
-        serde_json::from_slice(&out[n..n + h.len as usize]).unwrap()
+        let r = replies(None, |cx| heroes.handle_text(text.into(), cx));
+        assert_eq!(r.texts.len(), 1, "{r:?}");
+        serde_json::from_str(&r.texts[0]).unwrap()
     }
 
     #[test]
@@ -335,12 +327,8 @@ mod tests {
 
     /// The bytes of the reply to `text`.
     fn reply_bytes(heroes: &Heroes, text: &str) -> Vec<u8> {
-        let limits = Limits::default();
-        let mut ws = WebSocket::new(crate::proto::Stamp::EPOCH, Vec::new());
-        ws.with_sender(crate::proto::Stamp::EPOCH, &limits, |tx| {
-            heroes.handle_text(text.into(), tx)
-        });
-        ws.output().to_vec()
+        let r = replies(None, |cx| heroes.handle_text(text.into(), cx));
+        r.texts.concat().into_bytes()
     }
 
     #[test]

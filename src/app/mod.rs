@@ -1,31 +1,44 @@
-//! Applications behind the WebSocket path (SPEC.md §6).
+//! The two applications the daemon serves (SPEC.md §6), each a
+//! [`Handler`]: hero look-ups over JSON, and an echo for conformance
+//! testing. Neither knows which transport carries its messages.
 
 pub mod hero;
 
 pub use hero::Heroes;
 
-use crate::proto::conn::{Event, Sender};
+use crate::handler::{Context, Handler, Message};
 use crate::proto::error::code;
 
-/// The application that answers messages on every connection.
-#[derive(Debug)]
-pub enum App {
-    /// Hero look-ups over JSON.
-    Hero(Heroes),
-    /// Echo: text as text, binary as binary (for conformance testing).
-    Echo,
+/// The subprotocol both applications confirm when a client offers it.
+pub const PROTOCOL: &str = "palisade.v1";
+
+/// Hero look-ups (`get_name`, `list_heroes`); JSON text only.
+#[derive(Debug, Default)]
+pub struct Hero {
+    heroes: Heroes,
 }
 
-/// Subprotocols the server can confirm.
-pub const PROTOCOLS: &[&str] = &["palisade.v1"];
+impl Hero {
+    /// The application over these heroes.
+    pub fn new(heroes: Heroes) -> Hero {
+        Hero { heroes }
+    }
 
-impl App {
-    /// Runs once after the `101`: the hero application greets an
-    /// authenticated user with `user_authorized` (SPEC.md §6); echo sends
-    /// nothing, so that it echoes exactly what it receives.
-    pub fn on_open(&self, username: Option<&str>, tx: &mut Sender<'_>) {
-        if let (App::Hero(_), Some(name)) = (self, username) {
-            let _ = tx.send_text_with(|out| {
+    /// The heroes it answers about.
+    pub fn heroes(&self) -> &Heroes {
+        &self.heroes
+    }
+}
+
+impl Handler for Hero {
+    fn protocols(&self) -> &[&'static str] {
+        &[PROTOCOL]
+    }
+
+    /// Greets an authenticated user with `user_authorized` (SPEC.md §6).
+    fn on_open(&mut self, cx: &mut Context<'_>) {
+        if let Some(name) = cx.user() {
+            let _ = cx.send_text_with(|out| {
                 out.extend_from_slice(br#"{"event":"user_authorized","data":{"username":"#);
                 serde_json::to_writer(&mut *out, name).expect("a string serializes");
                 out.extend_from_slice(b"}}");
@@ -33,21 +46,31 @@ impl App {
         }
     }
 
-    /// Handles one event from a connection, replying through `tx`.
-    pub fn on_event(&self, event: Event<'_>, tx: &mut Sender<'_>) {
-        match (self, event) {
-            (App::Echo, Event::Text(text)) => {
-                let _ = tx.send_text(text);
+    fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
+        match message {
+            Message::Text(text) => self.heroes.handle_text(text, cx),
+            // SPEC.md §6: the hero application speaks JSON text only.
+            Message::Binary(_) => {
+                cx.close(code::UNSUPPORTED_DATA, "binary messages are not supported")
             }
-            (App::Echo, Event::Binary(data)) => {
-                let _ = tx.send_binary(data);
-            }
-            (App::Hero(heroes), Event::Text(text)) => heroes.handle_text(text, tx),
-            (App::Hero(_), Event::Binary(_)) => {
-                // SPEC.md §6: the hero application speaks JSON text only.
-                tx.close(code::UNSUPPORTED_DATA, "binary messages are not supported");
-            }
-            _ => {}
         }
+    }
+}
+
+/// Echo: text as text, binary as binary, and nothing else (not even a
+/// greeting), so that it echoes exactly what it receives.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Echo;
+
+impl Handler for Echo {
+    fn protocols(&self) -> &[&'static str] {
+        &[PROTOCOL]
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
+        let _ = match message {
+            Message::Text(text) => cx.send_text(text),
+            Message::Binary(data) => cx.send_binary(data),
+        };
     }
 }

@@ -1,9 +1,10 @@
 //! The security policy that answers the handshake's decision point.
 //!
-//! Every upgrade request that passed the RFC 6455 checks comes here through
+//! Every upgrade request that passed the RFC 6455 checks and the Origin
+//! policy (SPEC.md §4, [`origin::OriginPolicy::check`]) comes here through
 //! [`crate::proto::handshake::respond`], which is the only way to produce a
-//! `101`. The [`Gate`] checks the Origin (SPEC.md §4) and the credentials
-//! (SPEC.md §5) and selects the subprotocol; each refusal has its status from SPEC.md §2 and a reason
+//! `101`. The [`Gate`] checks the credentials (SPEC.md §5) and selects the
+//! subprotocol; each refusal has its status from SPEC.md §2 and a reason
 //! for the log. [`Auth`] holds what the checks need: the users, the token
 //! signer, the login rate limiter.
 
@@ -21,7 +22,6 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::app::PROTOCOLS;
 use crate::config::{AuthMode, Config};
 use crate::proto::handshake::{Accept, Decision, Policy, Reject, UpgradeRequest};
 use credentials::Credential;
@@ -176,6 +176,16 @@ impl Auth {
     }
 }
 
+/// Warns when stored hashes use different iteration counts.
+pub fn warn_mixed_iterations(auth: &Auth) {
+    if let Some((lo, hi)) = auth.mixed_iterations() {
+        crate::log::warn(
+            "users file mixes PBKDF2 iteration counts: logins of users with fewer iterations answer faster than unknown names; rehash them with palisade users add",
+            &[("min", &lo), ("max", &hi)],
+        );
+    }
+}
+
 /// The iteration count of the dummy hash: the largest in the file, so an
 /// unknown user never costs less than a real one.
 fn dummy_iterations(users: &Users) -> u32 {
@@ -206,37 +216,37 @@ pub enum BasicResult {
     Refused,
 }
 
-/// The handshake policy for one request.
+/// The handshake policy for one request: the credentials (SPEC.md §5) and
+/// the subprotocol. It exists only for a request whose Origin passed
+/// ([`origin::OriginChecked`]), so the Origin is checked once, before it.
 #[derive(Debug)]
 pub struct Gate<'a> {
     auth: &'a Auth,
-    origins: &'a origin::OriginPolicy,
     /// Unix seconds, for token expiry.
     now: u64,
     basic_allowed: bool,
-    /// Whether the client reached us over https (TLS here, or at a trusted
-    /// proxy that says so).
-    https: bool,
     basic: Option<BasicResult>,
+    protocols: &'a [&'static str],
 }
 
 impl<'a> Gate<'a> {
-    /// The gate for a request arriving at `now` (Unix seconds); Basic
-    /// credentials count only when `basic_allowed` (TLS or loopback).
+    /// The gate for a request arriving at `now` (Unix seconds) whose Origin
+    /// passed; Basic credentials count only when `basic_allowed` (TLS or
+    /// loopback); `protocols` are the application's subprotocols.
     pub fn new(
         auth: &'a Auth,
-        origins: &'a origin::OriginPolicy,
+        origin: origin::OriginChecked,
         now: u64,
         basic_allowed: bool,
-        https: bool,
+        protocols: &'a [&'static str],
     ) -> Self {
+        let _ = origin;
         Gate {
             auth,
-            origins,
             now,
             basic_allowed,
-            https,
             basic: None,
+            protocols,
         }
     }
 
@@ -259,15 +269,6 @@ impl Policy for Gate<'_> {
     type Identity = Identity;
 
     fn decide(&mut self, request: &UpgradeRequest<'_, '_, '_>) -> Decision<Identity> {
-        // SPEC.md §2 order: the origin (403) before credentials (401).
-        let origins = request.request().header_values("origin");
-        if let Err(refusal) = self.origins.check(origins, request.host(), self.https) {
-            return Decision::Reject(Reject {
-                status: 403,
-                reason: refusal.reason(),
-                header: None,
-            });
-        }
         let identity = match self.auth.mode {
             AuthMode::None => Identity::Anonymous,
             AuthMode::Required => {
@@ -292,7 +293,7 @@ impl Policy for Gate<'_> {
             }
         };
         Decision::Accept(Accept {
-            protocol: request.select_protocol(PROTOCOLS),
+            protocol: request.select_protocol(self.protocols),
             identity,
         })
     }

@@ -109,6 +109,11 @@ impl Refusal {
     }
 }
 
+/// Proof that a request's Origin passed the policy (only
+/// [`OriginPolicy::check`] makes one).
+#[derive(Debug)]
+pub struct OriginChecked(());
+
 /// The configured policy.
 #[derive(Debug, Clone, Default)]
 pub struct OriginPolicy {
@@ -145,26 +150,28 @@ impl OriginPolicy {
 
     /// Checks the request's Origin values against the policy; `host` is
     /// the request's `Host` and `https` whether the request came over TLS
-    /// (for same-origin when the list is empty).
+    /// (for same-origin when the list is empty). The [`OriginChecked`] it
+    /// returns is what the security gate needs to exist: the Origin is
+    /// checked once, here, and cannot be skipped.
     pub fn check<'v>(
         &self,
         mut origins: impl Iterator<Item = &'v [u8]>,
         host: Host<'_>,
         https: bool,
-    ) -> Result<(), Refusal> {
+    ) -> Result<OriginChecked, Refusal> {
         let value = match (origins.next(), origins.next()) {
             (None, _) => {
                 return if self.require {
                     Err(Refusal::Missing)
                 } else {
-                    Ok(()) // not a browser: nothing to hijack
+                    Ok(OriginChecked(())) // not a browser: nothing to hijack
                 };
             }
             (Some(_), Some(_)) => return Err(Refusal::Repeated),
             (Some(v), None) => v,
         };
         if self.any {
-            return Ok(());
+            return Ok(OriginChecked(()));
         }
         let text = std::str::from_utf8(value)
             .map_err(|_| Refusal::Malformed)?
@@ -172,13 +179,13 @@ impl OriginPolicy {
         let origin = parse(text).ok_or(Refusal::Malformed)?;
         if self.allowed.is_empty() {
             return if same_host(&origin, host, https) {
-                Ok(())
+                Ok(OriginChecked(()))
             } else {
                 Err(Refusal::NotAllowed)
             };
         }
         if self.allowed.iter().any(|a| same_origin(a, &origin)) {
-            Ok(())
+            Ok(OriginChecked(()))
         } else {
             Err(Refusal::NotAllowed)
         }
@@ -230,7 +237,9 @@ mod tests {
 
     fn check(policy: &OriginPolicy, origin: Option<&str>, host: &str) -> Result<(), Refusal> {
         let https = origin.is_some_and(|o| o.to_ascii_lowercase().starts_with("https:"));
-        policy.check(origin.map(str::as_bytes).into_iter(), h(host), https)
+        policy
+            .check(origin.map(str::as_bytes).into_iter(), h(host), https)
+            .map(|_| ())
     }
 
     #[test]
@@ -319,14 +328,17 @@ mod tests {
             Some(s.as_bytes()).into_iter()
         }
         assert_eq!(
-            p.check(o("http://a.com"), h("a.com"), true),
+            p.check(o("http://a.com"), h("a.com"), true).map(|_| ()),
             Err(Refusal::NotAllowed)
         );
         assert_eq!(
-            p.check(o("https://a.com"), h("a.com"), false),
+            p.check(o("https://a.com"), h("a.com"), false).map(|_| ()),
             Err(Refusal::NotAllowed)
         );
-        assert_eq!(p.check(o("https://a.com"), h("a.com"), true), Ok(()));
+        assert_eq!(
+            p.check(o("https://a.com"), h("a.com"), true).map(|_| ()),
+            Ok(())
+        );
         assert_eq!(
             check(&p, Some("http://127.0.0.1:9999"), "127.0.0.1:8080"),
             Err(Refusal::NotAllowed)
@@ -342,7 +354,7 @@ mod tests {
         assert_eq!(check(&p, Some("null"), "a.com"), Err(Refusal::Malformed));
         let two = [&b"https://a.com"[..], b"https://a.com"];
         assert_eq!(
-            p.check(two.into_iter(), h("a.com"), true),
+            p.check(two.into_iter(), h("a.com"), true).map(|_| ()),
             Err(Refusal::Repeated)
         );
     }

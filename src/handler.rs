@@ -1,0 +1,380 @@
+//! The application interface: what a server built on palisade runs for its
+//! connections, whatever transport carries their messages.
+//!
+//! A [`Handler`] sees a connection open (with the authenticated user and
+//! the chosen subprotocol), each text or binary message, and the close. It
+//! answers through the [`Context`] it is given, and reaches any open
+//! connection from anywhere else (another thread, a timer, a callback about
+//! another connection) through a [`Handle`]: a cloneable channel to the
+//! event loop that wakes it with mio's `Waker`.
+//!
+//! The server is generic over its handler, so calls are static; the
+//! transport behind a `Context` is reached through one indirect call per
+//! reply, which is what lets the same handler answer the raw WebSocket
+//! endpoint and any other transport the server adds.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+pub use crate::proto::conn::Text;
+pub use crate::proto::error::SendError;
+
+/// A connection, for as long as the server runs: ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// A complete message from a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Text (validated UTF-8).
+    Text(Text<'a>),
+    /// Binary data.
+    Binary(&'a [u8]),
+}
+
+/// How a connection ended, as [`Handler::on_close`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Closed<'a> {
+    /// The connection.
+    pub id: ConnId,
+    /// The authenticated user, if any.
+    pub user: Option<&'a str>,
+    /// The close code sent or received (1006 when TCP ended without one).
+    pub code: u16,
+}
+
+/// An application: called on the event loop for every open connection.
+///
+/// Calls for one connection come in order: [`Handler::on_open`] once,
+/// [`Handler::on_message`] for each message, then [`Handler::on_close`]
+/// once. Nothing here may block: the loop serves every other client
+/// meanwhile (hand slow work to a thread and answer through a [`Handle`]).
+pub trait Handler: 'static {
+    /// Subprotocols this application speaks. The server confirms the first
+    /// one the client offers that is in this list (RFC 6455 §4.2.2), and
+    /// [`Context::protocol`] tells which.
+    fn protocols(&self) -> &[&'static str] {
+        &[]
+    }
+
+    /// A connection opened (its `101` is sent).
+    fn on_open(&mut self, cx: &mut Context<'_>) {
+        let _ = cx;
+    }
+
+    /// A complete message arrived.
+    fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>);
+
+    /// The connection is gone; nothing can be sent to it any more.
+    fn on_close(&mut self, closed: &Closed<'_>) {
+        let _ = closed;
+    }
+}
+
+/// What a transport does with replies: a WebSocket writes frames; another
+/// transport writes its own packets. Crate-private: applications see only
+/// [`Context`].
+pub(crate) trait Outbound {
+    /// Queues a text message (`text` is UTF-8).
+    fn text(&mut self, text: Text<'_>) -> Result<(), SendError>;
+    /// Queues a text message written by `write` straight into the output.
+    fn text_with(&mut self, write: &mut dyn FnMut(&mut Vec<u8>)) -> Result<(), SendError>;
+    /// Queues a binary message.
+    fn binary(&mut self, data: &[u8]) -> Result<(), SendError>;
+    /// Starts the close.
+    fn close(&mut self, code: u16, reason: &'static str);
+}
+
+/// What a handler gets with every call about a connection: who it is, and
+/// a way to answer.
+pub struct Context<'a> {
+    pub(crate) id: ConnId,
+    pub(crate) user: Option<&'a str>,
+    pub(crate) protocol: Option<&'static str>,
+    pub(crate) out: &'a mut dyn Outbound,
+    pub(crate) handle: &'a Handle,
+}
+
+impl<'a> Context<'a> {
+    /// The connection.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The authenticated user (`None` with `auth.mode` none).
+    pub fn user(&self) -> Option<&'a str> {
+        self.user
+    }
+
+    /// The confirmed subprotocol, if any.
+    pub fn protocol(&self) -> Option<&'static str> {
+        self.protocol
+    }
+
+    /// Sends a text message: a `&str`, or a received [`Text`] as it is.
+    pub fn send_text<'t>(&mut self, text: impl Into<Text<'t>>) -> Result<(), SendError> {
+        self.out.text(text.into())
+    }
+
+    /// Sends a text message that `write` appends straight into the output
+    /// (serialize JSON into it, for example). What it writes must be UTF-8,
+    /// or nothing is sent and the result is `Err(SendError::NotUtf8)`.
+    pub fn send_text_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), SendError> {
+        let mut write = Some(write);
+        self.out.text_with(&mut |buf| {
+            if let Some(w) = write.take() {
+                w(buf);
+            }
+        })
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.out.binary(data)
+    }
+
+    /// Closes the connection with `code` and `reason` (RFC 6455 §7.1.2).
+    pub fn close(&mut self, code: u16, reason: &'static str) {
+        self.out.close(code, reason)
+    }
+
+    /// The server's handle: to reach other connections, now or later.
+    pub fn handle(&self) -> &'a Handle {
+        self.handle
+    }
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which open connections a [`Handle`] message goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One connection.
+    Conn(ConnId),
+    /// These connections (a group the application keeps).
+    Conns(Vec<ConnId>),
+    /// Every open WebSocket connection.
+    All,
+}
+
+impl From<ConnId> for Target {
+    fn from(id: ConnId) -> Target {
+        Target::Conn(id)
+    }
+}
+
+impl From<Vec<ConnId>> for Target {
+    fn from(ids: Vec<ConnId>) -> Target {
+        Target::Conns(ids)
+    }
+}
+
+/// A message to send from outside a callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Text.
+    Text(Arc<str>),
+    /// Binary data.
+    Binary(Arc<[u8]>),
+}
+
+/// What the loop is asked to do through a [`Handle`].
+#[derive(Debug)]
+pub(crate) enum Command {
+    Send(Target, Outgoing),
+    Close(Target, u16, &'static str),
+    Shutdown,
+}
+
+/// Why a [`Handle`] could not pass a command on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandleError {
+    /// The loop has not taken the commands already queued
+    /// ([`COMMAND_QUEUE`] of them); try again later.
+    Full,
+    /// The server has stopped.
+    Stopped,
+}
+
+impl fmt::Display for HandleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HandleError::Full => "the server's command queue is full",
+            HandleError::Stopped => "the server has stopped",
+        })
+    }
+}
+
+impl std::error::Error for HandleError {}
+
+/// Commands a [`Handle`] may queue before the loop takes them.
+pub const COMMAND_QUEUE: usize = 64 * 1024;
+
+/// A cloneable way to reach the server's connections from anywhere: sends
+/// queue a command and wake the event loop, which applies it on its next
+/// turn. `Send` and `Sync`: share it with other threads.
+#[derive(Clone)]
+pub struct Handle {
+    tx: SyncSender<Command>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Handle")
+    }
+}
+
+impl Handle {
+    /// A handle and the receiving end the loop drains; `wake` wakes the
+    /// loop (mio's `Waker`).
+    pub(crate) fn new(wake: Arc<dyn Fn() + Send + Sync>) -> (Handle, Receiver<Command>) {
+        let (tx, rx) = sync_channel(COMMAND_QUEUE);
+        (Handle { tx, wake }, rx)
+    }
+
+    fn submit(&self, command: Command) -> Result<(), HandleError> {
+        match self.tx.try_send(command) {
+            Ok(()) => {
+                (self.wake)();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(HandleError::Full),
+            Err(TrySendError::Disconnected(_)) => Err(HandleError::Stopped),
+        }
+    }
+
+    /// Sends a text message to `to`: encoded once, queued for each open
+    /// connection it names (connections that are gone are skipped).
+    pub fn send_text(
+        &self,
+        to: impl Into<Target>,
+        text: impl Into<Arc<str>>,
+    ) -> Result<(), HandleError> {
+        self.submit(Command::Send(to.into(), Outgoing::Text(text.into())))
+    }
+
+    /// Sends a binary message to `to`.
+    pub fn send_binary(
+        &self,
+        to: impl Into<Target>,
+        data: impl Into<Arc<[u8]>>,
+    ) -> Result<(), HandleError> {
+        self.submit(Command::Send(to.into(), Outgoing::Binary(data.into())))
+    }
+
+    /// Sends a text message to every open WebSocket connection.
+    pub fn broadcast_text(&self, text: impl Into<Arc<str>>) -> Result<(), HandleError> {
+        self.send_text(Target::All, text)
+    }
+
+    /// Closes `to` with `code` and `reason`.
+    pub fn close(
+        &self,
+        to: impl Into<Target>,
+        code: u16,
+        reason: &'static str,
+    ) -> Result<(), HandleError> {
+        self.submit(Command::Close(to.into(), code, reason))
+    }
+
+    /// Starts a graceful shutdown, as SIGTERM does: every WebSocket is
+    /// closed `1001` and the server's `run` returns once they are gone or
+    /// `shutdown_grace_ms` has passed.
+    pub fn shutdown(&self) -> Result<(), HandleError> {
+        self.submit(Command::Shutdown)
+    }
+}
+
+/// The raw WebSocket transport: replies are frames queued on the
+/// connection (the core's [`Sender`](crate::proto::conn::Sender)).
+impl Outbound for crate::proto::conn::Sender<'_> {
+    fn text(&mut self, text: Text<'_>) -> Result<(), SendError> {
+        self.send_text(text)
+    }
+
+    fn text_with(&mut self, write: &mut dyn FnMut(&mut Vec<u8>)) -> Result<(), SendError> {
+        self.send_text_with(write)
+    }
+
+    fn binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_binary(data)
+    }
+
+    fn close(&mut self, code: u16, reason: &'static str) {
+        crate::proto::conn::Sender::close(self, code, reason)
+    }
+}
+
+/// A transport that keeps what a handler sends, for unit tests of
+/// applications.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// What a handler sent through a [`Context`].
+    #[derive(Debug, Default)]
+    pub struct Replies {
+        /// Text messages, in order.
+        pub texts: Vec<String>,
+        /// Binary messages, in order.
+        pub binaries: Vec<Vec<u8>>,
+        /// The close, if it closed.
+        pub closed: Option<(u16, &'static str)>,
+    }
+
+    impl Outbound for Replies {
+        fn text(&mut self, text: Text<'_>) -> Result<(), SendError> {
+            self.texts.push(text.as_str().to_owned());
+            Ok(())
+        }
+
+        fn text_with(&mut self, write: &mut dyn FnMut(&mut Vec<u8>)) -> Result<(), SendError> {
+            let mut buf = Vec::new();
+            write(&mut buf);
+            let text = String::from_utf8(buf).map_err(|_| SendError::NotUtf8)?;
+            self.texts.push(text);
+            Ok(())
+        }
+
+        fn binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+            self.binaries.push(data.to_vec());
+            Ok(())
+        }
+
+        fn close(&mut self, code: u16, reason: &'static str) {
+            self.closed = Some((code, reason));
+        }
+    }
+
+    /// Runs `f` with a context for connection 1 of `user`; returns what it sent.
+    pub fn replies(user: Option<&str>, f: impl FnOnce(&mut Context<'_>)) -> Replies {
+        let mut out = Replies::default();
+        let (handle, _rx) = Handle::new(Arc::new(|| {}));
+        let mut cx = Context {
+            id: ConnId(1),
+            user,
+            protocol: None,
+            out: &mut out,
+            handle: &handle,
+        };
+        f(&mut cx);
+        out
+    }
+}

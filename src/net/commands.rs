@@ -1,0 +1,75 @@
+//! What a [`Handle`](crate::handler::Handle) asks for, applied on the
+//! loop: a message sent to one, some or all open WebSockets (encoded once
+//! per command, queued on each), a close, a shutdown.
+
+use std::time::Instant;
+
+use mio::Token;
+
+use super::Server;
+use super::conn::Phase;
+use crate::handler::{Command, ConnId, Handler, Outgoing, Target};
+
+impl<H: Handler> Server<H> {
+    /// Applies every command queued since the last wake-up.
+    pub(super) fn apply_commands(&mut self, now: Instant) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Send(to, message) => {
+                    for token in self.targets(&to) {
+                        self.send_to(token, &message, now);
+                    }
+                }
+                Command::Close(to, code, reason) => {
+                    let stamp = self.clock.stamp(now);
+                    for token in self.targets(&to) {
+                        if let Some(Phase::Ws(w)) = self.conns.get_mut(token).map(|c| &mut c.phase)
+                        {
+                            w.ws.close(stamp, &self.shared.limits, code, reason);
+                            self.enqueue(token);
+                        }
+                    }
+                }
+                Command::Shutdown => {
+                    if self.stopping.is_none() {
+                        self.begin_shutdown(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The connections a target names (gone ones are left out later).
+    fn targets(&self, to: &Target) -> Vec<Token> {
+        match to {
+            Target::Conn(id) => vec![token_of(*id)],
+            Target::Conns(ids) => ids.iter().map(|id| token_of(*id)).collect(),
+            Target::All => self.conns.tokens(),
+        }
+    }
+
+    /// Queues `message` on `token` if it is an open WebSocket.
+    fn send_to(&mut self, token: Token, message: &Outgoing, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let Phase::Ws(w) = &mut conn.phase else {
+            return;
+        };
+        if !w.ws.is_open() {
+            return;
+        }
+        w.ws.provide_output_buffer(|| self.bufs.take());
+        let stamp = self.clock.stamp(now);
+        let _ =
+            w.ws.with_sender(stamp, &self.shared.limits, |tx| match message {
+                Outgoing::Text(text) => tx.send_text(&**text),
+                Outgoing::Binary(data) => tx.send_binary(data),
+            });
+        self.enqueue(token);
+    }
+}
+
+fn token_of(id: ConnId) -> Token {
+    Token(id.0 as usize)
+}

@@ -1,0 +1,322 @@
+//! Driving one connection: read what the socket has (within a budget), feed
+//! it to the connection's phase, write what that produced, then decide the
+//! connection's fate and its next deadline. What the bytes mean to each
+//! phase is in `phases`.
+
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use mio::Token;
+
+use super::conn::{Conn, Io, Phase, Slot, Verifying, Via};
+use super::io::{feed_tls, flush, say_goodbye, settle};
+use super::pool::{Buffers, SCRATCH};
+use super::{Clock, READ_BUDGET, Server};
+use crate::handler::{Closed, ConnId, Handle, Handler};
+use crate::log;
+use crate::proto::Stamp;
+use crate::proto::conn::{CloseInfo, Initiator};
+use crate::router::{Peer, Quotas, Router, Shared, unix_now};
+use crate::security::hasher::Hasher;
+use crate::security::{Auth, BasicResult};
+
+pub(super) use super::phases::{on_eof, process};
+
+/// What to do with a connection after it was driven.
+pub(crate) enum After {
+    Keep,
+    Close,
+}
+
+/// What the processing of input needs besides the connection.
+pub(crate) struct Ctx<'a, H> {
+    pub shared: &'a Shared,
+    pub auth: &'a mut Auth,
+    pub quotas: &'a mut Quotas,
+    pub hasher: &'a Hasher<Token>,
+    pub handler: &'a mut H,
+    pub handle: &'a Handle,
+    pub clock: Clock,
+    pub token: Token,
+    pub now: Instant,
+    pub stamp: Stamp,
+}
+
+/// A [`Ctx`] over the server's fields (a macro, so that the connection can
+/// be borrowed from `conns` at the same time).
+macro_rules! ctx {
+    ($server:expr, $token:expr, $now:expr) => {
+        Ctx {
+            shared: &$server.shared,
+            auth: &mut $server.auth,
+            quotas: &mut $server.quotas,
+            hasher: &$server.hasher,
+            handler: &mut $server.handler,
+            handle: &$server.handle,
+            clock: $server.clock,
+            token: $token,
+            now: $now,
+            stamp: $server.clock.stamp($now),
+        }
+    };
+}
+
+impl<H> Ctx<'_, H> {
+    /// The stamp `d` from now (rounded up).
+    pub fn after(&self, d: Duration) -> Stamp {
+        self.clock.ceil(self.now + d)
+    }
+
+    /// The connection's id, as the application sees it.
+    pub fn conn_id(&self) -> ConnId {
+        ConnId(self.token.0 as u64)
+    }
+}
+
+impl<'a, H: Handler> Ctx<'a, H> {
+    /// A router for this turn.
+    pub fn router(&mut self) -> Router<'_> {
+        Router {
+            shared: self.shared,
+            auth: self.auth,
+            quotas: self.quotas,
+            protocols: self.handler.protocols(),
+            now: self.now,
+            unix_now: unix_now(),
+        }
+    }
+}
+
+/// The facts the router needs about `conn`.
+pub(super) fn peer_of(conn: &Conn) -> Peer {
+    Peer {
+        addr: conn.peer,
+        secure: conn.secure(),
+        redirect_to: match conn.via {
+            Via::Redirect(port) => Some(port),
+            Via::Plain | Via::Tls => None,
+        },
+        over_capacity: conn.slot == Slot::Overflow,
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// Reads, processes and writes one connection, then decides its fate.
+    pub(super) fn drive(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let before = conn.pending_key();
+        let mut ctx = ctx!(self, token, now);
+        let mut after = pump(conn, &mut self.bufs, &mut ctx);
+        if matches!(after, After::Keep) {
+            after = settle(conn);
+        }
+        if let Phase::Ws(w) = &mut conn.phase {
+            if w.ws.is_idle() {
+                w.ws.take_buffers(|b| self.bufs.give(b));
+            }
+        }
+        let again = matches!(after, After::Keep)
+            && conn.io.has(Io::READABLE)
+            && conn.wants_read(&self.shared.limits);
+        self.pending.update(token, before, conn.pending_key());
+        if again {
+            self.enqueue(token);
+        }
+        self.finish(token, after, now);
+    }
+
+    /// Closes the connection or re-arms its deadline.
+    pub(super) fn finish(&mut self, token: Token, after: After, now: Instant) {
+        match after {
+            After::Close => self.close(token),
+            After::Keep => {
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
+                let at = conn.deadline(&self.shared.limits);
+                // Already due (e.g. a timeout that queued output): next turn.
+                let at = at.max(self.clock.ceil(now));
+                self.schedule_at(token, at);
+            }
+        }
+    }
+
+    /// Drops a connection: the last TLS word, the quota and counters, the
+    /// close line, and the application's `on_close`.
+    pub(super) fn close(&mut self, token: Token) {
+        let Some(mut conn) = self.conns.remove(token) else {
+            return;
+        };
+        say_goodbye(&mut conn);
+        // On Linux closing the socket (it is never duplicated) removes it
+        // from the epoll set: one system call fewer per connection.
+        #[cfg(not(target_os = "linux"))]
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        if let Some(ip) = conn.charge.ip() {
+            self.quotas.conns.release(ip);
+        }
+        self.pending.update(token, conn.pending_key(), None);
+        match conn.slot {
+            Slot::Overflow => self.overflow -= 1,
+            Slot::Counted => self.open -= 1,
+        }
+        if let Phase::Ws(w) = &mut conn.phase {
+            let info = match w.ws.close_info() {
+                Some(info) => info,
+                // Closed on a read, write or TLS error: still a 1006 to log.
+                None => w.ws.handle_eof(),
+            };
+            log_close(&conn.peer, info);
+            let user = w.who.as_ref().and_then(|who| who.user.as_deref());
+            let closed = Closed {
+                id: ConnId(token.0 as u64),
+                user,
+                code: info.code,
+            };
+            self.handler.on_close(&closed);
+        }
+    }
+
+    /// Answers the connections whose password checks came back.
+    pub(super) fn collect_verified(&mut self, now: Instant) {
+        while let Some(done) = self.hasher.try_recv() {
+            let token = done.tag;
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue; // gone while its password was checked
+            };
+            let Phase::Verify(v) = &mut conn.phase else {
+                continue;
+            };
+            let out = std::mem::take(&mut v.out);
+            let kind = std::mem::replace(
+                &mut v.kind,
+                Box::new(Verifying::Login {
+                    username: String::new(),
+                }),
+            );
+            let mut ctx = ctx!(self, token, now);
+            super::phases::verified(conn, *kind, out, done.ok, &mut ctx);
+            self.enqueue(token);
+        }
+    }
+
+    /// A connection's deadline came.
+    pub(super) fn on_timeout(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let before = conn.pending_key();
+        let mut ctx = ctx!(self, token, now);
+        let after = super::phases::timeout(conn, &mut ctx);
+        self.pending.update(token, before, conn.pending_key());
+        self.finish(token, after, now);
+    }
+}
+
+/// The read-process-write loop of one connection for one turn, within
+/// [`READ_BUDGET`].
+fn pump<H: Handler>(conn: &mut Conn, bufs: &mut Buffers, ctx: &mut Ctx<'_, H>) -> After {
+    let limits = &ctx.shared.limits;
+    let mut budget = READ_BUDGET;
+    loop {
+        // Input held back at the high-water mark goes first.
+        if matches!(&conn.phase, Phase::Ws(w) if w.ws.wants_resume(limits)) {
+            process(conn, &mut [], ctx);
+        }
+        while conn.io.has(Io::READABLE) && budget > 0 && conn.wants_read(limits) {
+            match read_once(conn, bufs, ctx) {
+                Ok(n) => budget = budget.saturating_sub(n),
+                Err(after) => return after,
+            }
+        }
+        // Write once for everything the reads produced.
+        match flush(conn) {
+            Ok(0) => {}
+            Ok(_) => super::phases::extend_on_progress(conn, ctx),
+            Err(e) => {
+                log::debug("write failed", &[("peer", &conn.peer), ("error", &e)]);
+                return After::Close;
+            }
+        }
+        let resume = matches!(&conn.phase, Phase::Ws(w) if w.ws.wants_resume(limits));
+        let readable = conn.io.has(Io::READABLE) && conn.wants_read(limits);
+        if budget == 0 || !(resume || readable) {
+            return After::Keep;
+        }
+    }
+}
+
+/// One read from the socket, processed; the bytes read, or how the
+/// connection ends.
+fn read_once<H: Handler>(
+    conn: &mut Conn,
+    bufs: &mut Buffers,
+    ctx: &mut Ctx<'_, H>,
+) -> Result<usize, After> {
+    if let Phase::Ws(w) = &mut conn.phase {
+        w.ws.provide_output_buffer(|| bufs.take());
+    }
+    match conn.sock.read(&mut bufs.scratch) {
+        Ok(0) => {
+            conn.io.set(Io::READABLE, false);
+            conn.io.set(Io::READ_EOF, true);
+            match on_eof(conn, ctx) {
+                After::Keep => Ok(0),
+                close => Err(close),
+            }
+        }
+        Ok(n) => {
+            if conn.tls.is_some() {
+                feed_tls(conn, &bufs.scratch[..n], &mut bufs.plain, ctx)?;
+            } else {
+                process(conn, &mut bufs.scratch[..n], ctx);
+            }
+            // Edge-triggered readiness: a short read emptied the socket,
+            // and more data will raise a new event. This saves the read
+            // that would only say EAGAIN, once the connection is a
+            // WebSocket (the read that carried the upgrade included). HTTP
+            // keeps reading to EAGAIN or EOF, so a half-close is seen with
+            // the request.
+            if n < SCRATCH && !conn.io.has(Io::HUP) && matches!(conn.phase, Phase::Ws(_)) {
+                conn.io.set(Io::READABLE, false);
+            }
+            Ok(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            conn.io.set(Io::READABLE, false);
+            Ok(0)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => {
+            log::debug("read failed", &[("peer", &conn.peer), ("error", &e)]);
+            Err(After::Close)
+        }
+    }
+}
+
+/// A check of a Basic handshake came back: the same head is routed again.
+pub(super) fn basic_result(ok: bool, username: String) -> BasicResult {
+    if ok {
+        BasicResult::Verified(username)
+    } else {
+        BasicResult::Refused
+    }
+}
+
+fn log_close(peer: &std::net::SocketAddr, info: CloseInfo) {
+    let by = match info.by {
+        Initiator::Server => "server",
+        Initiator::Client => "client",
+    };
+    log::info(
+        "connection closed",
+        &[
+            ("peer", peer),
+            ("code", &info.code),
+            ("by", &by),
+            ("reason", &info.reason),
+        ],
+    );
+}

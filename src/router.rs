@@ -1,0 +1,688 @@
+//! HTTP routing without sockets: a complete request head and the facts
+//! about its connection in, one [`Outcome`] out, with the response (if any)
+//! written to the connection's output buffer.
+//!
+//! Every decision a request gets before it is a WebSocket is made here, in
+//! the order of SPEC.md §2: parse (`400`/`431`), the per-client quota and
+//! handshake rate and the global cap (`429`/`503`), the request line of an
+//! upgrade (`405`/`400`), the `Host` (`400`/`421`), then the route:
+//! `/login` (its head checks and rate), static files and `/healthz`, or the
+//! upgrade, where the Origin is checked once (`403`) and the security gate
+//! decides on the credentials (`401`) and writes the `101`. The event loop
+//! only moves bytes and applies the outcome.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::config::{AuthMode, Config};
+use crate::http::{self, StaticFiles, login, response};
+use crate::log;
+use crate::proto::Limits;
+use crate::proto::error::HandshakeError;
+use crate::proto::handshake::{self, Request, UpgradeRequest};
+use crate::security::client_ip::{TrustedProxies, canonical};
+use crate::security::credentials::Credential;
+use crate::security::hosts::AllowedHosts;
+use crate::security::origin::OriginPolicy;
+use crate::security::ratelimit::{ConnectionCounts, DEFAULT_MAX_ENTRIES, PerIp};
+use crate::security::{Auth, BasicResult, Gate, Identity};
+
+/// The settings and policies every request is routed by (immutable while
+/// the server runs, shared by every connection).
+#[derive(Debug)]
+pub struct Shared {
+    /// All settings.
+    pub config: Config,
+    /// The limits the core enforces (from `config.limits`).
+    pub limits: Limits,
+    /// Files for the HTTP responder.
+    pub files: StaticFiles,
+    /// The Origin policy (SPEC.md §4).
+    pub origins: OriginPolicy,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub proxies: TrustedProxies,
+    /// The names requests may carry in `Host` (SPEC.md §2).
+    pub hosts: AllowedHosts,
+    /// Where the redirect listener sends clients.
+    pub redirect_host: RedirectHost,
+}
+
+impl Shared {
+    /// The policies built from `config`; an entry that does not parse is
+    /// an error naming it. `tls_name` is the certificate's DNS name.
+    pub fn new(
+        config: Config,
+        files: StaticFiles,
+        tls_name: Option<&str>,
+    ) -> Result<Shared, String> {
+        let listen = config.listen_addr().map_err(|e| e.0)?.ip();
+        check_policies(&config)?;
+        Ok(Shared {
+            limits: core_limits(&config.limits),
+            origins: OriginPolicy::new(&config.allowed_origins, config.require_origin)?,
+            proxies: TrustedProxies::new(&config.trusted_proxies)?,
+            hosts: AllowedHosts::new(&config.allowed_hosts, listen)?,
+            redirect_host: RedirectHost::new(config.tls.redirect_host.as_deref(), tls_name, listen),
+            files,
+            config,
+        })
+    }
+}
+
+/// Checks the settings the policies parse (origins, hosts, proxies, the
+/// redirect host): a bad entry is an error naming it. `Config::validate`
+/// checks the rest; config itself imports none of the policies.
+pub fn check_policies(config: &Config) -> Result<(), String> {
+    OriginPolicy::new(&config.allowed_origins, config.require_origin)?;
+    let listen = config.listen_addr().map_err(|e| e.0)?;
+    AllowedHosts::new(&config.allowed_hosts, listen.ip())?;
+    TrustedProxies::new(&config.trusted_proxies)?;
+    if let Some(h) = &config.tls.redirect_host {
+        if crate::proto::host::Host::parse(h.as_bytes()).is_none() || h.trim() != h {
+            return Err(format!(
+                "tls.redirect_host: {h:?} is not a host like app.example.com or app.example.com:8443"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The limits the core enforces, from the `limits` settings.
+pub fn core_limits(l: &crate::config::LimitsConfig) -> Limits {
+    use std::time::Duration;
+    Limits {
+        max_request_head_bytes: l.max_request_head_bytes,
+        max_headers: l.max_headers,
+        max_frame_bytes: l.max_frame_bytes,
+        max_message_bytes: l.max_message_bytes,
+        max_fragments: l.max_fragments,
+        max_outbound_bytes: l.max_outbound_bytes,
+        idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+        close_timeout: Duration::from_millis(l.close_timeout_ms),
+    }
+}
+
+/// The https authority the redirect listener names in `Location`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectHost {
+    /// Host name, IPv4 address or bracketed IPv6 address.
+    pub name: String,
+    /// Port, when not the TLS listener's own.
+    pub port: Option<u16>,
+}
+
+impl RedirectHost {
+    /// `tls.redirect_host` when set, else `dns_name` (the certificate's
+    /// first DNS name), else the listen address.
+    pub fn new(configured: Option<&str>, dns_name: Option<&str>, listen: IpAddr) -> RedirectHost {
+        if let Some(h) = configured.and_then(|c| crate::proto::host::Host::parse(c.as_bytes())) {
+            return RedirectHost {
+                name: h.name().to_owned(),
+                port: h.port(),
+            };
+        }
+        let name = match (dns_name, listen) {
+            (Some(n), _) => n.to_owned(),
+            (None, IpAddr::V4(v4)) => v4.to_string(),
+            (None, IpAddr::V6(v6)) => format!("[{v6}]"),
+        };
+        RedirectHost { name, port: None }
+    }
+}
+
+/// Per-client-IP state: the handshake rate and the open connections. Both
+/// tables are bounded (see [`PerIp`] and [`ConnectionCounts`]).
+#[derive(Debug)]
+pub struct Quotas {
+    /// WebSocket handshakes per client per second.
+    pub handshakes: PerIp,
+    /// Open connections per client.
+    pub conns: ConnectionCounts,
+}
+
+impl Quotas {
+    /// Empty tables for `config`'s rates.
+    pub fn new(config: &Config) -> Quotas {
+        let per_s = config.rate.handshakes_per_ip_per_s;
+        Quotas {
+            handshakes: PerIp::new(
+                f64::from(per_s),
+                per_s.saturating_mul(2),
+                DEFAULT_MAX_ENTRIES,
+            ),
+            conns: ConnectionCounts::default(),
+        }
+    }
+}
+
+/// Facts about the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    /// The socket peer.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS here.
+    pub secure: bool,
+    /// On the redirect listener: the https port to send clients to.
+    pub redirect_to: Option<u16>,
+    /// Accepted over `limits.max_connections`, only to be answered `503`.
+    pub over_capacity: bool,
+}
+
+/// Which client address a connection counts against
+/// (`limits.max_connections_per_ip`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Charge {
+    /// Not counted yet: a connection from a trusted proxy before its first
+    /// request head.
+    Unknown,
+    /// Counted against this address, within its quota.
+    Ip(IpAddr),
+    /// Counted against this address, which was over its quota.
+    OverQuota(IpAddr),
+}
+
+impl Charge {
+    /// The address counted against, if any.
+    pub fn ip(self) -> Option<IpAddr> {
+        match self {
+            Charge::Unknown => None,
+            Charge::Ip(ip) | Charge::OverQuota(ip) => Some(ip),
+        }
+    }
+}
+
+/// An accepted upgrade: the `101` is in the output buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgraded {
+    /// The authenticated user, if any.
+    pub user: Option<String>,
+    /// When the user's token expires (Unix seconds, leeway included).
+    pub expires_at: Option<u64>,
+    /// The confirmed subprotocol.
+    pub protocol: Option<&'static str>,
+}
+
+/// What the connection does next.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A response is written and the connection may carry another request.
+    KeepAlive,
+    /// A final response (an answer, a refusal, a redirect) is written: send
+    /// it, then close.
+    Final,
+    /// The `101` is written: the connection is a WebSocket now.
+    Upgrade(Upgraded),
+    /// A `POST /login` whose body of `need` bytes is to be read (a `100
+    /// Continue` may be written).
+    LoginBody {
+        /// Body length.
+        need: usize,
+    },
+    /// A Basic handshake: check the password off the loop, then route the
+    /// same head again with the result.
+    CheckBasic {
+        /// The user name offered.
+        username: String,
+        /// The password offered.
+        password: Vec<u8>,
+    },
+}
+
+/// Routes requests for one turn of the loop.
+pub struct Router<'a> {
+    /// Settings and policies.
+    pub shared: &'a Shared,
+    /// Users, tokens, the login rate.
+    pub auth: &'a mut Auth,
+    /// Per-client tables.
+    pub quotas: &'a mut Quotas,
+    /// The subprotocols the application speaks.
+    pub protocols: &'a [&'static str],
+    /// Now, for the rate limits.
+    pub now: Instant,
+    /// Now in Unix seconds, for tokens.
+    pub unix_now: u64,
+}
+
+/// Seconds since the Unix epoch (token times).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Router<'_> {
+    /// Routes a complete request head that came from `peer`. `basic` is
+    /// the password check's result when the same head is routed again
+    /// after [`Outcome::CheckBasic`].
+    pub fn route(
+        &mut self,
+        head: &[u8],
+        peer: &Peer,
+        charge: &mut Charge,
+        basic: Option<BasicResult>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let limits = &self.shared.limits;
+        let mut small = [httparse::EMPTY_HEADER; 64];
+        let mut large;
+        let storage: &mut [httparse::Header<'_>] = if limits.max_headers <= small.len() {
+            &mut small[..limits.max_headers]
+        } else {
+            large = vec![httparse::EMPTY_HEADER; limits.max_headers];
+            &mut large
+        };
+        let req = match handshake::parse_request(head, storage) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(out, peer, e.status(), e.reason(), &[]),
+        };
+        if let Some(port) = peer.redirect_to {
+            return self.redirect(&req, peer, port, out);
+        }
+        let client = self
+            .shared
+            .proxies
+            .client_ip(peer.addr.ip(), req.header_values("x-forwarded-for"));
+        // A Basic handshake routed again after its password check passed
+        // these checks the first time.
+        if basic.is_none() {
+            if let Some((status, reason, retry)) = self.admission(peer, charge, client, req.path())
+            {
+                return self.refuse(out, peer, status, reason, &[("Retry-After", &retry)]);
+            }
+        }
+        // SPEC.md §2: on the WebSocket path the request line is checked
+        // before the Host; then the Host, on every path.
+        let ws_path = req.path() == self.shared.config.ws.path;
+        if ws_path {
+            if let Err(e) = UpgradeRequest::check_request_line(&req) {
+                return self.refuse_handshake(out, peer, e);
+            }
+        }
+        if let Some((status, reason)) = host_refusal(&req, &self.shared.hosts) {
+            return self.refuse(out, peer, status, reason, &[]);
+        }
+        if req.path() == login::PATH {
+            return self.login_head(&req, peer, client, out);
+        }
+        if !ws_path {
+            return self.http(&req, peer, out);
+        }
+        self.upgrade(&req, peer, client, basic, out)
+    }
+
+    /// Static files, `/healthz`, `404` / `405`.
+    fn http(&mut self, req: &Request<'_, '_>, peer: &Peer, out: &mut Vec<u8>) -> Outcome {
+        // Pipelined requests are answered from one read without going back
+        // to the socket: once the queued responses reach the high-water
+        // mark, this one ends the connection (and the rest of the input is
+        // discarded) instead of queueing without bound.
+        let keep_alive_ok = out.len() < HTTP_OUT_HIGH;
+        let hsts = self.hsts(peer);
+        let outcome = http::respond(req, &self.shared.files, out, hsts, keep_alive_ok);
+        log::debug(
+            "http request",
+            &[
+                ("peer", &peer.addr),
+                ("method", &req.method),
+                ("target", &log::Target(req.target)),
+                ("status", &outcome.status),
+            ],
+        );
+        if outcome.keep_alive {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Final
+        }
+    }
+
+    /// The upgrade: RFC 6455 checks, the Origin (once), the credentials.
+    fn upgrade(
+        &mut self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        client: IpAddr,
+        basic: Option<BasicResult>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let upgrade = match UpgradeRequest::from_request(req) {
+            Ok(u) => u,
+            Err(e) => return self.refuse_handshake(out, peer, e),
+        };
+        let https = peer.secure || self.forwarded_https(peer, req);
+        let origin =
+            match self
+                .shared
+                .origins
+                .check(req.header_values("origin"), upgrade.host(), https)
+            {
+                Ok(checked) => checked,
+                Err(refusal) => {
+                    let origin = req.header_values("origin").next().unwrap_or_default();
+                    log::debug(
+                        "refused request",
+                        &[
+                            ("peer", &peer.addr),
+                            ("target", &log::Target(req.target)),
+                            ("origin", &log::Header("origin", origin)),
+                        ],
+                    );
+                    return self.refuse(out, peer, 403, refusal.reason(), &[]);
+                }
+            };
+        let basic_ok = basic_allowed(peer, &self.shared.proxies, req);
+        if basic.is_none() && self.auth.mode == AuthMode::Required {
+            if let Credential::Basic { username, password } =
+                self.auth.credential(&upgrade, basic_ok)
+            {
+                // The password is checked off the loop; the head is routed
+                // again with the result.
+                if let Err(limited) = self.auth.login_allowed(client, self.now) {
+                    log_login_limited(peer.addr, client, limited.retry_after_s);
+                    let retry = limited.retry_after_s.to_string();
+                    let extra = [("Retry-After", retry.as_str())];
+                    return self.refuse(out, peer, 429, "too many login attempts", &extra);
+                }
+                return Outcome::CheckBasic { username, password };
+            }
+        }
+        let mut gate = Gate::new(self.auth, origin, self.unix_now, basic_ok, self.protocols);
+        if let Some(result) = basic {
+            gate = gate.with_basic(result);
+        }
+        match handshake::respond(&upgrade, &mut gate, out) {
+            Ok(accepted) => {
+                let (user, expires_at) = match accepted.identity {
+                    Identity::User { name, expires_at } => (Some(name), expires_at),
+                    Identity::Anonymous => (None, None),
+                };
+                log::info(
+                    "handshake accepted",
+                    &[
+                        ("peer", &peer.addr),
+                        ("target", &log::Target(req.target)),
+                        ("protocol", &accepted.protocol.unwrap_or("-")),
+                        ("user", &user.as_deref().unwrap_or("-")),
+                    ],
+                );
+                Outcome::Upgrade(Upgraded {
+                    user,
+                    expires_at,
+                    protocol: accepted.protocol,
+                })
+            }
+            Err(reject) => {
+                let extra: &[(&str, &str)] = match &reject.header {
+                    Some(h) => std::slice::from_ref(h),
+                    None => &[],
+                };
+                self.refuse(out, peer, reject.status, reject.reason, extra)
+            }
+        }
+    }
+
+    /// Whether a trusted proxy says the client reached it over https.
+    fn forwarded_https(&self, peer: &Peer, req: &Request<'_, '_>) -> bool {
+        self.shared.proxies.contains(canonical(peer.addr.ip()))
+            && matches!(
+                req.single_header("x-forwarded-proto"),
+                handshake::Single::One(p) if p.trim_ascii().eq_ignore_ascii_case(b"https")
+            )
+    }
+
+    /// The per-client checks of SPEC.md §2 between parsing and the method:
+    /// connections per IP (`429`), handshakes per IP on the WebSocket path
+    /// (`429`), the global cap (`503`, decided at `accept`). Returns the
+    /// refusal: status, reason and `Retry-After`.
+    fn admission(
+        &mut self,
+        peer: &Peer,
+        charge: &mut Charge,
+        client: IpAddr,
+        path: &str,
+    ) -> Option<(u16, &'static str, String)> {
+        let shared = self.shared;
+        let max = shared.config.limits.max_connections_per_ip;
+        if charge.ip() != Some(client) && shared.proxies.contains(canonical(peer.addr.ip())) {
+            // Behind a proxy each request on a connection may come from
+            // another client (proxies reuse upstream connections): the
+            // connection counts against the client of its latest request.
+            if let Some(old) = charge.ip() {
+                self.quotas.conns.release(old);
+            }
+            *charge = if self.quotas.conns.charge(client, max) {
+                Charge::Ip(client)
+            } else {
+                Charge::OverQuota(client)
+            };
+        }
+        let limited = |limit: &'static str| {
+            log::limited(
+                log::LogLevel::Warn,
+                "rate limited",
+                ("limit", limit),
+                &[("peer", &peer.addr), ("client", &client), ("limit", &limit)],
+            );
+        };
+        if matches!(charge, Charge::OverQuota(_)) {
+            limited("limits.max_connections_per_ip");
+            return Some((429, "too many connections from this address", "1".into()));
+        }
+        if path == shared.config.ws.path {
+            if let Err(l) = self.quotas.handshakes.check(client, self.now) {
+                limited("rate.handshakes_per_ip_per_s");
+                return Some((
+                    429,
+                    "too many handshakes from this address",
+                    l.retry_after_s.to_string(),
+                ));
+            }
+        }
+        if peer.over_capacity {
+            return Some((503, "server at max_connections", "1".into()));
+        }
+        None
+    }
+
+    /// Checks a `POST /login` head in order: method, rate, content type and
+    /// length (SPEC.md §5).
+    fn login_head(
+        &mut self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        client: IpAddr,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if let Err(r) = login::check_method(req) {
+            return self.refuse_login(out, peer, r, &[]);
+        }
+        if let Err(limited) = self.auth.login_allowed(client, self.now) {
+            log_login_limited(peer.addr, client, limited.retry_after_s);
+            let retry = limited.retry_after_s.to_string();
+            return self.refuse_login(out, peer, login::RATE_LIMITED, &[("Retry-After", &retry)]);
+        }
+        match login::check_head(req) {
+            Err(r) => self.refuse_login(out, peer, r, &[]),
+            Ok(need) => {
+                // curl waits for `100 Continue` before larger bodies.
+                if need > 0 && req.has_token("expect", "100-continue") {
+                    response::write_continue(out, self.hsts(peer));
+                }
+                Outcome::LoginBody { need }
+            }
+        }
+    }
+
+    /// A whole login body: the credentials to check, or the refusal.
+    pub fn login_body(
+        &mut self,
+        body: &[u8],
+        peer: &Peer,
+        out: &mut Vec<u8>,
+    ) -> Result<login::LoginBody, Outcome> {
+        login::parse_body(body).map_err(|r| self.refuse_login(out, peer, r, &[]))
+    }
+
+    /// The answer to a checked login: a token and its cookie, or `401`.
+    pub fn login_checked(
+        &mut self,
+        username: &str,
+        ok: bool,
+        peer: &Peer,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if !ok {
+            return self.refuse_login(out, peer, login::INVALID_CREDENTIALS, &[]);
+        }
+        let jwt = self.auth.issue(username, self.unix_now);
+        login::write_success(
+            &jwt,
+            self.auth.token_ttl_s,
+            peer.secure,
+            self.hsts(peer),
+            out,
+        );
+        log::info(
+            "login succeeded",
+            &[("peer", &peer.addr), ("user", &username)],
+        );
+        Outcome::Final
+    }
+
+    /// A login refused: its JSON answer and a log line.
+    pub fn refuse_login(
+        &self,
+        out: &mut Vec<u8>,
+        peer: &Peer,
+        refusal: login::Refusal,
+        extra: &[(&str, &str)],
+    ) -> Outcome {
+        log::limited(
+            log::LogLevel::Info,
+            "login refused",
+            ("reason", refusal.error),
+            &[
+                ("peer", &peer.addr),
+                ("status", &refusal.status),
+                ("reason", &refusal.error),
+            ],
+        );
+        login::write_refusal(refusal, extra, self.hsts(peer), out);
+        Outcome::Final
+    }
+
+    fn refuse_handshake(&self, out: &mut Vec<u8>, peer: &Peer, e: HandshakeError) -> Outcome {
+        let header = e.extra_header();
+        self.refuse(out, peer, e.status(), e.reason(), header.as_slice())
+    }
+
+    /// A request refused: its error response and a log line.
+    pub fn refuse(
+        &self,
+        out: &mut Vec<u8>,
+        peer: &Peer,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) -> Outcome {
+        refuse(out, peer.addr, status, reason, extra, self.hsts(peer));
+        Outcome::Final
+    }
+
+    /// A request on the redirect listener: a `308` to https.
+    fn redirect(
+        &self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        port: u16,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if let Some((status, reason)) = host_refusal(req, &self.shared.hosts) {
+            return self.refuse(out, peer, status, reason, &[]);
+        }
+        let location = redirect_location(req, &self.shared.redirect_host, port);
+        // The target is not logged: its query may carry a token.
+        log::debug("redirect to https", &[("peer", &peer.addr)]);
+        let extra = [("Location", location.as_str())];
+        response::write_error(out, 308, "use https", &extra, false);
+        Outcome::Final
+    }
+
+    fn hsts(&self, peer: &Peer) -> bool {
+        peer.secure && self.shared.config.tls.hsts
+    }
+}
+
+/// Writes an error response and its (limited) log line: the one way a
+/// request or a connection is refused over HTTP.
+pub fn refuse(
+    out: &mut Vec<u8>,
+    peer: SocketAddr,
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+    hsts: bool,
+) {
+    log::limited(
+        log::LogLevel::Info,
+        "handshake refused",
+        ("reason", reason),
+        &[("peer", &peer), ("status", &status), ("reason", &reason)],
+    );
+    response::write_error(out, status, reason, extra, hsts);
+}
+
+/// Response bytes an HTTP connection may queue before it is not read, and
+/// before a pipelined request ends the connection.
+pub const HTTP_OUT_HIGH: usize = 256 * 1024;
+
+fn log_login_limited(peer: SocketAddr, client: IpAddr, retry_after_s: u64) {
+    log::limited(
+        log::LogLevel::Warn,
+        "rate limited",
+        ("limit", "rate.logins_per_ip_per_min"),
+        &[
+            ("peer", &peer),
+            ("client", &client),
+            ("limit", &"rate.logins_per_ip_per_min"),
+            ("retry_after_s", &retry_after_s),
+        ],
+    );
+}
+
+/// Checks the request's `Host` (SPEC.md §2): `400` when it is missing,
+/// repeated or not RFC 3986 `host [":" port]`, `421` when it is not one of
+/// `allowed_hosts`. Returns the refusal's status and reason.
+fn host_refusal(req: &Request<'_, '_>, hosts: &AllowedHosts) -> Option<(u16, &'static str)> {
+    match req.host() {
+        Ok(host) if hosts.allows(host) => None,
+        Ok(_) => Some((421, "host not allowed")),
+        Err(e) => Some((e.status(), e.reason())),
+    }
+}
+
+/// Whether `Authorization: Basic` may be used: over TLS, or from a loopback
+/// peer that is not a proxy forwarding someone else's request.
+fn basic_allowed(peer: &Peer, proxies: &TrustedProxies, req: &Request<'_, '_>) -> bool {
+    let ip = canonical(peer.addr.ip());
+    let proxied = proxies.contains(ip)
+        || req.header_values("x-forwarded-for").next().is_some()
+        || req.header_values("forwarded").next().is_some();
+    peer.secure || (ip.is_loopback() && !proxied)
+}
+
+/// Where the redirect listener sends a request: https at the configured
+/// name (`tls.redirect_host`, else the certificate's name), on `port`
+/// unless the name carries one, with the request's target. The request's
+/// own `Host` is never used, so the redirect cannot be pointed elsewhere.
+fn redirect_location(req: &Request<'_, '_>, to: &RedirectHost, port: u16) -> String {
+    let port = to.port.unwrap_or(port);
+    if port == 443 {
+        format!("https://{}{}", to.name, req.target)
+    } else {
+        format!("https://{}:{port}{}", to.name, req.target)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+//! Building a server from its settings: the policies, the static files,
+//! TLS, the users and the token secret, logging, then the listeners.
+//!
+//! [`Server::new`] takes the settings and any [`Handler`]; [`Builder`] is
+//! for the choices that are not settings (signal handling belongs to the
+//! process that owns the signals, not to a library that happens to run a
+//! server inside it).
+
+use std::fmt;
+
+use crate::config::{AuthMode, Config};
+use crate::handler::Handler;
+use crate::http::StaticFiles;
+use crate::log;
+use crate::router::Shared;
+use crate::security::{Auth, Demo};
+
+pub use crate::net::Server;
+
+/// Why a server could not be built or run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting or a file it names is unusable; the message names it.
+    Config(String),
+    /// The listeners or the event loop failed.
+    Io(std::io::Error),
+}
+
+impl Error {
+    /// The exit code the daemon uses: 2 for a configuration error, 1
+    /// otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 2,
+            Error::Io(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => f.write_str(e),
+            Error::Io(e) => write!(f, "cannot listen: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Choices about a server that are not settings.
+#[derive(Debug)]
+pub struct Builder {
+    config: Config,
+    signals: bool,
+    raise_fd_limit: bool,
+}
+
+impl<H: Handler> Server<H> {
+    /// A server for `config` that runs `handler` for its connections, with
+    /// the listeners bound: `Server::builder(config).build(handler)`.
+    pub fn new(config: Config, handler: H) -> Result<Server<H>, Error> {
+        Server::<H>::builder(config).build(handler)
+    }
+
+    /// A builder for `config`.
+    pub fn builder(config: Config) -> Builder {
+        Builder {
+            config,
+            signals: false,
+            raise_fd_limit: false,
+        }
+    }
+}
+
+impl Builder {
+    /// Handles SIGHUP (reload the users file and the certificate) and
+    /// SIGINT / SIGTERM (graceful shutdown; a second one exits at once), as
+    /// the daemon does. Off by default: a program that embeds a server owns
+    /// its signals, and can call `reload` and `begin_shutdown` itself.
+    pub fn handle_signals(mut self, on: bool) -> Builder {
+        self.signals = on;
+        self
+    }
+
+    /// Raises the process's soft open-file limit to its hard limit at
+    /// start, and warns when that is below `max_connections` plus a margin
+    /// (every connection is a descriptor). Off by default: the limit
+    /// belongs to the process.
+    pub fn raise_fd_limit(mut self, on: bool) -> Builder {
+        self.raise_fd_limit = on;
+        self
+    }
+
+    /// Checks the settings, loads the files they name (static files, TLS
+    /// certificate and key, users, token secret), starts logging and binds
+    /// the listeners.
+    pub fn build<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
+        let config = self.config;
+        config.validate().map_err(|e| Error::Config(e.0))?;
+        let files = match &config.static_dir {
+            Some(dir) => StaticFiles::load_dir(dir).map_err(Error::Config)?,
+            None => StaticFiles::embedded(),
+        };
+        let acceptor = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => {
+                Some(crate::tls::load(cert, key, config.tls.min_version).map_err(Error::Config)?)
+            }
+            _ => None,
+        };
+        let tls_name = acceptor.as_ref().and_then(|a| a.dns_name.clone());
+        let shared = Shared::new(config, files, tls_name.as_deref()).map_err(Error::Config)?;
+        let (auth, demo) = Auth::from_config(&shared.config).map_err(Error::Config)?;
+        log::init(shared.config.log.level, shared.config.log.format);
+        warn_about(&shared, &auth);
+        if self.raise_fd_limit {
+            raise_fd_limit(shared.config.limits.max_connections);
+        }
+        let tls_note = match &acceptor {
+            Some(a) => format!("on serial={}", a.serial),
+            None => "off".to_owned(),
+        };
+        let mut server = Server::bind(shared, acceptor, auth, handler).map_err(Error::Io)?;
+        if self.signals {
+            server.handle_signals().map_err(Error::Io)?;
+        }
+        if let Demo::Password(password) = demo {
+            server.set_demo_password(password);
+        }
+        let addr = server.local_addr().map_err(Error::Io)?;
+        log::info(&format!("listening on {addr}"), &[("tls", &tls_note)]);
+        if let Some(r) = server.redirect_addr() {
+            log::info(
+                &format!("redirecting to https from {r}"),
+                &[("status", &308)],
+            );
+        }
+        Ok(server)
+    }
+}
+
+/// The start-up lines about insecure or open settings.
+fn warn_about(shared: &Shared, auth: &Auth) {
+    if shared.config.auth.mode == AuthMode::None {
+        log::warn(
+            "auth.mode is none: anyone who can reach the server may connect",
+            &[],
+        );
+    }
+    if shared.origins.allows_any() {
+        log::warn(
+            "allowed_origins contains \"*\": pages on any site may open WebSockets here",
+            &[],
+        );
+    }
+    let hosts = &shared.hosts;
+    if hosts.allows_any_explicitly() {
+        log::warn(
+            "allowed_hosts contains \"*\": requests for any host name are answered (DNS rebinding is not stopped)",
+            &[],
+        );
+    } else if hosts.open_by_default() {
+        log::info(
+            "allowed_hosts is not set: requests for any host name are answered; set it to the names clients use",
+            &[("listen", &shared.config.listen)],
+        );
+    } else {
+        log::info("allowed hosts", &[("hosts", &hosts.names().join(","))]);
+    }
+    crate::security::warn_mixed_iterations(auth);
+}
+
+/// Descriptors the server needs beside its connections: listeners, the
+/// poller, signal and waker pipes, the log, the hashing workers, and the
+/// connections over `max_connections` that are read only to answer `503`.
+const FD_MARGIN: u64 = 128;
+
+/// Raises the soft open-file limit to the hard one (every connection is a
+/// descriptor, and the usual soft limit of 1,024 is far below the default
+/// `max_connections`), and warns when even the hard limit cannot hold
+/// `max_connections` plus a margin.
+pub(crate) fn raise_fd_limit(max_connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let before = getrlimit(Resource::Nofile);
+    let mut now = before;
+    if before.current != before.maximum {
+        let raised = rustix::process::Rlimit {
+            current: before.maximum,
+            maximum: before.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                now = raised;
+                log::info(
+                    "open-file limit raised",
+                    &[
+                        ("from", &limit_text(before.current)),
+                        ("to", &limit_text(now.current)),
+                    ],
+                );
+            }
+            Err(e) => log::warn(
+                "cannot raise the open-file limit",
+                &[("error", &e), ("nofile", &limit_text(before.current))],
+            ),
+        }
+    }
+    let need = max_connections as u64 + FD_MARGIN;
+    if now.current.is_some_and(|n| n < need) {
+        log::warn(
+            "open-file limit is below limits.max_connections plus a margin: new connections will wait once it is reached; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower limits.max_connections",
+            &[
+                ("nofile", &limit_text(now.current)),
+                ("max_connections", &max_connections),
+                ("needed", &need),
+            ],
+        );
+    }
+}
+
+fn limit_text(l: Option<u64>) -> String {
+    l.map_or_else(|| "unlimited".into(), |n| n.to_string())
+}
