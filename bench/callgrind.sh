@@ -11,18 +11,21 @@ cd "$(dirname "$0")/.."
 
 usage() {
     cat <<'EOF'
-usage: bench/callgrind.sh [--no-build] [--out DIR]
+usage: bench/callgrind.sh [--no-build] [--bin PATH] [--out DIR]
 
     --no-build   use the binaries already built
+    --bin PATH   the palisade binary to measure [default: target/release/palisade]
+                 (another build, e.g. of the commit before a change)
     --out DIR    where the callgrind files go [default: target/bench/callgrind-<UTC timestamp>]
     -h, --help   print this help and exit
 EOF
 }
 
-build=1 out=""
+build=1 out="" srv_bin=target/release/palisade
 while [[ $# -gt 0 ]]; do
     case $1 in
         --no-build) build=0; shift ;;
+        --bin) [[ -x ${2-} ]] || { usage >&2; exit 2; }; srv_bin=$2; shift 2 ;;
         --out) [[ -n ${2-} ]] || { usage >&2; exit 2; }; out=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
@@ -57,7 +60,7 @@ measure() { # SERVER COUNT
     local server=$1 count=$2 port cmd file i
     port=$(free_port)
     case $server in
-        palisade) cmd=(target/release/palisade --listen "127.0.0.1:$port" --app echo --log-level warn
+        palisade) cmd=("$srv_bin" --listen "127.0.0.1:$port" --app echo --log-level warn
                        --config bench/palisade-bench.json) ;;
         fastwebsockets) cmd=(target/peers/release/fastwebsockets-echo "$port") ;;
     esac

@@ -209,6 +209,18 @@ impl MessageRate {
     /// twice that (SPEC.md §8); more than one burst of refused messages is
     /// a strike-out.
     pub fn check(&mut self, per_second: u32, now: Stamp) -> Verdict {
+        // Messages of one read share a stamp: nothing refills between them.
+        if now != self.last {
+            self.refill(per_second, now);
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Allowed;
+        }
+        self.refuse(per_second)
+    }
+
+    fn refill(&mut self, per_second: u32, now: Stamp) {
         let rate = per_second.max(1) as f32;
         let burst = 2.0 * rate;
         let elapsed = now.millis_since(self.last) as f32 / 1000.0;
@@ -217,10 +229,11 @@ impl MessageRate {
         if self.tokens >= burst {
             self.strikes = 0;
         }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Verdict::Allowed;
-        }
+    }
+
+    #[cold]
+    fn refuse(&mut self, per_second: u32) -> Verdict {
+        let burst = 2.0 * per_second.max(1) as f32;
         self.strikes += 1;
         if self.strikes as f32 > burst {
             Verdict::StrikeOut
