@@ -3,7 +3,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::config::{AppKind, AuthMode, Config, ConfigError, LogFormat, LogLevel};
+use palisade::auth::{DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, Username};
+use palisade::config::{AppKind, AuthMode, Config, ConfigError, LogFormat, LogLevel};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -113,8 +114,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
     for (name, value) in flags {
         apply_flag(&mut config, &name, &value)?;
     }
-    config.validate()?;
-    crate::router::check_policies(&config).map_err(ConfigError)?;
+    palisade::check_config(&config).map_err(|e| ConfigError(e.to_string()))?;
     Ok(if print {
         Command::PrintConfig(Box::new(config))
     } else {
@@ -132,7 +132,7 @@ fn parse_users(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
     }
     let mut name = None;
     let mut file = None;
-    let mut iterations = crate::security::password::DEFAULT_ITERATIONS;
+    let mut iterations = DEFAULT_ITERATIONS;
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Value(v) if name.is_none() => name = Some(v.string().map_err(err)?),
@@ -147,7 +147,7 @@ fn parse_users(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
     let (Some(name), Some(file)) = (name, file) else {
         return Err(usage());
     };
-    crate::security::users::Username::new(&name).map_err(ConfigError)?;
+    Username::new(&name).map_err(ConfigError)?;
     check_iterations(iterations)?;
     Ok(Command::UsersAdd {
         name,
@@ -157,7 +157,6 @@ fn parse_users(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
 }
 
 fn check_iterations(iterations: u32) -> Result<(), ConfigError> {
-    use crate::security::password::{MAX_ITERATIONS, MIN_ITERATIONS};
     if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
         return Err(ConfigError(format!(
             "--iterations: {iterations} is out of range ({MIN_ITERATIONS} to {MAX_ITERATIONS})"
@@ -168,7 +167,7 @@ fn check_iterations(iterations: u32) -> Result<(), ConfigError> {
 
 fn parse_hash_password(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
     use lexopt::prelude::*;
-    let mut iterations = crate::security::password::DEFAULT_ITERATIONS;
+    let mut iterations = DEFAULT_ITERATIONS;
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Long("iterations") => {

@@ -1,36 +1,81 @@
-//! palisade: a secure WebSocket server on a single-threaded event loop, and
-//! a sans-IO RFC 6455 core that works without it.
+//! palisade: a secure WebSocket server on a single-threaded mio event loop,
+//! around a sans-IO RFC 6455 core ([`proto`], the `palisade-proto` crate)
+//! that works without it.
 //!
-//! ```text
-//!   socket ──► net (mio loop, deadlines, backpressure)
-//!                 │ bytes                         ▲ bytes
-//!                 ▼                               │
-//!              proto (pure: handshake, frames, UTF-8, close)
-//!                 │ UpgradeRequest      │ Event (Text/Binary/...)
-//!                 ▼                     ▼
-//!              security::Gate       app (hero / echo) ──► Sender
-//!   non-upgrade requests ──► http (static files, /healthz)
+//! Run your own application by implementing [`Handler`] and handing it to a
+//! [`Server`]:
+//!
+//! ```no_run
+//! use palisade::{Config, Context, Handler, Message, Server};
+//!
+//! struct Shout;
+//!
+//! impl Handler for Shout {
+//!     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
+//!         if let Message::Text(text) = message {
+//!             let _ = cx.send_text(text.as_str().to_uppercase().as_str());
+//!         }
+//!     }
+//! }
+//!
+//! let mut config = Config::default();
+//! config.auth.mode = palisade::config::AuthMode::None;
+//! let mut server = Server::new(config, Shout)?;
+//! server.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Dependencies point one way: `app` → `security` → `net` → `proto`;
-//! [`proto`] depends on nothing else in the crate.
+//! What the server does before a message reaches the handler (TLS, the
+//! request head, `Host`, Origin, credentials, rate limits and quotas, the
+//! frame rules) is configured by [`Config`]; the protocol itself is
+//! [`proto`]. [`Handle`] reaches connections from outside a callback.
+//!
+//! ```text
+//!   socket ──► net (mio loop, accept, deadlines, TLS pumping, backpressure)
+//!                 │ request head                   │ bytes of a WebSocket
+//!                 ▼                                ▼
+//!              router ──► http (files, /login)   proto (frames, UTF-8, close)
+//!                 │  └──► security (hosts, origin, Gate: credentials)
+//!                 ▼                                │ Message
+//!              101 ─────────────────────────────► Handler ──► Context / Handle
+//! ```
+//!
+//! Modules depend one way (each only on those below it; `tests/layering.rs`
+//! checks it): `proto` (its own crate) < `config` < `log` < `tls`,
+//! `security` < `http` < `router` < `handler` < `net` < `app` < `server`.
+//! `docs/ARCHITECTURE.md` describes each and the path of one message.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod app;
-pub mod cli;
+mod app;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod handler;
-pub mod http;
-pub mod log;
-pub mod net;
-pub mod router;
-pub mod server;
-pub use palisade_proto as proto;
-pub mod security;
-pub mod tls;
+mod handler;
+mod http;
+mod log;
+mod net;
+mod router;
+mod security;
+mod server;
+mod tls;
 
+pub use palisade_proto as proto;
+
+pub use app::{Echo, Hero, Heroes};
 pub use config::Config;
-pub use server::{Builder, Error, Server};
+pub use handler::{
+    COMMAND_QUEUE, Closed, ConnId, Context, Handle, HandleError, Handler, Message, Outgoing,
+    SendError, Target, Text,
+};
+pub use server::{Builder, Error, Server, check_config};
+
+/// Users files and tokens: what `palisade users` and a login flow of your
+/// own need (SPEC.md §5).
+pub mod auth {
+    pub use crate::security::jwt::Signer;
+    pub use crate::security::password::{
+        DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, PasswordHash,
+    };
+    pub use crate::security::users::{Username, Users};
+}

@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use palisade::app::{Echo, Hero, Heroes};
-use palisade::cli::{self, Command};
+mod cli;
+
+use cli::Command;
 use palisade::config::{AppKind, Config};
-use palisade::handler::Handler;
-use palisade::{Builder, Server, log};
+use palisade::{Builder, Echo, Handler, Hero, Heroes, Server};
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
@@ -73,11 +73,9 @@ fn serve<H: Handler>(builder: Builder, handler: H) -> Result<(), (u8, String)> {
         // Shown once, on stderr directly: never through the log.
         eprintln!("demo login: demo / {password}");
     }
-    let result = server
+    server
         .run()
-        .map_err(|e| (1, format!("event loop failed: {e}")));
-    log::flush(std::time::Duration::from_secs(1));
-    result
+        .map_err(|e| (1, format!("event loop failed: {e}")))
 }
 
 /// One password from stdin (never the command line, where other users could
@@ -101,8 +99,7 @@ fn read_password() -> Result<Vec<u8>, String> {
 
 /// `palisade users add NAME --users-file F`: adds or replaces NAME, atomically.
 fn users_add(name: &str, file: &std::path::Path, iterations: u32) -> ExitCode {
-    use palisade::security::password::PasswordHash;
-    use palisade::security::users::{Username, Users};
+    use palisade::auth::{PasswordHash, Username, Users};
     let result = (|| -> Result<bool, String> {
         let password = read_password()?;
         let mut users = if file.exists() {
@@ -137,7 +134,7 @@ fn hash_password(iterations: u32) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match palisade::security::password::PasswordHash::generate(&password, iterations) {
+    match palisade::auth::PasswordHash::generate(&password, iterations) {
         Ok(h) => {
             println!("{}", h.to_phc());
             ExitCode::SUCCESS

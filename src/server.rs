@@ -49,6 +49,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Checks `config` as [`Builder::build`] would before it loads any file:
+/// the ranges of the settings and the syntax of the policies (origins,
+/// hosts, proxies, the redirect host). `palisade --print-config` uses it.
+pub fn check_config(config: &Config) -> Result<(), Error> {
+    config.validate().map_err(|e| Error::Config(e.0))?;
+    crate::router::check_policies(config).map_err(Error::Config)
+}
+
 /// Choices about a server that are not settings.
 #[derive(Debug)]
 pub struct Builder {

@@ -29,8 +29,6 @@ pub struct Acceptor {
     config: Arc<ServerConfig>,
     /// Serial number of the certificate, for the log.
     pub serial: String,
-    /// Expiry of the certificate (Unix seconds).
-    pub not_after: u64,
     /// The first DNS name of the certificate, if it has one (where the
     /// redirect listener sends clients unless `tls.redirect_host` is set).
     pub dns_name: Option<String>,
@@ -91,7 +89,6 @@ pub fn load(cert: &Path, key: &Path, min: MinVersion) -> Result<Acceptor, String
     Ok(Acceptor {
         config: Arc::new(config),
         serial,
-        not_after,
         dns_name,
     })
 }
@@ -333,15 +330,6 @@ impl Session {
     pub fn send_close_notify(&mut self) {
         self.conn.send_close_notify();
     }
-
-    /// The negotiated protocol version, for the log.
-    pub fn version(&self) -> &'static str {
-        match self.conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "-",
-        }
-    }
 }
 
 #[cfg(test)]
@@ -366,7 +354,6 @@ mod tests {
         )
         .unwrap();
         assert!(!a.serial.is_empty());
-        assert!(a.not_after > 1_700_000_000);
         assert_eq!(a.dns_name.as_deref(), Some("localhost"));
         let ca = load(&dir.join("ca.pem"), &dir.join("ca.key"), MinVersion::Tls12).unwrap();
         assert_eq!(ca.dns_name, None);

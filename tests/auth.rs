@@ -20,9 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::*;
-use palisade::security::jwt::Signer;
-use palisade::security::password::PasswordHash;
-use palisade::security::users::{Username, Users};
+use palisade::auth::PasswordHash;
+use palisade::auth::Signer;
+use palisade::auth::{Username, Users};
 
 /// Tests that keep CPUs busy hashing take this, so that they do not run
 /// beside each other (the test harness runs tests in parallel, and on a

@@ -117,7 +117,7 @@ fn hash_password_reads_stdin_and_prints_a_phc_hash() {
     assert_eq!(code, Some(0));
     let phc = phc.trim_end();
     assert!(phc.starts_with("$pbkdf2-sha256$i=10000$"), "{phc}");
-    let hash = palisade::security::password::PasswordHash::parse(phc).unwrap();
+    let hash = palisade::auth::PasswordHash::parse(phc).unwrap();
     assert!(
         hash.verify(b"s3cret pass"),
         "the trailing newline is not part of the password"
@@ -159,7 +159,7 @@ fn users_add_appends_and_replaces_atomically() {
             format!("replaced user alice in {}\n", file.display())
         )
     );
-    let users = palisade::security::users::Users::load(&file).unwrap();
+    let users = palisade::auth::Users::load(&file).unwrap();
     assert_eq!(users.len(), 2);
     assert!(users.get("alice").unwrap().verify(b"pw-a2"));
     assert!(users.get("bob").unwrap().verify(b"pw-b"));

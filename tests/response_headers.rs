@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use palisade::security::password::PasswordHash;
-use palisade::security::users::{Username, Users};
+use palisade::auth::PasswordHash;
+use palisade::auth::{Username, Users};
 
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 const NONE_CSP: &str = "default-src 'none'; frame-ancestors 'none'";

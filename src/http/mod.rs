@@ -14,7 +14,6 @@ use std::path::Path;
 
 use crate::proto::handshake::{Request, Single};
 use response::{Cache, Head};
-pub use response::{HSTS, PAGE_CSP};
 
 /// Most files a `--static-dir` may hold.
 pub const MAX_STATIC_FILES: usize = 1024;
@@ -116,16 +115,6 @@ impl StaticFiles {
             }
         }
         Ok(StaticFiles { files })
-    }
-
-    /// Number of files.
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    /// Whether there are no files.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
     }
 }
 
@@ -272,6 +261,7 @@ fn error(
 mod tests {
     use super::*;
     use crate::proto::handshake::parse_request;
+    use response::PAGE_CSP;
 
     fn get(head: &str, files: &StaticFiles) -> (Outcome, String) {
         let mut storage = [httparse::EMPTY_HEADER; 16];

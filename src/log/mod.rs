@@ -136,10 +136,6 @@ pub fn limited(
     }
 }
 
-/// Logs at error level.
-pub fn error(msg: &str, fields: &[(&str, &dyn Display)]) {
-    emit(LogLevel::Error, msg, fields)
-}
 /// Logs at warn level.
 pub fn warn(msg: &str, fields: &[(&str, &dyn Display)]) {
     emit(LogLevel::Warn, msg, fields)

@@ -215,8 +215,15 @@ impl<H: Handler> Server<H> {
     }
 
     /// Runs the loop until an unrecoverable poll error, or until a
-    /// graceful shutdown is done.
+    /// graceful shutdown is done; every line logged by then is written
+    /// before it returns.
     pub fn run(&mut self) -> stdio::Result<()> {
+        let result = self.run_loop();
+        log::flush(Duration::from_secs(1));
+        result
+    }
+
+    fn run_loop(&mut self) -> stdio::Result<()> {
         let mut events = Events::with_capacity(1024);
         // busy_poll_us: after a turn with events, poll without sleeping for
         // a while; the wake-up from epoll_wait is most of a lone client's

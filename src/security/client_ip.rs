@@ -89,11 +89,6 @@ impl TrustedProxies {
         self.0.iter().any(|c| c.contains(ip))
     }
 
-    /// Whether there are none (the common case: the peer is the client).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The client address of a request from `peer` with these
     /// `X-Forwarded-For` header values (in order).
     pub fn client_ip<'v>(

@@ -103,7 +103,7 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    /// A signer for `secret`, which must be at least [`MIN_SECRET_BYTES`] long.
+    /// A signer for `secret`, which must be at least 32 bytes long.
     pub fn new(secret: &[u8]) -> Result<Signer, String> {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(format!(
@@ -127,7 +127,7 @@ impl Signer {
         Signer::new(&secret)
     }
 
-    /// Tolerates `leeway_s` seconds of clock skew instead of [`LEEWAY_S`].
+    /// Tolerates `leeway_s` seconds of clock skew instead of the default 30.
     pub fn with_leeway(mut self, leeway_s: u64) -> Signer {
         self.leeway_s = leeway_s;
         self

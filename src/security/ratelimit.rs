@@ -104,13 +104,9 @@ impl PerIp {
     }
 
     /// Addresses tracked now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.buckets.len()
-    }
-
-    /// Whether no address is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
     }
 }
 
@@ -313,15 +309,5 @@ impl ConnectionCounts {
                 e.remove();
             }
         }
-    }
-
-    /// Addresses with open connections.
-    pub fn len(&self) -> usize {
-        self.counts.len()
-    }
-
-    /// Whether no connection is counted.
-    pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
     }
 }
