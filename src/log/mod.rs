@@ -201,6 +201,7 @@ pub struct Timestamp(u64);
 
 impl Timestamp {
     /// A timestamp from Unix seconds.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub fn from_unix_secs(secs: u64) -> Timestamp {
         Timestamp(secs.saturating_mul(1000))
     }

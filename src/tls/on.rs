@@ -21,7 +21,7 @@ use rustls::{ServerConfig, ServerConnection};
 /// pushes back (its `set_buffer_limit`).
 pub const BUFFER_LIMIT: usize = 64 * 1024;
 
-pub use crate::config::MinVersion;
+use super::MinVersion;
 
 /// A loaded server configuration, shared by every new session.
 #[derive(Clone, Debug)]
