@@ -19,7 +19,7 @@
 //! }
 //!
 //! let mut config = Config::default();
-//! config.auth.mode = palisade::config::AuthMode::None;
+//! config.auth.mode = palisade::config::AuthMode::None; // no login: loopback only
 //! let mut server = Server::new(config, Shout)?;
 //! server.run()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())

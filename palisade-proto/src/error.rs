@@ -97,6 +97,8 @@ impl ProtocolError {
     }
 }
 
+impl core::error::Error for ProtocolError {}
+
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (close {})", self.reason(), self.close_code())
@@ -178,6 +180,8 @@ impl HandshakeError {
     }
 }
 
+impl core::error::Error for HandshakeError {}
+
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.reason(), self.status())
@@ -196,6 +200,8 @@ pub enum SendError {
     /// Text to send was not UTF-8; nothing was sent.
     NotUtf8,
 }
+
+impl core::error::Error for SendError {}
 
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -16,6 +16,8 @@ use sha1::{Digest, Sha1};
 
 use super::error::HandshakeError;
 pub use super::host::Host;
+/// An empty header slot, to size the storage [`parse_request`] fills.
+pub use httparse::{EMPTY_HEADER, Header};
 
 /// The GUID of RFC 6455 §1.3, appended to the key before hashing.
 pub const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -354,6 +356,13 @@ pub struct Accept<I> {
     pub identity: I,
 }
 
+impl<I> Accept<I> {
+    /// Acceptance with `protocol` (if the client offered it) for `identity`.
+    pub const fn new(protocol: Option<&'static str>, identity: I) -> Accept<I> {
+        Accept { protocol, identity }
+    }
+}
+
 /// Refusal: status, reason (logged and sent as the body), one extra header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reject {
@@ -405,6 +414,72 @@ pub fn respond<P: Policy>(
             })
         }
         Decision::Reject(reject) => Err(reject),
+    }
+}
+
+/// Why a request head was not answered `101`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The head broke HTTP or RFC 6455 (SPEC.md §2's rows).
+    Invalid(HandshakeError),
+    /// The policy said no.
+    Rejected(Reject),
+}
+
+impl Refusal {
+    /// The HTTP status of the refusal.
+    pub const fn status(&self) -> u16 {
+        match self {
+            Refusal::Invalid(e) => e.status(),
+            Refusal::Rejected(r) => r.status,
+        }
+    }
+
+    /// Its short reason.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Invalid(e) => e.reason(),
+            Refusal::Rejected(r) => r.reason,
+        }
+    }
+}
+
+/// Answers a complete request head in one call: parses it (with up to
+/// `max_headers` header fields), applies RFC 6455 §4.2.1, asks `policy`,
+/// and writes the `101` to `out`, or a plain error response (with the
+/// header a refusal calls for) when it is refused. For servers that need
+/// no finer control; [`parse_request`], [`UpgradeRequest::from_request`]
+/// and [`respond`] are the steps.
+pub fn answer<P: Policy>(
+    head: &[u8],
+    max_headers: usize,
+    policy: &mut P,
+    out: &mut Vec<u8>,
+) -> Result<Accepted<P::Identity>, Refusal> {
+    let mut storage = alloc::vec![EMPTY_HEADER; max_headers];
+    let result = parse_request(head, &mut storage)
+        .and_then(|req| UpgradeRequest::from_request(&req).map(|up| respond(&up, policy, out)));
+    let refusal = match result {
+        Ok(Ok(accepted)) => return Ok(accepted),
+        Ok(Err(reject)) => Refusal::Rejected(reject),
+        Err(e) => Refusal::Invalid(e),
+    };
+    let extra = match refusal {
+        Refusal::Invalid(e) => e.extra_header(),
+        Refusal::Rejected(r) => r.header,
+    };
+    write_error_response(refusal.status(), refusal.reason(), extra.as_slice(), out);
+    Err(refusal)
+}
+
+/// A closure is a policy too: `|request| Decision::Accept(...)`.
+impl<I, F> Policy for F
+where
+    F: FnMut(&UpgradeRequest<'_, '_, '_>) -> Decision<I>,
+{
+    type Identity = I;
+    fn decide(&mut self, request: &UpgradeRequest<'_, '_, '_>) -> Decision<I> {
+        self(request)
     }
 }
 
@@ -485,6 +560,13 @@ pub fn write_error_response(status: u16, reason: &str, extra: &[(&str, &str)], o
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(reason.as_bytes());
     out.push(b'\n');
+}
+
+/// A plain error response as a new buffer (see [`write_error_response`]).
+pub fn error_response(status: u16, reason: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_error_response(status, reason, &[], &mut out);
+    out
 }
 
 /// Appends `n` in decimal.
