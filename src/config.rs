@@ -383,6 +383,31 @@ impl std::error::Error for ConfigError {}
 /// Largest message or frame cap accepted: 1 GiB.
 pub const MAX_MESSAGE_CAP: u64 = 1 << 30;
 
+/// The allowed range of every numeric setting: (name, min, max).
+const RANGES: &[(&str, u64, u64)] = &[
+    ("limits.max_request_head_bytes", 256, 1 << 20),
+    ("limits.max_headers", 8, 1024),
+    ("limits.handshake_timeout_ms", 1, 600_000),
+    ("limits.max_frame_bytes", 125, MAX_MESSAGE_CAP),
+    ("limits.max_message_bytes", 125, MAX_MESSAGE_CAP),
+    ("limits.max_fragments", 1, 1 << 24),
+    ("limits.max_outbound_bytes", 1024, 1 << 32),
+    ("limits.idle_timeout_ms", 10, 86_400_000),
+    ("limits.close_timeout_ms", 1, 600_000),
+    ("limits.listen_backlog", 1, 65_535),
+    ("limits.max_connections", 1, 1 << 24),
+    ("limits.max_connections_per_ip", 1, 1 << 24),
+    ("shutdown_grace_ms", 0, 600_000),
+    ("busy_poll_us", 0, 10_000),
+    ("auth.token_ttl_s", 1, 31_536_000),
+    ("auth.leeway_s", 0, 3_600),
+    ("auth.hash_workers", 1, 64),
+    ("auth.hash_queue", 1, 4096),
+    ("rate.handshakes_per_ip_per_s", 1, 1_000_000),
+    ("rate.messages_per_conn_per_s", 1, 10_000_000),
+    ("rate.logins_per_ip_per_min", 1, 1_000_000),
+];
+
 impl Config {
     /// Reads a JSON config file on top of the defaults.
     pub fn from_json(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -406,99 +431,27 @@ impl Config {
     /// Checks ranges and relations between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
-        let l = &self.limits;
-        range(
-            "limits.max_request_head_bytes",
-            l.max_request_head_bytes as u64,
-            256,
-            1 << 20,
-        )?;
-        range("limits.max_headers", l.max_headers as u64, 8, 1024)?;
-        range(
-            "limits.handshake_timeout_ms",
-            l.handshake_timeout_ms,
-            1,
-            600_000,
-        )?;
-        range(
-            "limits.max_frame_bytes",
-            l.max_frame_bytes,
-            125,
-            MAX_MESSAGE_CAP,
-        )?;
-        range(
-            "limits.max_message_bytes",
-            l.max_message_bytes,
-            125,
-            MAX_MESSAGE_CAP,
-        )?;
-        range(
-            "limits.max_fragments",
-            u64::from(l.max_fragments),
-            1,
-            1 << 24,
-        )?;
-        range(
-            "limits.max_outbound_bytes",
-            l.max_outbound_bytes as u64,
-            1024,
-            1 << 32,
-        )?;
-        range("limits.idle_timeout_ms", l.idle_timeout_ms, 10, 86_400_000)?;
-        range("limits.close_timeout_ms", l.close_timeout_ms, 1, 600_000)?;
-        range(
-            "limits.listen_backlog",
-            u64::from(l.listen_backlog),
-            1,
-            65_535,
-        )?;
-        range(
-            "limits.max_connections",
-            l.max_connections as u64,
-            1,
-            1 << 24,
-        )?;
-        if let Some(p) = l.max_pending_handshakes {
-            range(
-                "limits.max_pending_handshakes",
-                p as u64,
-                1,
-                l.max_connections as u64,
-            )?;
+        let json = serde_json::to_value(self).expect("settings serialize");
+        for &(name, min, max) in RANGES {
+            let value = name.split('.').fold(&json, |v, key| &v[key]);
+            range(name, value.as_u64().expect("a numeric setting"), min, max)?;
         }
-        range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
-        range("busy_poll_us", self.busy_poll_us, 0, 10_000)?;
+        if let Some(p) = self.limits.max_pending_handshakes {
+            let max = self.limits.max_connections as u64;
+            range("limits.max_pending_handshakes", p as u64, 1, max)?;
+        }
+        self.validate_tls()?;
+        if !self.ws.path.starts_with('/') || self.ws.path.contains(['?', '#', ' ']) {
+            return Err(ConfigError(format!(
+                "ws.path: {:?} must be an absolute path without query or spaces",
+                self.ws.path
+            )));
+        }
+        Ok(())
+    }
 
-        let a = &self.auth;
-        range("auth.token_ttl_s", a.token_ttl_s, 1, 31_536_000)?;
-        range("auth.leeway_s", a.leeway_s, 0, 3_600)?;
-        range("auth.hash_workers", a.hash_workers as u64, 1, 64)?;
-        range("auth.hash_queue", a.hash_queue as u64, 1, 4096)?;
-
-        range(
-            "limits.max_connections_per_ip",
-            u64::from(self.limits.max_connections_per_ip),
-            1,
-            1 << 24,
-        )?;
-        range(
-            "rate.handshakes_per_ip_per_s",
-            u64::from(self.rate.handshakes_per_ip_per_s),
-            1,
-            1_000_000,
-        )?;
-        range(
-            "rate.messages_per_conn_per_s",
-            u64::from(self.rate.messages_per_conn_per_s),
-            1,
-            10_000_000,
-        )?;
-        range(
-            "rate.logins_per_ip_per_min",
-            u64::from(self.rate.logins_per_ip_per_min),
-            1,
-            1_000_000,
-        )?;
+    /// The certificate and key come together; a redirect listener needs them.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError(
                 "tls.cert and tls.key must be set together".into(),
@@ -515,12 +468,6 @@ impl Config {
                     "tls.redirect_listen: {r:?} is not an address like 127.0.0.1:8080"
                 )));
             }
-        }
-        if !self.ws.path.starts_with('/') || self.ws.path.contains(['?', '#', ' ']) {
-            return Err(ConfigError(format!(
-                "ws.path: {:?} must be an absolute path without query or spaces",
-                self.ws.path
-            )));
         }
         Ok(())
     }

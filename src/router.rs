@@ -19,11 +19,11 @@ use crate::http::{self, StaticFiles, login, response};
 use crate::log;
 use crate::proto::Limits;
 use crate::proto::error::HandshakeError;
-use crate::proto::handshake::{self, Request, UpgradeRequest};
+use crate::proto::handshake::{self, Accepted, Request, UpgradeRequest};
 use crate::security::client_ip::{TrustedProxies, canonical};
 use crate::security::credentials::Credential;
 use crate::security::hosts::AllowedHosts;
-use crate::security::origin::OriginPolicy;
+use crate::security::origin::{OriginChecked, OriginPolicy};
 use crate::security::ratelimit::{ConnectionCounts, DEFAULT_MAX_ENTRIES, PerIp};
 use crate::security::{Auth, BasicResult, Gate, Identity};
 
@@ -349,27 +349,10 @@ impl Router<'_> {
             Ok(u) => u,
             Err(e) => return self.refuse_handshake(out, peer, e),
         };
-        let https = peer.secure || self.forwarded_https(peer, req);
-        let origin =
-            match self
-                .shared
-                .origins
-                .check(req.header_values("origin"), upgrade.host(), https)
-            {
-                Ok(checked) => checked,
-                Err(refusal) => {
-                    let origin = req.header_values("origin").next().unwrap_or_default();
-                    log::debug(
-                        "refused request",
-                        &[
-                            ("peer", &peer.addr),
-                            ("target", &log::Target(req.target)),
-                            ("origin", &log::Header("origin", origin)),
-                        ],
-                    );
-                    return self.refuse(out, peer, 403, refusal.reason(), &[]);
-                }
-            };
+        let origin = match self.check_origin(&upgrade, peer) {
+            Ok(checked) => checked,
+            Err(reason) => return self.refuse(out, peer, 403, reason, &[]),
+        };
         let basic_ok = basic_allowed(peer, &self.shared.proxies, req);
         if basic.is_none() && self.auth.mode == AuthMode::Required {
             if let Credential::Basic { username, password } =
@@ -391,26 +374,7 @@ impl Router<'_> {
             gate = gate.with_basic(result);
         }
         match handshake::respond(&upgrade, &mut gate, out) {
-            Ok(accepted) => {
-                let (user, expires_at) = match accepted.identity {
-                    Identity::User { name, expires_at } => (Some(name), expires_at),
-                    Identity::Anonymous => (None, None),
-                };
-                log::info(
-                    "handshake accepted",
-                    &[
-                        ("peer", &peer.addr),
-                        ("target", &log::Target(req.target)),
-                        ("protocol", &accepted.protocol.unwrap_or("-")),
-                        ("user", &user.as_deref().unwrap_or("-")),
-                    ],
-                );
-                Outcome::Upgrade(Upgraded {
-                    user,
-                    expires_at,
-                    protocol: accepted.protocol,
-                })
-            }
+            Ok(accepted) => accepted_upgrade(accepted, req, peer),
             Err(reject) => {
                 let extra: &[(&str, &str)] = match &reject.header {
                     Some(h) => std::slice::from_ref(h),
@@ -419,6 +383,33 @@ impl Router<'_> {
                 self.refuse(out, peer, reject.status, reject.reason, extra)
             }
         }
+    }
+
+    /// The Origin policy (SPEC.md §4), checked once: the proof it passed,
+    /// or the reason of the `403` (the refused Origin goes to the debug log).
+    fn check_origin(
+        &self,
+        upgrade: &UpgradeRequest<'_, '_, '_>,
+        peer: &Peer,
+    ) -> Result<OriginChecked, &'static str> {
+        let req = upgrade.request();
+        let https = peer.secure || self.forwarded_https(peer, req);
+        let origins = req.header_values("origin");
+        self.shared
+            .origins
+            .check(origins, upgrade.host(), https)
+            .map_err(|refusal| {
+                let origin = req.header_values("origin").next().unwrap_or_default();
+                log::debug(
+                    "refused request",
+                    &[
+                        ("peer", &peer.addr),
+                        ("target", &log::Target(req.target)),
+                        ("origin", &log::Header("origin", origin)),
+                    ],
+                );
+                refusal.reason()
+            })
     }
 
     /// Whether a trusted proxy says the client reached it over https.
@@ -648,6 +639,28 @@ fn log_login_limited(peer: SocketAddr, client: IpAddr, retry_after_s: u64) {
             ("retry_after_s", &retry_after_s),
         ],
     );
+}
+
+/// The `101` is written: log it and say who connected.
+fn accepted_upgrade(accepted: Accepted<Identity>, req: &Request<'_, '_>, peer: &Peer) -> Outcome {
+    let (user, expires_at) = match accepted.identity {
+        Identity::User { name, expires_at } => (Some(name), expires_at),
+        Identity::Anonymous => (None, None),
+    };
+    log::info(
+        "handshake accepted",
+        &[
+            ("peer", &peer.addr),
+            ("target", &log::Target(req.target)),
+            ("protocol", &accepted.protocol.unwrap_or("-")),
+            ("user", &user.as_deref().unwrap_or("-")),
+        ],
+    );
+    Outcome::Upgrade(Upgraded {
+        user,
+        expires_at,
+        protocol: accepted.protocol,
+    })
 }
 
 /// Checks the request's `Host` (SPEC.md §2): `400` when it is missing,

@@ -409,34 +409,7 @@ impl Decoder {
                 return Err(ProtocolError::ControlFrameTooLong);
             }
         } else {
-            let starts = h.opcode != opcode::CONTINUATION;
-            // §5.4: continuation only inside a message; no new message inside one.
-            if !starts && self.message == NO_MESSAGE {
-                return Err(ProtocolError::UnexpectedContinuation);
-            }
-            if starts && self.message != NO_MESSAGE {
-                return Err(ProtocolError::ExpectedContinuation);
-            }
-            // Caps decided from the header, compared as u64 before any cast.
-            if h.len > limits.max_frame_bytes {
-                return Err(ProtocolError::FrameTooLarge);
-            }
-            let before = if starts { 0 } else { self.message_len };
-            let total = before.saturating_add(h.len);
-            if total > limits.max_message_bytes {
-                return Err(ProtocolError::MessageTooLarge);
-            }
-            let fragments = if starts { 1 } else { self.fragments + 1 };
-            if fragments > limits.max_fragments {
-                return Err(ProtocolError::TooManyFragments);
-            }
-            if starts {
-                self.message = h.opcode;
-                self.utf8.reset();
-                self.payload.clear();
-            }
-            self.fragments = fragments;
-            self.message_len = total;
+            self.begin_data(&h, limits)?;
         }
         self.in_frame = true;
         self.fin = h.fin;
@@ -444,6 +417,44 @@ impl Decoder {
         self.key = key;
         self.key_pos = 0;
         self.remaining = h.len;
+        Ok(())
+    }
+
+    /// The checks of a text, binary or continuation header against the
+    /// message in progress (§5.4) and the caps, decided from the header.
+    fn begin_data(
+        &mut self,
+        h: &super::frame::FrameHeader,
+        limits: &Limits,
+    ) -> Result<(), ProtocolError> {
+        let starts = h.opcode != opcode::CONTINUATION;
+        // §5.4: continuation only inside a message; no new message inside one.
+        if !starts && self.message == NO_MESSAGE {
+            return Err(ProtocolError::UnexpectedContinuation);
+        }
+        if starts && self.message != NO_MESSAGE {
+            return Err(ProtocolError::ExpectedContinuation);
+        }
+        // Caps decided from the header, compared as u64 before any cast.
+        if h.len > limits.max_frame_bytes {
+            return Err(ProtocolError::FrameTooLarge);
+        }
+        let before = if starts { 0 } else { self.message_len };
+        let total = before.saturating_add(h.len);
+        if total > limits.max_message_bytes {
+            return Err(ProtocolError::MessageTooLarge);
+        }
+        let fragments = if starts { 1 } else { self.fragments + 1 };
+        if fragments > limits.max_fragments {
+            return Err(ProtocolError::TooManyFragments);
+        }
+        if starts {
+            self.message = h.opcode;
+            self.utf8.reset();
+            self.payload.clear();
+        }
+        self.fragments = fragments;
+        self.message_len = total;
         Ok(())
     }
 
@@ -783,98 +794,43 @@ impl WebSocket {
         F: FnMut(Event<'_>, &mut Sender<'_>),
     {
         if self.state != State::Open {
-            // After our close frame the peer may still have a little in
-            // flight before its own close; a peer that keeps streaming is
-            // not worth reading for the rest of close_timeout.
-            if let Some(c) = self.closing.as_mut() {
-                c.after_close = c.after_close.saturating_add(input.len() as u64);
-                if c.after_close > after_close_allowance(limits) {
-                    self.state = State::Closed;
-                    return input.len();
-                }
-            }
+            self.count_after_close(input.len(), limits);
         }
         if matches!(self.state, State::Failed | State::Closed) {
             return input.len();
         }
-        let mut pos = 0;
         // Most reads hold whole frames only: those are decoded by the fast
-        // path below, or with a decoder on the stack; one is kept only when
-        // a frame or message is left over.
-        let mut fresh: Option<Decoder> = None;
-        let stamp = now;
+        // path below, or with a decoder on the stack (`fresh`); one is kept
+        // only when a frame or message is left over.
+        let (mut pos, mut fresh, stamp) = (0, None::<Decoder>, now);
         let high_water = limits.max_outbound_bytes / 2;
         while pos < input.len() && self.out.queued() <= high_water {
             let clean = self.state == State::Open
                 && self.dec.as_ref().is_none_or(|d| d.is_clean())
                 && fresh.as_ref().is_none_or(|d| d.is_clean());
-            if let Some(f) = clean
+            let more = match clean
                 .then(|| whole_data_frame(&input[pos..], limits))
                 .flatten()
             {
                 // A whole unfragmented text or binary frame with no message
                 // in progress: the same checks as the decoder's, without
                 // its state machine.
-                let start = pos + f.header_len;
-                pos = start + f.len;
-                let payload = &mut input[start..pos];
-                self.last_frame = stamp;
-                self.ping_sent = None;
-                let mut tx = sender!(self, limits);
-                if f.opcode == opcode::TEXT {
-                    match unmasked_text(payload, f.key) {
-                        Some(text) => on_event(Event::Text(text), &mut tx),
-                        None => {
-                            let e = ProtocolError::InvalidUtf8;
-                            tx.fail(e.close_code(), e.reason());
-                        }
-                    }
-                } else {
-                    apply_mask(payload, f.key, 0);
-                    on_event(Event::Binary(payload), &mut tx);
+                Some(f) => {
+                    let start = pos + f.header_len;
+                    pos = start + f.len;
+                    self.last_frame = stamp;
+                    self.ping_sent = None;
+                    let payload = &mut input[start..pos];
+                    deliver_whole(&f, payload, &mut sender!(self, limits), on_event);
+                    true
                 }
-                if matches!(self.state, State::Failed | State::Closed) {
-                    pos = input.len();
-                    break;
-                }
-                continue;
-            }
-            let dec: &mut Decoder = match self.dec.as_deref_mut() {
-                Some(d) => d,
-                None => fresh.get_or_insert_with(Decoder::new),
+                None => self.decode_next(&mut fresh, input, &mut pos, stamp, limits, on_event),
             };
-            let decoded = match dec.next(input, &mut pos, limits) {
-                Ok(Some(d)) => d,
-                Ok(None) => break,
-                Err(e) => {
-                    let mut tx = sender!(self, limits);
-                    tx.fail(e.close_code(), e.reason());
-                    pos = input.len();
-                    break;
-                }
-            };
-            self.last_frame = stamp;
-            self.ping_sent = None;
-            let mut tx = sender!(self, limits);
-            match decoded {
-                Decoded::Text(text) => {
-                    if *tx.state == State::Open {
-                        on_event(Event::Text(text), &mut tx);
-                    }
-                }
-                Decoded::Binary(bytes) => {
-                    if *tx.state == State::Open {
-                        on_event(Event::Binary(bytes), &mut tx);
-                    }
-                }
-                Decoded::Control(op, payload) => {
-                    if let Err(e) = handle_control(op, payload, &mut tx, on_event) {
-                        tx.fail(e.close_code(), e.reason());
-                    }
-                }
-            }
             if matches!(self.state, State::Failed | State::Closed) {
                 pos = input.len();
+                break;
+            }
+            if !more {
                 break;
             }
         }
@@ -885,6 +841,54 @@ impl WebSocket {
         }
         self.arm_close_deadline(now, limits);
         pos
+    }
+
+    /// The next frame or message through the decoder (the connection's, or
+    /// `fresh` on the stack); false when the input ends mid-frame or the
+    /// connection failed.
+    #[inline]
+    fn decode_next<F>(
+        &mut self,
+        fresh: &mut Option<Decoder>,
+        input: &mut [u8],
+        pos: &mut usize,
+        now: Stamp,
+        limits: &Limits,
+        on_event: &mut F,
+    ) -> bool
+    where
+        F: FnMut(Event<'_>, &mut Sender<'_>),
+    {
+        let dec: &mut Decoder = match self.dec.as_deref_mut() {
+            Some(d) => d,
+            None => fresh.get_or_insert_with(Decoder::new),
+        };
+        match dec.next(input, pos, limits) {
+            Ok(Some(decoded)) => {
+                self.last_frame = now;
+                self.ping_sent = None;
+                deliver(decoded, &mut sender!(self, limits), on_event);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                sender!(self, limits).fail(e.close_code(), e.reason());
+                *pos = input.len();
+                false
+            }
+        }
+    }
+
+    /// After our close frame the peer may still have a little in flight
+    /// before its own close; a peer that keeps streaming is not worth
+    /// reading for the rest of close_timeout.
+    fn count_after_close(&mut self, n: usize, limits: &Limits) {
+        if let Some(c) = self.closing.as_mut() {
+            c.after_close = c.after_close.saturating_add(n as u64);
+            if c.after_close > after_close_allowance(limits) {
+                self.state = State::Closed;
+            }
+        }
     }
 
     fn arm_close_deadline(&mut self, now: Stamp, limits: &Limits) {
@@ -1098,6 +1102,46 @@ impl WebSocket {
             d.payload.capacity() + d.control.capacity() + d.held.capacity()
         });
         dec + self.out.buf.capacity()
+    }
+}
+
+/// A whole unfragmented text or binary frame found by the fast path: the
+/// payload unmasked (text checked for UTF-8 on the way) and handed out.
+#[inline]
+fn deliver_whole<F>(f: &WholeFrame, payload: &mut [u8], tx: &mut Sender<'_>, on_event: &mut F)
+where
+    F: FnMut(Event<'_>, &mut Sender<'_>),
+{
+    if f.opcode == opcode::TEXT {
+        match unmasked_text(payload, f.key) {
+            Some(text) => on_event(Event::Text(text), tx),
+            None => {
+                let e = ProtocolError::InvalidUtf8;
+                tx.fail(e.close_code(), e.reason());
+            }
+        }
+    } else {
+        apply_mask(payload, f.key, 0);
+        on_event(Event::Binary(payload), tx);
+    }
+}
+
+/// What the decoder produced, handed out (messages only while open) or,
+/// for control frames, answered.
+#[inline]
+fn deliver<F>(decoded: Decoded<'_>, tx: &mut Sender<'_>, on_event: &mut F)
+where
+    F: FnMut(Event<'_>, &mut Sender<'_>),
+{
+    match decoded {
+        Decoded::Text(text) if *tx.state == State::Open => on_event(Event::Text(text), tx),
+        Decoded::Binary(bytes) if *tx.state == State::Open => on_event(Event::Binary(bytes), tx),
+        Decoded::Text(_) | Decoded::Binary(_) => {}
+        Decoded::Control(op, payload) => {
+            if let Err(e) = handle_control(op, payload, tx, on_event) {
+                tx.fail(e.close_code(), e.reason());
+            }
+        }
     }
 }
 

@@ -187,42 +187,7 @@ impl Heroes {
         };
         let id = req.id;
         match &*req.event {
-            "get_name" => {
-                let Some(hero) = req.data.and_then(|d| d.hero) else {
-                    let e = ErrorData {
-                        code: "invalid_message",
-                        message: "get_name needs data.hero",
-                    };
-                    return send(tx, "error", &e, id);
-                };
-                if hero.len() > MAX_HERO_ID_BYTES {
-                    let e = ErrorData {
-                        code: "invalid_message",
-                        message: "data.hero is longer than 64 bytes",
-                    };
-                    return send(tx, "error", &e, id);
-                }
-                match self.name(&hero) {
-                    Some(name) => send(
-                        tx,
-                        "name",
-                        &NameData {
-                            hero: &hero,
-                            hero_name: name,
-                        },
-                        id,
-                    ),
-                    None => send(
-                        tx,
-                        "error",
-                        &ErrorData {
-                            code: "unknown_hero",
-                            message: "no such hero",
-                        },
-                        id,
-                    ),
-                }
-            }
+            "get_name" => self.get_name(req.data.and_then(|d| d.hero), id, tx),
             "list_heroes" => send(
                 tx,
                 "heroes",
@@ -231,15 +196,38 @@ impl Heroes {
                 },
                 id,
             ),
-            _ => send(
-                tx,
-                "error",
-                &ErrorData {
+            _ => {
+                let e = ErrorData {
                     code: "unknown_event",
                     message: "unknown event",
+                };
+                send(tx, "error", &e, id)
+            }
+        }
+    }
+
+    /// `get_name` with `data.hero` (SPEC.md §6).
+    fn get_name(&self, hero: Option<Cow<'_, str>>, id: Option<u32>, tx: &mut Context<'_>) {
+        let error = |code, message| ErrorData { code, message };
+        let Some(hero) = hero else {
+            let e = error("invalid_message", "get_name needs data.hero");
+            return send(tx, "error", &e, id);
+        };
+        if hero.len() > MAX_HERO_ID_BYTES {
+            let e = error("invalid_message", "data.hero is longer than 64 bytes");
+            return send(tx, "error", &e, id);
+        }
+        match self.name(&hero) {
+            Some(name) => send(
+                tx,
+                "name",
+                &NameData {
+                    hero: &hero,
+                    hero_name: name,
                 },
                 id,
             ),
+            None => send(tx, "error", &error("unknown_hero", "no such hero"), id),
         }
     }
 }

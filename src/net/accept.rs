@@ -183,22 +183,9 @@ impl<H: Handler> Server<H> {
 
     /// Takes in one accepted socket, or refuses it at once.
     fn admit(&mut self, sock: TcpStream, peer: SocketAddr, redirect: bool, now: Instant) {
-        let max = self.shared.config.limits.max_connections;
-        let over = self.open >= max;
-        if over && self.overflow >= OVERFLOW {
-            let fields: [(&str, &dyn std::fmt::Display); 3] = [
-                ("peer", &peer),
-                ("reason", &"server full"),
-                ("max_connections", &max),
-            ];
-            log::limited(
-                log::LogLevel::Warn,
-                "connection refused",
-                ("reason", "server full"),
-                &fields,
-            );
+        let Some(over) = self.capacity(peer) else {
             return;
-        }
+        };
         let Some(charge) = self.charge_at_accept(&sock, peer, redirect) else {
             return;
         };
@@ -213,49 +200,19 @@ impl<H: Handler> Server<H> {
         };
         #[cfg(not(target_os = "linux"))]
         let _ = sock.set_nodelay(true);
-        let heard = self.clock.stamp(now);
         let deadline = now + self.shared.config.limits.handshake_timeout();
-        let conn = Conn {
-            sock,
-            peer,
-            phase: Phase::Head(Head {
-                reader: HeadReader::new(),
-                out: Vec::new(),
-                deadline: self.clock.ceil(deadline),
-                received: 0,
-                heard,
-            }),
-            via: match (&tls, self.https_port(redirect)) {
-                (_, Some(port)) => Via::Redirect(port),
-                (Some(_), None) => Via::Tls,
-                (None, None) => Via::Plain,
-            },
-            tls,
-            slot: if over { Slot::Overflow } else { Slot::Counted },
-            charge,
-            io: io_at_accept(),
-            timer_at: None,
+        let via = match (&tls, self.https_port(redirect)) {
+            (_, Some(port)) => Via::Redirect(port),
+            (Some(_), None) => Via::Tls,
+            (None, None) => Via::Plain,
         };
-        let token = self.conns.insert(conn);
-        let conn = self.conns.get_mut(token).expect("just inserted");
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut conn.sock, token, interest)
-        {
-            let fields: [(&str, &dyn std::fmt::Display); 2] = [("peer", &peer), ("error", &e)];
-            log::limited(
-                log::LogLevel::Warn,
-                "register failed",
-                ("error", "register"),
-                &fields,
-            );
-            if let Some(ip) = self.conns.remove(token).and_then(|c| c.charge.ip()) {
-                self.quotas.conns.release(ip);
-            }
+        let slot = if over { Slot::Overflow } else { Slot::Counted };
+        let heard = self.clock.stamp(now);
+        let head_by = self.clock.ceil(deadline);
+        let conn = new_conn(sock, peer, tls, via, slot, charge, heard, head_by);
+        let Some(token) = self.register(conn) else {
             return;
-        }
+        };
         self.pending.update(token, None, Some(heard));
         match over {
             true => self.overflow += 1,
@@ -263,6 +220,57 @@ impl<H: Handler> Server<H> {
         }
         self.ready.push_back(token);
         self.schedule(token, deadline);
+    }
+
+    /// Whether a new connection is over `max_connections` (`Some(true)`:
+    /// let in only to be told `503`), or refused outright because the
+    /// overflow is full too (`None`).
+    fn capacity(&self, peer: SocketAddr) -> Option<bool> {
+        let max = self.shared.config.limits.max_connections;
+        let over = self.open >= max;
+        if over && self.overflow >= OVERFLOW {
+            let fields: [(&str, &dyn std::fmt::Display); 3] = [
+                ("peer", &peer),
+                ("reason", &"server full"),
+                ("max_connections", &max),
+            ];
+            log::limited(
+                log::LogLevel::Warn,
+                "connection refused",
+                ("reason", "server full"),
+                &fields,
+            );
+            return None;
+        }
+        Some(over)
+    }
+
+    /// Stores a new connection and registers its socket with the poller.
+    fn register(&mut self, conn: Conn) -> Option<Token> {
+        let peer = conn.peer;
+        let token = self.conns.insert(conn);
+        let conn = self.conns.get_mut(token).expect("just inserted");
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self
+            .poll
+            .registry()
+            .register(&mut conn.sock, token, interest)
+        {
+            Ok(()) => Some(token),
+            Err(e) => {
+                let fields: [(&str, &dyn std::fmt::Display); 2] = [("peer", &peer), ("error", &e)];
+                log::limited(
+                    log::LogLevel::Warn,
+                    "register failed",
+                    ("error", "register"),
+                    &fields,
+                );
+                if let Some(ip) = self.conns.remove(token).and_then(|c| c.charge.ip()) {
+                    self.quotas.conns.release(ip);
+                }
+                None
+            }
+        }
     }
 
     /// A direct client counts against its address from this moment, before
@@ -353,6 +361,37 @@ impl<H: Handler> Server<H> {
         // close() takes it out of the set; a stale entry goes too.
         self.pending.set.remove(&(heard, t));
         true
+    }
+}
+
+/// A connection just accepted: reading its request head.
+#[allow(clippy::too_many_arguments)]
+fn new_conn(
+    sock: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Box<Tls>>,
+    via: Via,
+    slot: Slot,
+    charge: Charge,
+    heard: Stamp,
+    deadline: Stamp,
+) -> Conn {
+    Conn {
+        sock,
+        peer,
+        phase: Phase::Head(Head {
+            reader: HeadReader::new(),
+            out: Vec::new(),
+            deadline,
+            received: 0,
+            heard,
+        }),
+        tls,
+        via,
+        slot,
+        charge,
+        io: io_at_accept(),
+        timer_at: None,
     }
 }
 

@@ -59,47 +59,47 @@ impl std::fmt::Debug for Credential<'_> {
     }
 }
 
+/// What the `Authorization` header says, if anything.
+enum Authorization<'b> {
+    None,
+    /// A decision already: a Bearer token, or a malformed header.
+    Decided(Credential<'b>),
+    /// `Basic` with these encoded credentials (used last, SPEC.md §5).
+    Basic(&'b [u8]),
+    /// A scheme this server does not speak.
+    OtherScheme,
+}
+
+fn authorization<'b>(request: &Request<'_, 'b>) -> Authorization<'b> {
+    let v = match request.single_header("authorization") {
+        Single::Absent => return Authorization::None,
+        Single::Repeated => return Authorization::Decided(Credential::Refused("malformed")),
+        Single::One(v) => trim(v),
+    };
+    let (scheme, rest) = match v.iter().position(|&b| b == b' ') {
+        Some(i) => (&v[..i], trim(&v[i + 1..])),
+        None => (v, &v[v.len()..]),
+    };
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        Authorization::Decided(token(rest, Transport::Bearer))
+    } else if scheme.eq_ignore_ascii_case(b"basic") {
+        Authorization::Basic(rest)
+    } else {
+        Authorization::OtherScheme
+    }
+}
+
 /// The first credential `request` carries.
 pub fn find<'b>(
     request: &Request<'_, 'b>,
     allow_query_token: bool,
     basic_allowed: bool,
 ) -> Credential<'b> {
-    let mut basic = None;
-    let mut other_scheme = false;
-    match request.single_header("authorization") {
-        Single::Absent => {}
-        Single::Repeated => return Credential::Refused("malformed"),
-        Single::One(v) => {
-            let v = trim(v);
-            let (scheme, rest) = match v.iter().position(|&b| b == b' ') {
-                Some(i) => (&v[..i], trim(&v[i + 1..])),
-                None => (v, &v[v.len()..]),
-            };
-            if scheme.eq_ignore_ascii_case(b"bearer") {
-                return match std::str::from_utf8(rest) {
-                    Ok(t) if !t.is_empty() => Credential::Token {
-                        token: t,
-                        via: Transport::Bearer,
-                    },
-                    _ => Credential::Refused("malformed"),
-                };
-            } else if scheme.eq_ignore_ascii_case(b"basic") {
-                basic = Some(rest);
-            } else {
-                other_scheme = true;
-            }
-        }
+    let auth = authorization(request);
+    if let Authorization::Decided(c) = auth {
+        return c;
     }
-    let cookie = request
-        .header_values("cookie")
-        .flat_map(|v| v.split(|&b| b == b';'))
-        .find_map(|pair| {
-            let pair = trim(pair);
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            (trim(&pair[..eq]) == COOKIE.as_bytes()).then(|| trim(&pair[eq + 1..]))
-        });
-    if let Some(c) = cookie {
+    if let Some(c) = cookie_token(request) {
         return token(c, Transport::Cookie);
     }
     let offered = request
@@ -115,22 +115,28 @@ pub fn find<'b>(
             .find_map(|kv| kv.strip_prefix("token="))
             .map(str::as_bytes)
     });
-    if let Some(t) = query {
-        if !allow_query_token {
-            return Credential::Refused("query_token_disabled");
+    match (query, auth) {
+        (Some(_), _) if !allow_query_token => Credential::Refused("query_token_disabled"),
+        (Some(t), _) => token(t, Transport::Query),
+        (None, Authorization::Basic(_)) if !basic_allowed => {
+            Credential::Refused("basic_not_allowed")
         }
-        return token(t, Transport::Query);
+        (None, Authorization::Basic(b)) => decode_basic(b),
+        (None, Authorization::OtherScheme) => Credential::Refused("unsupported_scheme"),
+        (None, _) => Credential::Refused("missing"),
     }
-    if let Some(b) = basic {
-        if !basic_allowed {
-            return Credential::Refused("basic_not_allowed");
-        }
-        return decode_basic(b);
-    }
-    if other_scheme {
-        return Credential::Refused("unsupported_scheme");
-    }
-    Credential::Refused("missing")
+}
+
+/// The `palisade_token` cookie, if sent.
+fn cookie_token<'b>(request: &Request<'_, 'b>) -> Option<&'b [u8]> {
+    request
+        .header_values("cookie")
+        .flat_map(|v| v.split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = trim(pair);
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (trim(&pair[..eq]) == COOKIE.as_bytes()).then(|| trim(&pair[eq + 1..]))
+        })
 }
 
 fn token(raw: &[u8], via: Transport) -> Credential<'_> {
