@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests need (idempotent), checks
-# formatting and lints, runs every Rust test (unit, integration, conformance,
-# attacks, property tests, fuzz regressions), a 30 s smoke run of every fuzz
+# formatting and lints (with and without TLS), the docs, palisade-proto alone
+# (its dependency tree, a no_std build), runs every Rust test (unit,
+# integration, conformance, attacks, property tests, fuzz regressions, the
+# layering check, the examples), a 30 s smoke run of every fuzz
 # target (cargo-fuzz, installed on first use), a smoke run of the load
 # generator (bench/compare.sh --smoke), then the external clients
 # (Python websockets, Node ws, curl) and the browser tests (Debian's chromium
@@ -48,8 +50,29 @@ fi
 # --- Rust ------------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path palisade-proto/no-std-check/Cargo.toml -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
+step "cargo clippy --no-default-features (the build without TLS)"
+cargo clippy --quiet -p palisade --all-targets --no-default-features -- -D warnings
+step "cargo doc (no warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps -p palisade -p palisade-proto
+step "palisade-proto alone: its build, its dependency tree, no std"
+cargo build --quiet -p palisade-proto
+deps=$(cargo tree -p palisade-proto -e normal --depth 1 --prefix none | tail -n +2 | cut -d' ' -f1 | sort | tr '\n' ' ')
+echo "palisade-proto depends on: $deps"
+if [ "$deps" != "base64 httparse sha1 " ]; then
+  echo "palisade-proto must depend on base64, httparse and sha1 only" >&2
+  exit 1
+fi
+if cargo tree -p palisade-proto -e normal,features | grep -q 'feature "std"'; then
+  echo "a dependency of palisade-proto is built with its std feature" >&2
+  exit 1
+fi
+# A no_std static library with its own panic handler over the core: it
+# does not build if anything in the core's tree links std.
+cargo build --quiet --manifest-path palisade-proto/no-std-check/Cargo.toml
+echo "palisade-proto: no_std check built"
 step "cargo test"
 # Server logs of this run only (cargo test and the external clients keep them
 # here; tests/check-logs.sh looks through all of them at the end).

@@ -19,7 +19,7 @@
 //!
 //! Every MUST of RFC 6455 it enforces cites its section where it is
 //! enforced. A complete blocking echo server on `std::net` is
-//! `examples/proto_blocking.rs` (see the README).
+//! `examples/proto_blocking.rs`, shown in the crate's README.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

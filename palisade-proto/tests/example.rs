@@ -105,3 +105,21 @@ fn the_blocking_example_refuses_what_is_not_an_upgrade() {
         "{answer}"
     );
 }
+
+#[test]
+fn the_readme_shows_the_example_as_it_is() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let example = std::fs::read_to_string(dir.join("examples/proto_blocking.rs")).unwrap();
+    assert!(
+        readme.contains(&example),
+        "README.md and examples/proto_blocking.rs differ"
+    );
+    let code = example
+        .lines()
+        .filter(|l| {
+            !l.trim().is_empty() && !l.trim_start().starts_with("//") && !l.starts_with("use ")
+        })
+        .count();
+    assert!(code < 40, "{code} lines of code");
+}
