@@ -1,32 +1,47 @@
 #!/usr/bin/env bash
-# Instructions per echoed 64-byte message (10 connections, 16 in flight) for
-# palisade and the fastwebsockets peer, counted by callgrind.
+# User-space instructions per echoed message, counted by callgrind, for
+# palisade and the fastwebsockets peer, in four shapes of load:
 #
-# Each server runs under callgrind twice, echoing 20,000 and then 120,000
-# messages; the difference of the two totals divided by 100,000 leaves out
-# start-up, handshakes and shutdown. Also writes the top functions of
-# palisade's 120,000-message run to OUT/palisade-profile.txt.
+#   pipelined  64 B, 10 connections x 16 in flight (many messages per wake-up)
+#   lone       64 B, 1 connection x 1 in flight (every message its own wake-up)
+#   lone16k    16 KiB, 1 x 1
+#   sporadic   64 B, 10,000 connections, each sending one message every 2 s
+#              and waiting for its reply (the shape of a real deployment:
+#              many connections, each quiet most of the time; 2 s rather
+#              than the 100 ms of compare.sh's sporadic case because a server
+#              under callgrind runs some 50 times slower and must keep up)
+#
+# Each server runs under callgrind twice per case, echoing a small and then a
+# large count of messages; the difference of the two totals divided by the
+# difference of the counts leaves out start-up, handshakes and shutdown.
+# Also writes the top functions of palisade's larger run of each case to
+# OUT/palisade-<case>-profile.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
     cat <<'EOF'
-usage: bench/callgrind.sh [--no-build] [--bin PATH] [--out DIR]
+usage: bench/callgrind.sh [--no-build] [--bin PATH] [--out DIR] [--cases A,B] [--palisade-only]
 
     --no-build   use the binaries already built
     --bin PATH   the palisade binary to measure [default: target/release/palisade]
                  (another build, e.g. of the commit before a change)
     --out DIR    where the callgrind files go [default: target/bench/callgrind-<UTC timestamp>]
+    --cases A,B  only these of pipelined, lone, lone16k, sporadic [default: all]
+    --palisade-only
+                 leave out the fastwebsockets peer
     -h, --help   print this help and exit
 EOF
 }
 
-build=1 out="" srv_bin=target/release/palisade
+build=1 out="" srv_bin=target/release/palisade only="" servers=(palisade fastwebsockets)
 while [[ $# -gt 0 ]]; do
     case $1 in
         --no-build) build=0; shift ;;
         --bin) [[ -x ${2-} ]] || { usage >&2; exit 2; }; srv_bin=$2; shift 2 ;;
         --out) [[ -n ${2-} ]] || { usage >&2; exit 2; }; out=$2; shift 2 ;;
+        --cases) [[ -n ${2-} ]] || { usage >&2; exit 2; }; only=$2; shift 2 ;;
+        --palisade-only) servers=(palisade); shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -55,16 +70,37 @@ stop_wait_ticks=1200
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-# Runs SERVER under callgrind for COUNT echoes and prints the total Ir.
-measure() { # SERVER COUNT
-    local server=$1 count=$2 port cmd file i
+# Generator arguments and the two message counts of each case.
+declare -A load=(
+    [pipelined]="--conns 10 --inflight 16 --size 64"
+    [lone]="--conns 1 --inflight 1 --size 64"
+    [lone16k]="--conns 1 --inflight 1 --size 16384"
+    [sporadic]="--conns 10000 --inflight 1 --size 64 --interval-ms 2000"
+)
+declare -A counts=(
+    [pipelined]="20000 120000"
+    [lone]="5000 25000"
+    [lone16k]="2000 12000"
+    [sporadic]="10000 30000"
+)
+case_order=(pipelined lone lone16k sporadic)
+if [[ -n $only ]]; then
+    IFS=, read -ra wanted <<<"$only"
+    for c in "${wanted[@]}"; do
+        [[ -n ${load[$c]-} ]] || { echo "callgrind.sh: unknown case $c" >&2; usage >&2; exit 2; }
+    done
+fi
+
+# Runs SERVER under callgrind for COUNT echoes of CASE and prints the total Ir.
+measure() { # SERVER CASE COUNT
+    local server=$1 case_id=$2 count=$3 port cmd file i
     port=$(free_port)
     case $server in
         palisade) cmd=("$srv_bin" --listen "127.0.0.1:$port" --app echo --log-level warn
                        --config bench/palisade-bench.json) ;;
         fastwebsockets) cmd=(target/peers/release/fastwebsockets-echo "$port") ;;
     esac
-    file=$out/callgrind.$server.$count.out
+    file=$out/callgrind.$server.$case_id.$count.out
     rm -f "$file"
     "${pin_srv[@]}" valgrind --tool=callgrind --callgrind-out-file="$file" "${cmd[@]}" \
         >>"$out/servers.log" 2>&1 &
@@ -74,30 +110,42 @@ measure() { # SERVER COUNT
         kill -0 "$srv_pid" 2>/dev/null || { echo "callgrind.sh: $server exited at start" >&2; exit 1; }
         sleep 0.1
     done
-    local line
-    line=$("${pin_gen[@]}" "$gen_bin" --url "ws://127.0.0.1:$port/ws" --mode echo --conns 10 --inflight 16 \
-        --size 64 --count "$count" --warmup 0 --duration 600 --timeout 600 --pid "$srv_pid" \
-        2>>"$out/generator.log") || { echo "callgrind.sh: generator failed on $server: $line" >&2; exit 1; }
-    echo "$server $count: $line" >>"$out/raw.txt"
+    local line args
+    read -ra args <<<"${load[$case_id]}"
+    line=$("${pin_gen[@]}" "$gen_bin" --url "ws://127.0.0.1:$port/ws" --mode echo "${args[@]}" \
+        --count "$count" --warmup 0 --duration 600 --timeout 600 --pid "$srv_pid" \
+        2>>"$out/generator.log") || { echo "callgrind.sh: generator failed on $server ($case_id): $line" >&2; exit 1; }
+    echo "$server $case_id $count: $line" >>"$out/raw.txt"
     stop_server
     [[ -s $file ]] || { echo "callgrind.sh: callgrind wrote no $file" >&2; exit 1; }
     # The totals line of the profile, "summary: N" (or "totals: N").
     awk '$1 == "summary:" || $1 == "totals:" { print $2; exit }' "$file"
 }
 
-declare -A per_msg
-echo "# $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(valgrind --version)"
-for server in palisade fastwebsockets; do
-    small=$(measure "$server" 20000)
-    large=$(measure "$server" 120000)
-    per_msg[$server]=$(( (large - small) / 100000 ))
-    printf '%-15s Ir(20000)=%d Ir(120000)=%d instructions per message=%d\n' \
-        "$server" "$small" "$large" "${per_msg[$server]}"
-done
-awk -v p="${per_msg[palisade]}" -v f="${per_msg[fastwebsockets]}" \
-    'BEGIN { printf "palisade/fastwebsockets = %.2f\n", p / f }'
+# The top functions (inclusive) of palisade's larger run of a case.
+profile() { # CASE COUNT
+    local annotated
+    annotated=$(callgrind_annotate --inclusive=yes "$out/callgrind.palisade.$1.$2.out")
+    awk '{ print } /file:function/ { at = 1; next } at == 1 && /^-+$/ { at = 2; next } at == 2 && NF && ++n >= 30 { exit }' \
+        <<<"$annotated" >"$out/palisade-$1-profile.txt"
+}
 
-annotated=$(callgrind_annotate "$out/callgrind.palisade.120000.out")
-awk '{ print } /file:function/ { at = 1; next } at == 1 && /^-+$/ { at = 2; next } at == 2 && NF && ++n >= 15 { exit }' \
-    <<<"$annotated" >"$out/palisade-profile.txt"
-echo "profile of palisade's 120000 run: $out/palisade-profile.txt"
+echo "# $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(valgrind --version)"
+echo "# instructions per echoed message (callgrind Ir, user space)"
+printf '%-10s %10s %15s %10s\n' case palisade fastwebsockets ratio
+for case_id in "${case_order[@]}"; do
+    [[ -z $only || ,$only, == *",$case_id,"* ]] || continue
+    read -r small large <<<"${counts[$case_id]}"
+    declare -A per_msg=()
+    for server in "${servers[@]}"; do
+        a=$(measure "$server" "$case_id" "$small")
+        b=$(measure "$server" "$case_id" "$large")
+        per_msg[$server]=$(( (b - a) / (large - small) ))
+        echo "$server $case_id Ir($small)=$a Ir($large)=$b per message=${per_msg[$server]}" >>"$out/raw.txt"
+    done
+    profile "$case_id" "$large"
+    p=${per_msg[palisade]-} f=${per_msg[fastwebsockets]-}
+    ratio=$(awk -v p="${p:-0}" -v f="${f:-0}" 'BEGIN { if (p > 0 && f > 0) printf "%.2f", p / f; else print "-" }')
+    printf '%-10s %10s %15s %10s\n' "$case_id" "${p:--}" "${f:--}" "$ratio"
+done
+echo "details: $out/raw.txt; profiles: $out/palisade-<case>-profile.txt"

@@ -59,6 +59,8 @@ pub struct Report {
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
     pub pongs: usize,
+    /// Paced runs: sends skipped because the previous reply was still due.
+    pub late: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -189,6 +191,8 @@ struct Global {
     reply: Vec<u8>,
     counter: usize,
     sending: bool,
+    /// Messages go out on the pacing schedule, not to keep a window full.
+    paced: bool,
     measuring: bool,
     /// Set when `--count` was reached.
     done: Option<Instant>,
@@ -198,6 +202,7 @@ struct Global {
     counted: u64,
     errors: u64,
     pongs: usize,
+    late: u64,
 }
 
 impl Global {
@@ -825,7 +830,7 @@ fn drive(
             };
         }
     }
-    if p.state == State::Open && g.sending {
+    if p.state == State::Open && g.sending && !g.paced {
         fill(io, p, g.counter, now)?;
     }
     flush(io, p)?;
@@ -1007,6 +1012,24 @@ impl Engine<'_> {
         self.after(i, r, now);
     }
 
+    /// Paced mode: sends connection `i` its next message, or counts it late
+    /// when the previous reply has not come back yet.
+    fn send_one(&mut self, i: usize, now: Instant) {
+        let p = &mut self.p[i];
+        if p.state != State::Open {
+            return;
+        }
+        if p.in_flight > 0 {
+            self.g.late += u64::from(self.g.measuring);
+            return;
+        }
+        let io = &mut self.io[i];
+        let r = fill(io, p, self.g.counter, now)
+            .and_then(|()| flush(io, p))
+            .map(|()| Outcome::Nothing);
+        self.after(i, r, now);
+    }
+
     fn send_pings(&mut self, now: Instant) {
         for i in 0..self.p.len() {
             let p = &mut self.p[i];
@@ -1017,6 +1040,43 @@ impl Engine<'_> {
             p.pinged = true;
             let r = flush(&mut self.io[i], p).map(|()| Outcome::Nothing);
             self.after(i, r, now);
+        }
+    }
+}
+
+/// Paced sending: connection after connection, one message every
+/// `interval / connections`, so each connection sends once per interval.
+struct Pace {
+    step: Duration,
+    next_at: Instant,
+    next_conn: usize,
+    conns: usize,
+}
+
+impl Pace {
+    fn new(interval: Duration, conns: usize) -> Pace {
+        Pace {
+            step: interval / conns.max(1) as u32,
+            next_at: Instant::now(),
+            next_conn: 0,
+            conns: conns.max(1),
+        }
+    }
+
+    /// Sends every message that has come due, at most one round of the
+    /// connections per call (a generator that fell behind catches up over
+    /// several turns rather than in one burst).
+    fn send_due(&mut self, e: &mut Engine, now: Instant) {
+        for _ in 0..self.conns {
+            if self.next_at > now {
+                break;
+            }
+            e.send_one(self.next_conn, now);
+            self.next_conn += 1;
+            if self.next_conn == self.conns {
+                self.next_conn = 0;
+            }
+            self.next_at += self.step;
         }
     }
 }
@@ -1176,6 +1236,8 @@ pub fn run(o: &Opts) -> Result<Report, String> {
             counted: 0,
             errors: 0,
             pongs: 0,
+            paced: o.interval.is_some(),
+            late: 0,
         },
         bufs: Buffers {
             net: vec![0; READ_BUF].into_boxed_slice(),
@@ -1196,6 +1258,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
     let mut window: Option<Window> = None;
     let mut end: Option<Instant> = None;
     let mut rss_after_kib = None;
+    let mut pace = o.interval.map(|i| Pace::new(i, total));
     let mut phase;
     if o.mode == Mode::Connect {
         for i in 0..total {
@@ -1250,8 +1313,12 @@ pub fn run(o: &Opts) -> Result<Report, String> {
                     phase = Phase::Settle(now + o.settle);
                 } else {
                     e.g.sending = true;
-                    for i in 0..total {
-                        e.kick(i, now);
+                    if let Some(pace) = &mut pace {
+                        pace.next_at = now;
+                    } else {
+                        for i in 0..total {
+                            e.kick(i, now);
+                        }
                     }
                     (window, phase) = warm_up_or_measure(o, server.as_ref(), now, &mut e.g)?;
                 }
@@ -1275,6 +1342,10 @@ pub fn run(o: &Opts) -> Result<Report, String> {
             Phase::Setup | Phase::Ping => deadline,
         };
         let mut wait = next.saturating_duration_since(now);
+        if let Some(pace) = pace.as_mut().filter(|_| e.g.sending) {
+            pace.send_due(&mut e, now);
+            wait = wait.min(pace.next_at.saturating_duration_since(now));
+        }
         if !e.retry.is_empty() {
             wait = wait.min(RETRY_PAUSE);
         }
@@ -1339,5 +1410,6 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         rss_before_kib,
         rss_after_kib,
         pongs: e.g.pongs,
+        late: e.g.late,
     })
 }

@@ -38,7 +38,7 @@ const USAGE: &str = "\
 usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--origin ORIGIN]
   --mode echo|hero|connect|idle  [--conns N] [--inflight W] [--size S]
   [--duration SECS] [--warmup SECS] [--count N] [--pid PID] [--probe] [--timeout SECS]
-  [--settle SECS]
+  [--settle SECS] [--interval-ms MS]
 
   --url URL        server to load; wss:// needs --ca
   --ca FILE        PEM file of the CA(s) that signed the server certificate; a
@@ -64,6 +64,11 @@ usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--origin ORIGIN]
   --timeout SECS   abort the run with an error after this long (default 60)
   --settle SECS    idle: wait this long after all upgrades before reading RSS
                    (default 2)
+  --interval-ms MS echo/hero: instead of keeping messages in flight, each
+                   connection sends one message every MS milliseconds (the sends
+                   of all connections spread evenly over the interval), and
+                   waits for its reply; a send that comes due while the reply
+                   is still awaited is skipped and counted (late=)
 
 Prints one line of key=value pairs; exits 1 when there were errors or nothing
 was measured, 2 on bad arguments.";
@@ -110,6 +115,8 @@ pub struct Opts {
     pub probe: bool,
     pub timeout: Duration,
     pub settle: Duration,
+    /// Paced sending: one message per connection per interval.
+    pub interval: Option<Duration>,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -139,6 +146,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
     let mut probe = false;
     let mut timeout = Duration::from_secs(60);
     let mut settle = Duration::from_secs(2);
+    let mut interval = None;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -174,6 +182,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
             "--probe" if inline.is_none() => probe = true,
             "--timeout" => timeout = seconds(&flag, &val()?)?,
             "--settle" => settle = seconds(&flag, &val()?)?,
+            "--interval-ms" => {
+                let ms: u64 = number(&flag, &val()?)?;
+                interval = Some(Duration::from_millis(ms));
+            }
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
@@ -240,6 +252,12 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
     if mode == Mode::Idle && pid.is_none() {
         return Err("--mode idle needs --pid (the server's RSS is what it measures)".into());
     }
+    let paced_ok = matches!(mode, Mode::Echo | Mode::Hero) && inflight == 1;
+    if interval.is_some_and(|i| i.is_zero() || !paced_ok) {
+        return Err(
+            "--interval-ms needs --mode echo or hero, --inflight 1 and more than 0 ms".into(),
+        );
+    }
     if probe && !matches!(mode, Mode::Echo | Mode::Hero) {
         return Err("--probe applies to echo and hero modes".into());
     }
@@ -271,6 +289,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
         probe,
         timeout,
         settle,
+        interval,
     }))
 }
 
@@ -523,7 +542,11 @@ fn report_line(o: &Opts, r: &engine::Report) -> String {
         let _ = write!(s, " server_cpu_s={cpu:.3} server_util={:.3}", per_s(cpu));
     }
     let _ = write!(s, " gen_util={:.3}", per_s(r.gen_cpu_s));
-    if let (Mode::Connect, Some(cpu)) = (o.mode, r.server_cpu_s) {
+    if let Some(i) = o.interval {
+        let _ = write!(s, " interval_ms={} late={}", i.as_millis(), r.late);
+    }
+    let per_cpu = o.mode == Mode::Connect || o.interval.is_some();
+    if let (true, Some(cpu)) = (per_cpu, r.server_cpu_s) {
         let per = if cpu > 0.0 {
             r.counted as f64 / cpu
         } else {
