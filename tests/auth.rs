@@ -517,8 +517,10 @@ fn a_full_hashing_queue_answers_503() {
     let busy = statuses.iter().filter(|s| s.contains("503")).count();
     let refused = statuses.iter().filter(|s| s.contains("401")).count();
     eprintln!("6 concurrent logins, 1 worker, queue 1: {refused} x 401, {busy} x 503");
+    // At least one is hashed and refused; a second fits the queue only
+    // if the worker has taken the first off it by the time it arrives.
     assert!(
-        busy >= 1 && refused >= 2 && busy + refused == 6,
+        busy >= 1 && refused >= 1 && busy + refused == 6,
         "{statuses:?}"
     );
     let (status, h, body) = {
