@@ -166,7 +166,15 @@ pub fn encode_header(
 }
 
 /// Appends an unmasked, unfragmented frame (the form a server sends) to `out`.
+#[inline]
 pub fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    // Most messages are short: a two-byte header, written as it is.
+    if payload.len() <= 125 {
+        out.reserve(2 + payload.len());
+        out.extend_from_slice(&[0x80 | (opcode & 0x0f), payload.len() as u8]);
+        out.extend_from_slice(payload);
+        return;
+    }
     let mut h = [0u8; MAX_HEADER_LEN];
     let n = encode_header(true, opcode, payload.len() as u64, None, &mut h);
     out.reserve(n + payload.len());

@@ -33,9 +33,14 @@ impl Stamp {
 
     /// This stamp plus `d`, rounded up to whole milliseconds (saturating),
     /// so a deadline kept as a stamp is never earlier than asked.
+    #[inline]
     pub fn after(self, d: Duration) -> Stamp {
-        let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
-        let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+        // In u64 (not `Duration::as_millis`'s u128): this runs for every
+        // message, when the connection's next deadline is worked out.
+        let ms = d
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)));
         Stamp(self.0.saturating_add(ms))
     }
 }

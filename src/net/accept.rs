@@ -13,11 +13,12 @@
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 
+use super::clock::Now;
 use super::conn::{Conn, Head, Io, Phase, Slot, Tls, Via};
 use super::{LISTENER, REDIRECT, Server};
 use crate::config::Config;
@@ -44,7 +45,7 @@ pub(super) struct Listeners {
     pub main_ready: bool,
     pub redirect_ready: bool,
     /// Out of descriptors with nothing to give up: try again then.
-    pub retry_at: Option<Instant>,
+    pub retry_at: Option<Stamp>,
 }
 
 impl Listeners {
@@ -83,7 +84,7 @@ impl Listeners {
 
     /// Whether to accept in this turn (a listener is ready and no back-off
     /// is running).
-    pub fn may_accept(&mut self, now: Instant) -> bool {
+    pub fn may_accept(&mut self, now: Stamp) -> bool {
         let ready = self.main_ready || (self.redirect_ready && self.redirect.is_some());
         if !ready || self.retry_at.is_some_and(|t| now < t) {
             return false;
@@ -138,7 +139,7 @@ impl Pending {
 }
 
 impl<H: Handler> Server<H> {
-    pub(super) fn accept(&mut self, now: Instant) {
+    pub(super) fn accept(&mut self, now: Now) {
         if self.listeners.redirect_ready && self.listeners.redirect.is_some() {
             self.listeners.redirect_ready = self.accept_from(now, true);
         }
@@ -146,7 +147,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Accepts from one listener; returns whether it may have more.
-    fn accept_from(&mut self, now: Instant, redirect: bool) -> bool {
+    fn accept_from(&mut self, now: Now, redirect: bool) -> bool {
         let batch = ACCEPT_BATCH.min((self.shared.config.limits.pending_cap() / 2).max(1));
         for _ in 0..batch {
             let listener = match (redirect, &self.listeners.redirect) {
@@ -171,7 +172,7 @@ impl<H: Handler> Server<H> {
                         ("error", "out of file descriptors"),
                         &[("error", &e), ("open", &self.open)],
                     );
-                    self.listeners.retry_at = Some(now + Duration::from_millis(100));
+                    self.listeners.retry_at = Some(now.after(Duration::from_millis(100)));
                     return true;
                 }
                 Err(e) => log::debug("accept failed", &[("error", &e)]),
@@ -182,7 +183,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Takes in one accepted socket, or refuses it at once.
-    fn admit(&mut self, sock: TcpStream, peer: SocketAddr, redirect: bool, now: Instant) {
+    fn admit(&mut self, sock: TcpStream, peer: SocketAddr, redirect: bool, now: Now) {
         let Some(over) = self.capacity(peer) else {
             return;
         };
@@ -200,15 +201,14 @@ impl<H: Handler> Server<H> {
         };
         #[cfg(not(target_os = "linux"))]
         let _ = sock.set_nodelay(true);
-        let deadline = now + self.shared.config.limits.handshake_timeout();
+        let head_by = now.after(self.shared.config.limits.handshake_timeout());
         let via = match (&tls, self.https_port(redirect)) {
             (_, Some(port)) => Via::Redirect(port),
             (Some(_), None) => Via::Tls,
             (None, None) => Via::Plain,
         };
         let slot = if over { Slot::Overflow } else { Slot::Counted };
-        let heard = self.clock.stamp(now);
-        let head_by = self.clock.ceil(deadline);
+        let heard = now.stamp;
         let conn = new_conn(sock, peer, tls, via, slot, charge, heard, head_by);
         let Some(token) = self.register(conn) else {
             return;
@@ -219,7 +219,7 @@ impl<H: Handler> Server<H> {
             false => self.open += 1,
         }
         self.ready.push_back(token);
-        self.schedule(token, deadline);
+        self.schedule_at(token, head_by);
     }
 
     /// Whether a new connection is over `max_connections` (`Some(true)`:
@@ -338,13 +338,13 @@ impl<H: Handler> Server<H> {
 
     /// Closes the pending connection that has been silent the longest
     /// (SPEC.md §2, `limits.max_pending_handshakes`); false if none.
-    pub(super) fn evict_pending(&mut self, why: &'static str, now: Instant) -> bool {
+    pub(super) fn evict_pending(&mut self, why: &'static str, now: Now) -> bool {
         let Some(&(heard, t)) = self.pending.set.first() else {
             return false;
         };
         self.pending.evicted += 1;
         if let Some(conn) = self.conns.get_mut(Token(t)) {
-            let silent = self.clock.stamp(now).millis_since(heard);
+            let silent = now.stamp.millis_since(heard);
             log::limited(
                 log::LogLevel::Info,
                 "pending connection closed",

@@ -1,16 +1,38 @@
-//! The loop's clock: `Instant`s as the core's [`Stamp`]s (milliseconds
-//! since this server started), and back. The core never reads a clock; the
-//! loop reads it and converts here. Each server keeps its own origin (no
-//! global state).
+//! The loop's clock: the core's [`Stamp`]s (milliseconds since this server
+//! started). The core never reads a clock; the loop reads it once per turn
+//! here. Each server keeps its own origin (no global state).
 
 use std::time::{Duration, Instant};
 
 use crate::proto::Stamp;
 
-/// Converts between `Instant` and [`Stamp`] for one server.
+/// Converts between the system's monotonic clock and [`Stamp`]s for one
+/// server.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     origin: Instant,
+}
+
+/// One reading of the clock: the loop reads the clock once per turn, right
+/// after `epoll_wait` returns, and hands this to everything the turn does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Now {
+    /// The moment, rounded down to the millisecond.
+    pub stamp: Stamp,
+}
+
+impl Now {
+    /// The stamp `d` from now, rounded up: never before the instant
+    /// `now + d`.
+    pub fn after(self, d: Duration) -> Stamp {
+        self.stamp.after(d).after(Duration::from_millis(1))
+    }
+
+    /// The next millisecond: for work that is due already but must wait
+    /// for the next turn.
+    pub fn next_ms(self) -> Stamp {
+        self.stamp.after(Duration::from_millis(1))
+    }
 }
 
 impl Clock {
@@ -21,27 +43,24 @@ impl Clock {
         }
     }
 
-    /// The stamp of `at`, rounded down to the millisecond (instants before
-    /// the epoch are the epoch).
-    pub fn stamp(&self, at: Instant) -> Stamp {
-        let ms = at.saturating_duration_since(self.origin).as_millis();
-        Stamp::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    /// Reads the clock.
+    pub(crate) fn now(&self) -> Now {
+        self.at(Instant::now())
     }
 
-    /// The first stamp not before `at` (rounded up): a deadline kept as
-    /// this stamp never fires early.
-    pub fn ceil(&self, at: Instant) -> Stamp {
-        let down = self.stamp(at);
-        if self.instant(down) < at {
-            down.after(Duration::from_millis(1))
-        } else {
-            down
+    /// The reading for `at`.
+    pub(crate) fn at(&self, at: Instant) -> Now {
+        Now {
+            stamp: self.stamp(at),
         }
     }
 
-    /// The instant a stamp stands for.
-    pub fn instant(&self, s: Stamp) -> Instant {
-        self.origin + Duration::from_millis(s.as_millis())
+    /// The stamp of `at`, rounded down to the millisecond (instants before
+    /// the epoch are the epoch). In u64, not `Duration::as_millis`'s u128:
+    /// this runs on every turn of the loop.
+    pub fn stamp(&self, at: Instant) -> Stamp {
+        let d = at.saturating_duration_since(self.origin);
+        Stamp::from_millis(d.as_secs().saturating_mul(1000) + u64::from(d.subsec_millis()))
     }
 }
 
@@ -56,17 +75,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_to_the_millisecond() {
+    fn stamps_round_down_and_after_rounds_up() {
         let clock = Clock::new();
-        let t0 = Instant::now() + Duration::from_micros(1234);
-        let s = clock.stamp(t0);
-        assert!(clock.instant(s) <= t0);
-        assert!(t0 - clock.instant(s) < Duration::from_millis(1));
-        let c = clock.ceil(t0);
-        assert!(clock.instant(c) >= t0 && clock.instant(c) - t0 < Duration::from_millis(1));
-        assert_eq!(clock.ceil(clock.instant(c)), c);
-        let later = t0 + Duration::from_millis(1500);
-        assert_eq!(clock.stamp(later).millis_since(s), 1500);
+        let t0 = clock.origin + Duration::from_micros(1_234_567);
+        let now = clock.at(t0);
+        assert_eq!(now.stamp.as_millis(), 1_234);
+        // `after` is never before the instant it stands for.
+        assert_eq!(now.after(Duration::from_millis(100)).as_millis(), 1_335);
+        assert_eq!(now.after(Duration::from_micros(1)).as_millis(), 1_236);
+        assert_eq!(now.next_ms().as_millis(), 1_235);
+        let later = clock.at(t0 + Duration::from_millis(1500));
+        assert_eq!(later.stamp.millis_since(now.stamp), 1500);
         // Before the epoch: the epoch.
         let before = clock
             .origin

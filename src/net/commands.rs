@@ -2,17 +2,16 @@
 //! loop: a message sent to one, some or all open WebSockets (encoded once
 //! per command, queued on each), a close, a shutdown.
 
-use std::time::Instant;
-
 use mio::Token;
 
 use super::Server;
+use super::clock::Now;
 use super::conn::Phase;
 use crate::handler::{Command, ConnId, Handler, Outgoing, Target};
 
 impl<H: Handler> Server<H> {
     /// Applies every command queued since the last wake-up.
-    pub(super) fn apply_commands(&mut self, now: Instant) {
+    pub(super) fn apply_commands(&mut self, now: Now) {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::Send(to, message) => {
@@ -21,7 +20,7 @@ impl<H: Handler> Server<H> {
                     }
                 }
                 Command::Close(to, code, reason) => {
-                    let stamp = self.clock.stamp(now);
+                    let stamp = now.stamp;
                     for token in self.targets(&to) {
                         if let Some(Phase::Ws(w)) = self.conns.get_mut(token).map(|c| &mut c.phase)
                         {
@@ -32,7 +31,7 @@ impl<H: Handler> Server<H> {
                 }
                 Command::Shutdown => {
                     if self.stopping.is_none() {
-                        self.begin_shutdown(now);
+                        self.shut_down(now);
                     }
                 }
             }
@@ -49,7 +48,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Queues `message` on `token` if it is an open WebSocket.
-    fn send_to(&mut self, token: Token, message: &Outgoing, now: Instant) {
+    fn send_to(&mut self, token: Token, message: &Outgoing, now: Now) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -60,7 +59,7 @@ impl<H: Handler> Server<H> {
             return;
         }
         w.ws.provide_output_buffer(|| self.bufs.take());
-        let stamp = self.clock.stamp(now);
+        let stamp = now.stamp;
         let _ =
             w.ws.with_sender(stamp, &self.shared.limits, |tx| match message {
                 Outgoing::Text(text) => tx.send_text(&**text),

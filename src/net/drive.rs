@@ -3,19 +3,21 @@
 //! connection's fate and its next deadline. What the bytes mean to each
 //! phase is in `phases`.
 
-use std::io::{self, Read};
+use std::io;
 use std::time::{Duration, Instant};
 
 use mio::Token;
 
+use super::clock::Now;
 use super::conn::{Conn, Io, Phase, Slot, Verifying, Via};
 use super::io::{feed_tls, flush, say_goodbye, settle};
 use super::pool::{Buffers, SCRATCH};
-use super::{Clock, READ_BUDGET, Server};
+use super::timers::Timers;
+use super::{READ_BUDGET, Server};
 use crate::handler::{Closed, ConnId, Handle, Handler};
 use crate::log;
-use crate::proto::Stamp;
 use crate::proto::conn::{CloseInfo, Initiator};
+use crate::proto::{Limits, Stamp};
 use crate::router::{Peer, Quotas, Router, Shared, unix_now};
 use crate::security::hasher::Hasher;
 use crate::security::{Auth, BasicResult};
@@ -36,9 +38,7 @@ pub(crate) struct Ctx<'a, H> {
     pub hasher: &'a Hasher<Token>,
     pub handler: &'a mut H,
     pub handle: &'a Handle,
-    pub clock: Clock,
     pub token: Token,
-    pub now: Instant,
     pub stamp: Stamp,
 }
 
@@ -53,10 +53,8 @@ macro_rules! ctx {
             hasher: &$server.hasher,
             handler: &mut $server.handler,
             handle: &$server.handle,
-            clock: $server.clock,
             token: $token,
-            now: $now,
-            stamp: $server.clock.stamp($now),
+            stamp: $now.stamp,
         }
     };
 }
@@ -64,7 +62,7 @@ macro_rules! ctx {
 impl<H> Ctx<'_, H> {
     /// The stamp `d` from now (rounded up).
     pub fn after(&self, d: Duration) -> Stamp {
-        self.clock.ceil(self.now + d)
+        Now { stamp: self.stamp }.after(d)
     }
 
     /// The connection's id, as the application sees it.
@@ -81,7 +79,7 @@ impl<'a, H: Handler> Ctx<'a, H> {
             auth: self.auth,
             quotas: self.quotas,
             protocols: self.handler.protocols(),
-            now: self.now,
+            now: Instant::now(),
             unix_now: unix_now(),
         }
     }
@@ -102,10 +100,11 @@ pub(super) fn peer_of(conn: &Conn) -> Peer {
 
 impl<H: Handler> Server<H> {
     /// Reads, processes and writes one connection, then decides its fate.
-    pub(super) fn drive(&mut self, token: Token, now: Instant) {
+    pub(super) fn drive(&mut self, token: Token, now: Now) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        conn.io.set(Io::QUEUED, false);
         let before = conn.pending_key();
         let mut ctx = ctx!(self, token, now);
         let mut after = pump(conn, &mut self.bufs, &mut ctx);
@@ -117,28 +116,31 @@ impl<H: Handler> Server<H> {
                 w.ws.take_buffers(|b| self.bufs.give(b));
             }
         }
-        let again = matches!(after, After::Keep)
-            && conn.io.has(Io::READABLE)
-            && conn.wants_read(&self.shared.limits);
-        self.pending.update(token, before, conn.pending_key());
-        if again {
-            self.enqueue(token);
+        let after_key = conn.pending_key();
+        if before != after_key {
+            self.pending.update(token, before, after_key);
         }
-        self.finish(token, after, now);
-    }
-
-    /// Closes the connection or re-arms its deadline.
-    pub(super) fn finish(&mut self, token: Token, after: After, now: Instant) {
         match after {
             After::Close => self.close(token),
             After::Keep => {
-                let Some(conn) = self.conns.get_mut(token) else {
-                    return;
-                };
-                let at = conn.deadline(&self.shared.limits);
-                // Already due (e.g. a timeout that queued output): next turn.
-                let at = at.max(self.clock.ceil(now));
-                self.schedule_at(token, at);
+                let again = conn.io.has(Io::READABLE) && conn.wants_read(&self.shared.limits);
+                if again && !conn.io.has(Io::QUEUED) {
+                    conn.io.set(Io::QUEUED, true);
+                    self.ready.push_back(token);
+                }
+                rearm(conn, token, &mut self.timers, &self.shared.limits, now);
+            }
+        }
+    }
+
+    /// Closes the connection or re-arms its deadline.
+    pub(super) fn finish(&mut self, token: Token, after: After, now: Now) {
+        match after {
+            After::Close => self.close(token),
+            After::Keep => {
+                if let Some(conn) = self.conns.get_mut(token) {
+                    rearm(conn, token, &mut self.timers, &self.shared.limits, now);
+                }
             }
         }
     }
@@ -180,7 +182,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Answers the connections whose password checks came back.
-    pub(super) fn collect_verified(&mut self, now: Instant) {
+    pub(super) fn collect_verified(&mut self, now: Now) {
         while let Some(done) = self.hasher.try_recv() {
             let token = done.tag;
             let Some(conn) = self.conns.get_mut(token) else {
@@ -203,7 +205,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// A connection's deadline came.
-    pub(super) fn on_timeout(&mut self, token: Token, now: Instant) {
+    pub(super) fn on_timeout(&mut self, token: Token, now: Now) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -213,6 +215,14 @@ impl<H: Handler> Server<H> {
         self.pending.update(token, before, conn.pending_key());
         self.finish(token, after, now);
     }
+}
+
+/// Re-arms a connection that stays: its next deadline, or the next turn
+/// when that is due already (e.g. a timeout that queued output). Most
+/// turns move the deadline later, which costs a comparison.
+fn rearm(conn: &mut Conn, token: Token, timers: &mut Timers, limits: &Limits, now: Now) {
+    let at = conn.deadline(limits).max(now.next_ms());
+    timers.arm(conn, token, at);
 }
 
 /// The read-process-write loop of one connection for one turn, within
@@ -258,7 +268,7 @@ fn read_once<H: Handler>(
     if let Phase::Ws(w) = &mut conn.phase {
         w.ws.provide_output_buffer(|| bufs.take());
     }
-    match conn.sock.read(&mut bufs.scratch) {
+    match super::sys::recv(&conn.sock, &mut bufs.scratch) {
         Ok(0) => {
             conn.io.set(Io::READABLE, false);
             conn.io.set(Io::READ_EOF, true);

@@ -5,7 +5,7 @@
 //! A full rustls buffer is backpressure, never an error; after a TLS error
 //! one last write carries the alert to the peer.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::Shutdown;
 
 use super::conn::{Conn, Io, Phase, Tls};
@@ -30,11 +30,15 @@ pub(super) fn flush(conn: &mut Conn) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(written);
         }
-        match conn.sock.write(buf) {
+        let all = buf.len();
+        match super::sys::send(&conn.sock, buf) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 written += n;
                 conn.phase.consume(n);
+                if n == all {
+                    return Ok(written);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.io.set(Io::WRITABLE, false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

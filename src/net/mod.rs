@@ -13,7 +13,8 @@
 //! handshakes), `conn` (a connection and its phases), `drive` (reading,
 //! routing and the WebSocket input of one connection), `io` (writing, and
 //! TLS pumping), `commands` (what a [`Handle`] asks for), `timers`, `pool`
-//! (reused buffers), `clock`, `slab`.
+//! (reused buffers), `clock`, `slab`, `sys` (the `recv` and `send` of
+//! every message).
 
 mod accept;
 mod clock;
@@ -24,9 +25,12 @@ mod io;
 mod phases;
 mod pool;
 mod slab;
+mod sys;
 mod timers;
 
+use crate::proto::Stamp;
 pub use clock::Clock;
+use clock::Now;
 
 use std::collections::VecDeque;
 use std::io as stdio;
@@ -63,6 +67,8 @@ pub struct Server<H: Handler> {
     conns: Slab<Conn>,
     pending: Pending,
     timers: Timers,
+    /// Deadlines that came due this turn (kept for its capacity).
+    due: Vec<(crate::proto::Stamp, Token)>,
     ready: VecDeque<Token>,
     bufs: Buffers,
     shared: Arc<Shared>,
@@ -80,7 +86,7 @@ pub struct Server<H: Handler> {
     open: usize,
     overflow: usize,
     /// Set by a stop signal: when the server exits at the latest.
-    stopping: Option<Instant>,
+    stopping: Option<Stamp>,
     /// The demo user's password, when the server made one.
     demo_password: Option<String>,
 }
@@ -114,6 +120,7 @@ impl<H: Handler> Server<H> {
             conns: Slab::new(),
             pending: Pending::default(),
             timers: Timers::default(),
+            due: Vec::new(),
             ready: VecDeque::new(),
             bufs: Buffers::new(),
             quotas: Quotas::new(&shared.config),
@@ -223,6 +230,9 @@ impl<H: Handler> Server<H> {
         result
     }
 
+    /// The loop reads the clock once per turn, right after `epoll_wait`
+    /// returns; everything the turn does (deadlines, stamps, the next poll
+    /// timeout) uses that reading.
     fn run_loop(&mut self) -> stdio::Result<()> {
         let mut events = Events::with_capacity(1024);
         // busy_poll_us: after a turn with events, poll without sleeping for
@@ -230,22 +240,23 @@ impl<H: Handler> Server<H> {
         // round trip on an idle machine.
         let spin = Duration::from_micros(self.shared.config.busy_poll_us);
         let mut spin_until: Option<Instant> = None;
+        let mut now = self.clock.now();
         loop {
-            if self.stopped(Instant::now()) {
+            if self.stopping.is_some() && self.stopped(now) {
                 return Ok(());
             }
             let timeout = match spin_until {
                 Some(until) if Instant::now() < until => Some(Duration::ZERO),
-                _ => self.poll_timeout(Instant::now()),
+                _ => self.poll_timeout(now),
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == stdio::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            let now = Instant::now();
-            if !events.is_empty() && !spin.is_zero() {
-                spin_until = Some(now + spin);
+            now = self.clock.now();
+            if !spin.is_zero() && !events.is_empty() {
+                spin_until = Some(Instant::now() + spin);
             }
             for event in events.iter() {
                 if !self.on_event(event, now) {
@@ -257,11 +268,11 @@ impl<H: Handler> Server<H> {
     }
 
     /// Whether a graceful shutdown is over (everyone gone, or out of time).
-    fn stopped(&mut self, now: Instant) -> bool {
+    fn stopped(&mut self, now: Now) -> bool {
         let Some(until) = self.stopping else {
             return false;
         };
-        if !self.conns.is_empty() && now < until {
+        if !self.conns.is_empty() && now.stamp < until {
             return false;
         }
         let left = self.conns.tokens().len();
@@ -270,7 +281,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Notes one readiness event; false when the server must exit now.
-    fn on_event(&mut self, event: &mio::event::Event, now: Instant) -> bool {
+    fn on_event(&mut self, event: &mio::event::Event, now: Now) -> bool {
         let token = event.token();
         match token {
             LISTENER => self.listeners.main_ready = true,
@@ -301,7 +312,7 @@ impl<H: Handler> Server<H> {
 
     /// SIGHUP reloads; the first stop signal starts a graceful shutdown, a
     /// second one exits at once (false).
-    fn on_signals(&mut self, now: Instant) -> bool {
+    fn on_signals(&mut self, now: Now) -> bool {
         let pending: Vec<i32> = match self.signals.as_mut() {
             Some(s) => s.pending().collect(),
             None => Vec::new(),
@@ -313,7 +324,7 @@ impl<H: Handler> Server<H> {
                 log::warn("second stop signal: exiting now", &[]);
                 return false;
             } else {
-                self.begin_shutdown(now);
+                self.shut_down(now);
             }
         }
         true
@@ -321,20 +332,17 @@ impl<H: Handler> Server<H> {
 
     /// After the events of a turn: accept, drive every ready connection
     /// once, fire due timers.
-    fn turn(&mut self, now: Instant) {
-        if self.stopping.is_none() && self.listeners.may_accept(now) {
+    fn turn(&mut self, now: Now) {
+        if self.stopping.is_none() && self.listeners.may_accept(now.stamp) {
             self.accept(now);
         }
         for _ in 0..self.ready.len() {
             let Some(token) = self.ready.pop_front() else {
                 break;
             };
-            if let Some(conn) = self.conns.get_mut(token) {
-                conn.io.set(Io::QUEUED, false);
-            }
             self.drive(token, now);
         }
-        self.fire_timers(Instant::now());
+        self.fire_timers(now);
     }
 
     /// Puts a connection in the ready queue (once).
@@ -351,8 +359,12 @@ impl<H: Handler> Server<H> {
     /// connections that are between requests; [`Server::run`] returns once
     /// all are gone or `shutdown_grace_ms` has passed (SPEC.md §7).
     pub fn begin_shutdown(&mut self, now: Instant) {
+        self.shut_down(self.clock.at(now));
+    }
+
+    fn shut_down(&mut self, now: Now) {
         let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
-        self.stopping = Some(now + grace);
+        self.stopping = Some(now.after(grace));
         self.listeners.stop(&self.poll);
         let tokens = self.conns.tokens();
         log::info(
@@ -362,8 +374,8 @@ impl<H: Handler> Server<H> {
                 ("grace_ms", &grace.as_millis()),
             ],
         );
-        let stamp = self.clock.stamp(now);
-        let close_at = self.clock.ceil(now + self.shared.limits.close_timeout);
+        let stamp = now.stamp;
+        let close_at = now.after(self.shared.limits.close_timeout);
         for token in tokens {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
@@ -395,24 +407,18 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+    /// How long `epoll_wait` may sleep: until the earliest deadline, in
+    /// whole milliseconds and never early (`now.stamp` is `now` rounded
+    /// down, so waiting the difference of the stamps reaches the deadline).
+    fn poll_timeout(&self, now: Now) -> Option<Duration> {
         if !self.ready.is_empty() || self.listeners.wants_accept_now() {
             return Some(Duration::ZERO);
         }
-        let mut next = self.timers.next().map(|t| self.clock.instant(t));
-        for t in [self.stopping, self.listeners.retry_at]
+        let next = [self.stopping, self.listeners.retry_at]
             .into_iter()
             .flatten()
-        {
-            next = Some(next.map_or(t, |n| n.min(t)));
-        }
-        // Round up to whole milliseconds so a deadline is never polled early.
-        next.map(|t| {
-            let d = t.saturating_duration_since(now);
-            Duration::from_millis(
-                d.as_millis() as u64 + u64::from(d.subsec_nanos() % 1_000_000 != 0),
-            )
-        })
+            .fold(self.timers.next(), |n, t| Some(n.map_or(t, |n| n.min(t))));
+        next.map(|t| Duration::from_millis(t.millis_since(now.stamp)))
     }
 }
 
