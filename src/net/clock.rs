@@ -11,6 +11,9 @@ use crate::proto::Stamp;
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     origin: Instant,
+    /// The monotonic clock at `origin`, in whole milliseconds.
+    #[cfg(target_os = "linux")]
+    origin_ms: u64,
 }
 
 /// One reading of the clock: the loop reads the clock once per turn, right
@@ -35,20 +38,36 @@ impl Now {
     }
 }
 
+/// `CLOCK_MONOTONIC` (the clock behind `Instant`) in whole milliseconds,
+/// read straight from the vDSO without `Instant`'s `Timespec` arithmetic:
+/// this runs on every turn of the loop.
+#[cfg(target_os = "linux")]
+fn monotonic_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000
+}
+
 impl Clock {
     /// A clock whose epoch is now.
     pub fn new() -> Clock {
         Clock {
             origin: Instant::now(),
+            #[cfg(target_os = "linux")]
+            origin_ms: monotonic_ms(),
         }
     }
 
     /// Reads the clock.
     pub(crate) fn now(&self) -> Now {
-        self.at(Instant::now())
+        #[cfg(target_os = "linux")]
+        let stamp = Stamp::from_millis(monotonic_ms().saturating_sub(self.origin_ms));
+        #[cfg(not(target_os = "linux"))]
+        let stamp = self.stamp(Instant::now());
+        Now { stamp }
     }
 
-    /// The reading for `at`.
+    /// The reading for `at` (the same clock as [`Clock::now`], to within a
+    /// millisecond).
     pub(crate) fn at(&self, at: Instant) -> Now {
         Now {
             stamp: self.stamp(at),
@@ -73,6 +92,17 @@ impl Default for Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_agrees_with_instant() {
+        let clock = Clock::new();
+        std::thread::sleep(Duration::from_millis(20));
+        let a = clock.at(Instant::now()).stamp.as_millis();
+        let b = clock.now().stamp.as_millis();
+        let c = clock.at(Instant::now()).stamp.as_millis();
+        assert!(a <= b + 1 && b <= c + 1, "{a} {b} {c}");
+        assert!(b >= 20, "{b}");
+    }
 
     #[test]
     fn stamps_round_down_and_after_rounds_up() {
