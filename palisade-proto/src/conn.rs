@@ -761,6 +761,24 @@ impl WebSocket {
     ) where
         F: FnMut(Event<'_>, &mut Sender<'_>),
     {
+        // The common read: one whole data frame, nothing held or half
+        // decoded, room for the reply. The same checks as `decode`'s fast
+        // path, without its loop.
+        if self.state == State::Open
+            && self.dec.is_none()
+            && self.out.queued() <= limits.max_outbound_bytes / 2
+        {
+            if let Some(f) = whole_data_frame(input, limits) {
+                if f.header_len + f.len == input.len() {
+                    self.last_frame = now;
+                    self.ping_sent = None;
+                    let payload = &mut input[f.header_len..];
+                    deliver_whole(&f, payload, &mut sender!(self, limits), &mut on_event);
+                    self.arm_close_deadline(now, limits);
+                    return;
+                }
+            }
+        }
         let held = self.dec.as_mut().map(|d| core::mem::take(&mut d.held));
         if let Some(mut held) = held.filter(|h| !h.is_empty()) {
             let pos = self.decode(now, &mut held, limits, &mut on_event);
