@@ -40,7 +40,10 @@ pub(crate) struct Conn {
     pub timer_at: Option<Stamp>,
 }
 
-/// The phases of a connection (see the module's diagram).
+/// The phases of a connection (see the module's diagram). An explicit tag
+/// (`repr(u8)`): the loop matches on the phase several times per message,
+/// and a tag hidden in a niche of a field costs more to read.
+#[repr(u8)]
 pub(crate) enum Phase {
     /// Reading a request head (TLS handshake included).
     Head(Head),
