@@ -37,7 +37,9 @@ OPTIONS:
 
 CASES:
     echo64_100x1 echo64_100x16 echo16k_100x1 echo16k_100x16 echo64_1x1 connect
-    idle10k (all servers); echo64_1x1_busy (palisade with --busy-poll-us 200)
+    idle10k (all servers); sporadic10k (10,000 connections, each sending one
+    64 B message every 100 ms: palisade, tokio-tungstenite, fastwebsockets);
+    echo64_1x1_busy (palisade with --busy-poll-us 200)
     hero_100x16 flood tls_echo64_100x16 tls_echo16k_100x1 tls_connect tls_idle10k
     (palisade only)
 
@@ -48,7 +50,7 @@ EOF
 }
 
 all_cases=(echo64_100x1 echo64_100x16 echo16k_100x1 echo16k_100x16 echo64_1x1 echo64_1x1_busy connect
-    hero_100x16 idle10k flood tls_echo64_100x16 tls_echo16k_100x1 tls_connect tls_idle10k)
+    sporadic10k hero_100x16 idle10k flood tls_echo64_100x16 tls_echo16k_100x1 tls_connect tls_idle10k)
 all_servers=(palisade tokio-tungstenite fastwebsockets node-ws python-websockets)
 
 runs=3 duration=5 smoke=0 build=1 out="" baseline=""
@@ -231,7 +233,7 @@ start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
 # --- cases -------------------------------------------------------------------
 
 # Sets c_args (generator arguments), c_app, c_tls and c_everyone (1 when every
-# server runs the case, 0 for palisade only).
+# server runs the case, 0 for palisade only, or the list of servers that do).
 case_spec() {
     c_app=echo c_tls=0 c_everyone=1 c_srv=()
     local timed=1
@@ -243,6 +245,9 @@ case_spec() {
         echo64_1x1) c_args=(--mode echo --conns 1 --inflight 1 --size 64) ;;
         echo64_1x1_busy) c_args=(--mode echo --conns 1 --inflight 1 --size 64); c_srv=(--busy-poll-us 200) c_everyone=0 ;;
         connect) c_args=(--mode connect --conns 8) ;;
+        sporadic10k) c_args=(--mode echo --conns "$idle_conns" --inflight 1 --size 64 --interval-ms 100
+                             --warmup 2 --timeout 120)
+                     c_everyone="tokio-tungstenite fastwebsockets" ;;
         hero_100x16) c_args=(--mode hero --conns 100 --inflight 16); c_app=hero c_everyone=0 ;;
         idle10k) c_args=(--mode idle --conns "$idle_conns" --settle 2 --timeout 120); timed=0 ;;
         flood) c_args=(--mode echo --conns 1000 --inflight 1 --size 64 --probe); c_everyone=0 ;;
@@ -260,7 +265,8 @@ for case_id in "${cases[@]}"; do
     case_spec "$case_id"
     case_servers=()
     for s in "${servers[@]}"; do
-        [[ $c_everyone == 1 || $s == palisade || $s == palisade-base ]] && case_servers+=("$s")
+        [[ $c_everyone == 1 || $s == palisade || $s == palisade-base || " $c_everyone " == *" $s "* ]] \
+            && case_servers+=("$s")
     done
     [[ ${#case_servers[@]} -gt 0 ]] || continue
     for ((round = 1; round <= runs; round++)); do
@@ -317,6 +323,8 @@ FIGURES = {
     "echo64_1x1": [("p50_us", "p50 µs", "lower")],
     "echo64_1x1_busy": [("p50_us", "p50 µs", "lower")],
     "connect": [("per_server_cpu_s", "handshakes per server-CPU-s", "higher")],
+    "sporadic10k": [("per_server_cpu_s", "round trips per server-CPU-s", "higher"),
+                    ("p99_us", "p99 µs", "lower"), ("late", "sends skipped (reply late)", "lower")],
     "hero_100x16": [("rate", "round trips/s", "higher")],
     "idle10k": [("rss_per_conn_bytes", "bytes per connection", "lower")],
     "flood": [("probe_p99_us", "probe p99 µs", "lower")],
