@@ -280,6 +280,8 @@ fn read_once<H: Handler>(
         Ok(n) => {
             if conn.tls.is_some() {
                 feed_tls(conn, &bufs.scratch[..n], &mut bufs.plain, ctx)?;
+            } else if matches!(conn.phase, Phase::Ws(_)) {
+                super::phases::ws_input(conn, &mut bufs.scratch[..n], ctx);
             } else {
                 process(conn, &mut bufs.scratch[..n], ctx);
             }

@@ -304,7 +304,10 @@ impl<H: Handler> Server<H> {
                 if event.is_writable() || event.is_write_closed() || event.is_error() {
                     conn.io.set(Io::WRITABLE, true);
                 }
-                self.enqueue(token);
+                if !conn.io.has(Io::QUEUED) {
+                    conn.io.set(Io::QUEUED, true);
+                    self.ready.push_back(token);
+                }
             }
         }
         true

@@ -184,12 +184,19 @@ fn who_of(who: &Option<Box<Who>>) -> (Option<&str>, Option<&'static str>) {
 
 /// A WebSocket's input: the core decodes it; each message is counted
 /// against the message rate and handed to the application.
-fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut Ctx<'_, H>) {
-    let Phase::Ws(Ws { ws, rate, who }) = &mut conn.phase else {
+/// (`drive` calls it straight for an open WebSocket, the common read.)
+pub(super) fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut Ctx<'_, H>) {
+    let Conn {
+        phase,
+        peer,
+        charge,
+        ..
+    } = conn;
+    let Phase::Ws(Ws { ws, rate, who }) = phase else {
         return;
     };
     let per_s = ctx.shared.config.rate.messages_per_conn_per_s;
-    let (peer, charge) = (conn.peer, conn.charge);
+    let (peer, charge) = (&*peer, &*charge);
     let (id, handle, handler, stamp) = (ctx.conn_id(), ctx.handle, &mut *ctx.handler, ctx.stamp);
     let (user, protocol) = who_of(who);
     ws.handle_input(stamp, input, &ctx.shared.limits, |event, tx| {
@@ -205,7 +212,7 @@ fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut Ctx<'_, H>)
             Verdict::Allowed => {}
             Verdict::Refused { first } => {
                 if first {
-                    log_message_rate("rate limited", peer, client());
+                    log_message_rate("rate limited", *peer, client());
                     let _ = tx.send_text(RATE_LIMITED_EVENT);
                 }
                 return;
@@ -213,7 +220,7 @@ fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut Ctx<'_, H>)
             Verdict::StrikeOut => {
                 log_message_rate(
                     "closing a client that ignored its message rate",
-                    peer,
+                    *peer,
                     client(),
                 );
                 tx.close(code::POLICY_VIOLATION, "message rate exceeded");
