@@ -46,11 +46,21 @@ struct Entry {
     token: usize,
 }
 
+/// Entries per chunk: 4 KiB.
+const CHUNK: usize = 4096 / std::mem::size_of::<Entry>();
+
+/// A slot's entries, in chunks of [`CHUNK`] that never grow: a slot that
+/// takes in thousands of deadlines at once (10,000 connections accepted
+/// within a second) would otherwise grow one vector by doubling, and the
+/// allocator keeps the memory of each smaller copy; equal chunks are
+/// reused instead.
+type Slot = Vec<Vec<Entry>>;
+
 /// A level of the wheel.
 struct Level {
     /// Bit `s` is set when slot `s` holds entries.
     occupied: u64,
-    slots: [Vec<Entry>; SLOTS],
+    slots: [Slot; SLOTS],
 }
 
 /// The timer wheel.
@@ -62,6 +72,8 @@ pub(super) struct Timers {
     /// When the next slot comes up (see [`Timers::next`]): kept up to date
     /// so that a turn with nothing due costs one comparison.
     next_at: Option<u64>,
+    /// Emptied chunks, for reuse.
+    free: Vec<Vec<Entry>>,
 }
 
 impl Default for Timers {
@@ -73,6 +85,7 @@ impl Default for Timers {
                 slots: std::array::from_fn(|_| Vec::new()),
             })),
             next_at: None,
+            free: Vec::new(),
         }
     }
 }
@@ -98,7 +111,15 @@ impl Timers {
         let shift = BITS * level as u32;
         let slot = ((place >> shift) as usize) & (SLOTS - 1);
         let l = &mut self.levels[level];
-        l.slots[slot].push(Entry { at, token });
+        let chunks = &mut l.slots[slot];
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(Entry { at, token }),
+            _ => {
+                let mut chunk = self.free.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK));
+                chunk.push(Entry { at, token });
+                chunks.push(chunk);
+            }
+        }
         l.occupied |= 1 << slot;
         let start = place >> shift << shift;
         self.next_at = Some(self.next_at.map_or(start, |n| n.min(start)));
@@ -152,16 +173,17 @@ impl Timers {
             self.elapsed = start;
             let l = &mut self.levels[level];
             l.occupied &= !(1 << slot);
-            // Taken, not kept: an emptied slot holds no memory (10,000
-            // idle connections' deadlines pass through a few slots at a
-            // time, and every slot keeping its largest batch would cost
-            // each connection several times its one entry).
-            for e in std::mem::take(&mut l.slots[slot]) {
-                if e.at <= now {
-                    due.push((Stamp::from_millis(e.at), Token(e.token)));
-                } else {
-                    self.insert(e.at, e.token);
+            // The chunks go back to the free list as they are emptied, so
+            // the ones refilled below are the same memory.
+            for mut chunk in std::mem::take(&mut l.slots[slot]) {
+                for e in chunk.drain(..) {
+                    if e.at <= now {
+                        due.push((Stamp::from_millis(e.at), Token(e.token)));
+                    } else {
+                        self.insert(e.at, e.token);
+                    }
                 }
+                self.free.push(chunk);
             }
         }
         self.elapsed = self.elapsed.max(now);
@@ -298,6 +320,23 @@ mod tests {
         }
         assert!(now < far);
         assert_eq!(fire(&mut w, far), vec![9]);
+    }
+
+    #[test]
+    fn a_crowded_slot_spans_chunks_that_are_reused() {
+        let mut w = Timers::default();
+        let n = CHUNK * 3 + 7;
+        for token in 0..n {
+            w.insert(10_000 + (token % 3) as u64, token);
+        }
+        assert_eq!(fire(&mut w, 10_002), (0..n).collect::<Vec<_>>());
+        let spare = w.free.len();
+        assert!(spare >= 4, "{spare}");
+        for token in 0..n {
+            w.insert(20_000, token);
+        }
+        assert_eq!(w.free.len(), spare - 4, "the same chunks again");
+        assert_eq!(fire(&mut w, 20_000).len(), n);
     }
 
     /// The wheel against a plain list, over a long random schedule:
