@@ -36,7 +36,7 @@ pub(crate) struct Conn {
     pub charge: Charge,
     /// What mio reported and what the loop did about it.
     pub io: Io,
-    /// Earliest deadline with an entry in the timer heap.
+    /// Earliest deadline with an entry in the timer wheel.
     pub timer_at: Option<Stamp>,
 }
 
