@@ -26,6 +26,11 @@ impl Stamp {
         self.0.get() - 1
     }
 
+    /// This stamp plus `ms` milliseconds (saturating).
+    pub const fn plus_millis(self, ms: u64) -> Stamp {
+        Stamp(self.0.saturating_add(ms))
+    }
+
     /// Milliseconds from `earlier` to this stamp (0 if it is later).
     pub const fn millis_since(self, earlier: Stamp) -> u64 {
         self.0.get().saturating_sub(earlier.0.get())
@@ -56,6 +61,11 @@ mod tests {
         assert_eq!(t0.as_millis(), 1000);
         assert_eq!(Stamp::EPOCH.as_millis(), 0);
         assert_eq!(t0.after(Duration::from_millis(250)).millis_since(t0), 250);
+        assert_eq!(t0.plus_millis(7).as_millis(), 1007);
+        assert_eq!(
+            Stamp::from_millis(u64::MAX - 2).plus_millis(9).as_millis(),
+            u64::MAX - 1
+        );
         assert_eq!(t0.after(Duration::from_micros(1)).millis_since(t0), 1);
         assert_eq!(t0.millis_since(t0.after(Duration::from_secs(1))), 0);
         assert!(t0 < t0.after(Duration::from_millis(1)));

@@ -218,7 +218,7 @@ impl<H: Handler> Server<H> {
             true => self.overflow += 1,
             false => self.open += 1,
         }
-        self.ready.push_back(token);
+        self.ready.push(token);
         self.schedule_at(token, head_by);
     }
 

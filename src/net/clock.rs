@@ -28,13 +28,13 @@ impl Now {
     /// The stamp `d` from now, rounded up: never before the instant
     /// `now + d`.
     pub fn after(self, d: Duration) -> Stamp {
-        self.stamp.after(d).after(Duration::from_millis(1))
+        self.stamp.after(d).plus_millis(1)
     }
 
     /// The next millisecond: for work that is due already but must wait
     /// for the next turn.
     pub fn next_ms(self) -> Stamp {
-        self.stamp.after(Duration::from_millis(1))
+        self.stamp.plus_millis(1)
     }
 }
 

@@ -126,7 +126,7 @@ impl<H: Handler> Server<H> {
                 let again = conn.io.has(Io::READABLE) && conn.wants_read(&self.shared.limits);
                 if again && !conn.io.has(Io::QUEUED) {
                     conn.io.set(Io::QUEUED, true);
-                    self.ready.push_back(token);
+                    self.ready.push(token);
                 }
                 rearm(conn, token, &mut self.timers, &self.shared.limits, now);
             }

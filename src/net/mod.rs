@@ -32,7 +32,6 @@ use crate::proto::Stamp;
 pub use clock::Clock;
 use clock::Now;
 
-use std::collections::VecDeque;
 use std::io as stdio;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,7 +68,10 @@ pub struct Server<H: Handler> {
     timers: Timers,
     /// Deadlines that came due this turn (kept for its capacity).
     due: Vec<(crate::proto::Stamp, Token)>,
-    ready: VecDeque<Token>,
+    /// Connections to drive in the next turn, in order.
+    ready: Vec<Token>,
+    /// The turn being driven (kept for its capacity).
+    driving: Vec<Token>,
     bufs: Buffers,
     shared: Arc<Shared>,
     clock: Clock,
@@ -121,7 +123,8 @@ impl<H: Handler> Server<H> {
             pending: Pending::default(),
             timers: Timers::default(),
             due: Vec::new(),
-            ready: VecDeque::new(),
+            ready: Vec::new(),
+            driving: Vec::new(),
             bufs: Buffers::new(),
             quotas: Quotas::new(&shared.config),
             shared: Arc::new(shared),
@@ -306,7 +309,7 @@ impl<H: Handler> Server<H> {
                 }
                 if !conn.io.has(Io::QUEUED) {
                     conn.io.set(Io::QUEUED, true);
-                    self.ready.push_back(token);
+                    self.ready.push(token);
                 }
             }
         }
@@ -339,12 +342,13 @@ impl<H: Handler> Server<H> {
         if self.stopping.is_none() && self.listeners.may_accept(now.stamp) {
             self.accept(now);
         }
-        for _ in 0..self.ready.len() {
-            let Some(token) = self.ready.pop_front() else {
-                break;
-            };
+        // What is queued while these are driven waits for the next turn.
+        std::mem::swap(&mut self.ready, &mut self.driving);
+        let mut batch = std::mem::take(&mut self.driving);
+        for token in batch.drain(..) {
             self.drive(token, now);
         }
+        self.driving = batch;
         self.fire_timers(now);
     }
 
@@ -353,7 +357,7 @@ impl<H: Handler> Server<H> {
         if let Some(conn) = self.conns.get_mut(token) {
             if !conn.io.has(Io::QUEUED) {
                 conn.io.set(Io::QUEUED, true);
-                self.ready.push_back(token);
+                self.ready.push(token);
             }
         }
     }

@@ -198,7 +198,7 @@ pub(super) fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut 
     let per_s = ctx.shared.config.rate.messages_per_conn_per_s;
     let (peer, charge) = (&*peer, &*charge);
     let (id, handle, handler, stamp) = (ctx.conn_id(), ctx.handle, &mut *ctx.handler, ctx.stamp);
-    let (user, protocol) = who_of(who);
+    let who = &*who;
     ws.handle_input(stamp, input, &ctx.shared.limits, |event, tx| {
         let message = match event {
             Event::Text(t) => Message::Text(t),
@@ -227,6 +227,7 @@ pub(super) fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut 
                 return;
             }
         }
+        let (user, protocol) = who_of(who);
         let mut cx = Context {
             id,
             user,
