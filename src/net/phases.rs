@@ -79,16 +79,7 @@ fn head_input<'i, H: Handler>(
         Ok((taken, Some(_))) => taken,
         Ok((_, None)) => return None,
         Err(e) => {
-            let mut out = conn.take_output();
-            router::refuse(
-                &mut out,
-                conn.peer,
-                e.status(),
-                e.reason(),
-                &[],
-                hsts(conn, ctx),
-            );
-            conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
+            refuse_and_linger(conn, e, ctx);
             return None;
         }
     };
@@ -467,17 +458,7 @@ fn head_timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After {
         }
         return After::Close;
     }
-    let e = HandshakeError::Timeout;
-    let mut out = std::mem::take(&mut h.out);
-    router::refuse(
-        &mut out,
-        conn.peer,
-        e.status(),
-        e.reason(),
-        &[],
-        hsts(conn, ctx),
-    );
-    conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
+    refuse_and_linger(conn, HandshakeError::Timeout, ctx);
     let _ = flush(conn);
     settle(conn)
 }
@@ -534,6 +515,15 @@ pub(super) fn extend_on_progress<H: Handler>(conn: &mut Conn, ctx: &Ctx<'_, H>) 
         }
         _ => {}
     }
+}
+
+/// Answers a refused request after any responses still unsent, then
+/// lingers until that is written.
+fn refuse_and_linger<H>(conn: &mut Conn, e: HandshakeError, ctx: &Ctx<'_, H>) {
+    let mut out = conn.take_output();
+    let hsts = hsts(conn, ctx);
+    router::refuse(&mut out, conn.peer, e.status(), e.reason(), &[], hsts);
+    conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
 }
 
 /// Whether responses on `conn` carry `Strict-Transport-Security`.
