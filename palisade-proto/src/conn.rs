@@ -1084,8 +1084,12 @@ impl WebSocket {
     }
 
     /// Takes the (empty) buffers for reuse elsewhere; see [`WebSocket::is_idle`].
-    pub fn take_buffers(&mut self, mut give: impl FnMut(Vec<u8>)) {
-        if self.out.queued() == 0 && self.out.buf.capacity() > 0 {
+    /// An output buffer of at most `keep_output` bytes of capacity stays:
+    /// a connection that keeps talking would take one back at its next
+    /// message, and the round trip through a pool costs more than a short
+    /// message's whole decode (pass 0 to take it too).
+    pub fn take_buffers(&mut self, keep_output: usize, mut give: impl FnMut(Vec<u8>)) {
+        if self.out.queued() == 0 && self.out.buf.capacity() > keep_output {
             give(core::mem::take(&mut self.out.buf));
             self.out.pos = 0;
         }

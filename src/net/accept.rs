@@ -148,7 +148,7 @@ impl<H: Handler> Server<H> {
 
     /// Accepts from one listener; returns whether it may have more.
     fn accept_from(&mut self, now: Now, redirect: bool) -> bool {
-        let batch = ACCEPT_BATCH.min((self.shared.config.limits.pending_cap() / 2).max(1));
+        let batch = ACCEPT_BATCH.min((self.env.shared.config.limits.pending_cap() / 2).max(1));
         for _ in 0..batch {
             let listener = match (redirect, &self.listeners.redirect) {
                 (true, Some(r)) => r,
@@ -190,18 +190,18 @@ impl<H: Handler> Server<H> {
         let Some(charge) = self.charge_at_accept(&sock, peer, redirect) else {
             return;
         };
-        if self.pending.len() >= self.shared.config.limits.pending_cap() {
+        if self.pending.len() >= self.env.shared.config.limits.pending_cap() {
             self.evict_pending("limits.max_pending_handshakes", now);
         }
         let Some(tls) = self.tls_session(redirect, peer) else {
             if let Some(ip) = charge.ip() {
-                self.quotas.conns.release(ip);
+                self.env.quotas.conns.release(ip);
             }
             return;
         };
         #[cfg(not(target_os = "linux"))]
         let _ = sock.set_nodelay(true);
-        let head_by = now.after(self.shared.config.limits.handshake_timeout());
+        let head_by = now.after(self.env.shared.config.limits.handshake_timeout());
         let via = match (&tls, self.https_port(redirect)) {
             (_, Some(port)) => Via::Redirect(port),
             (Some(_), None) => Via::Tls,
@@ -226,7 +226,7 @@ impl<H: Handler> Server<H> {
     /// let in only to be told `503`), or refused outright because the
     /// overflow is full too (`None`).
     fn capacity(&self, peer: SocketAddr) -> Option<bool> {
-        let max = self.shared.config.limits.max_connections;
+        let max = self.env.shared.config.limits.max_connections;
         let over = self.open >= max;
         if over && self.overflow >= OVERFLOW {
             let fields: [(&str, &dyn std::fmt::Display); 3] = [
@@ -266,7 +266,7 @@ impl<H: Handler> Server<H> {
                     &fields,
                 );
                 if let Some(ip) = self.conns.remove(token).and_then(|c| c.charge.ip()) {
-                    self.quotas.conns.release(ip);
+                    self.env.quotas.conns.release(ip);
                 }
                 None
             }
@@ -284,19 +284,19 @@ impl<H: Handler> Server<H> {
         redirect: bool,
     ) -> Option<Charge> {
         let ip = canonical(peer.ip());
-        if self.shared.proxies.contains(ip) {
+        if self.env.shared.proxies.contains(ip) {
             return Some(Charge::Unknown);
         }
-        let max = self.shared.config.limits.max_connections_per_ip;
-        if self.quotas.conns.charge(ip, max) {
+        let max = self.env.shared.config.limits.max_connections_per_ip;
+        if self.env.quotas.conns.charge(ip, max) {
             return Some(Charge::Ip(ip));
         }
-        self.quotas.conns.release(ip);
+        self.env.quotas.conns.release(ip);
         refuse_over_quota(
             sock,
             peer,
             redirect || self.acceptor.is_none(),
-            &self.shared,
+            &self.env.shared,
         );
         None
     }

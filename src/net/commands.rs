@@ -24,7 +24,7 @@ impl<H: Handler> Server<H> {
                     for token in self.targets(&to) {
                         if let Some(Phase::Ws(w)) = self.conns.get_mut(token).map(|c| &mut c.phase)
                         {
-                            w.ws.close(stamp, &self.shared.limits, code, reason);
+                            w.ws.close(stamp, &self.env.shared.limits, code, reason);
                             self.enqueue(token);
                         }
                     }
@@ -61,7 +61,7 @@ impl<H: Handler> Server<H> {
         w.ws.provide_output_buffer(|| self.bufs.take());
         let stamp = now.stamp;
         let _ =
-            w.ws.with_sender(stamp, &self.shared.limits, |tx| match message {
+            w.ws.with_sender(stamp, &self.env.shared.limits, |tx| match message {
                 Outgoing::Text(text) => tx.send_text(&**text),
                 Outgoing::Binary(data) => tx.send_binary(data),
             });

@@ -11,16 +11,15 @@ use mio::Token;
 use super::clock::Now;
 use super::conn::{Conn, Io, Phase, Slot, Verifying, Via};
 use super::io::{feed_tls, flush, say_goodbye, settle};
-use super::pool::{Buffers, SCRATCH};
+use super::pool::{Buffers, KEEP_OUTPUT, SCRATCH};
 use super::timers::Timers;
-use super::{READ_BUDGET, Server};
-use crate::handler::{Closed, ConnId, Handle, Handler};
+use super::{Env, READ_BUDGET, Server};
+use crate::handler::{Closed, ConnId, Handler};
 use crate::log;
 use crate::proto::conn::{CloseInfo, Initiator};
 use crate::proto::{Limits, Stamp};
-use crate::router::{Peer, Quotas, Router, Shared, unix_now};
-use crate::security::hasher::Hasher;
-use crate::security::{Auth, BasicResult};
+use crate::router::{Peer, Router, unix_now};
+use crate::security::BasicResult;
 
 pub(super) use super::phases::{on_eof, process};
 
@@ -32,12 +31,7 @@ pub(crate) enum After {
 
 /// What the processing of input needs besides the connection.
 pub(crate) struct Ctx<'a, H> {
-    pub shared: &'a Shared,
-    pub auth: &'a mut Auth,
-    pub quotas: &'a mut Quotas,
-    pub hasher: &'a Hasher<Token>,
-    pub handler: &'a mut H,
-    pub handle: &'a Handle,
+    pub env: &'a mut Env<H>,
     pub token: Token,
     pub stamp: Stamp,
 }
@@ -47,12 +41,7 @@ pub(crate) struct Ctx<'a, H> {
 macro_rules! ctx {
     ($server:expr, $token:expr, $now:expr) => {
         Ctx {
-            shared: &$server.shared,
-            auth: &mut $server.auth,
-            quotas: &mut $server.quotas,
-            hasher: &$server.hasher,
-            handler: &mut $server.handler,
-            handle: &$server.handle,
+            env: &mut $server.env,
             token: $token,
             stamp: $now.stamp,
         }
@@ -75,10 +64,10 @@ impl<'a, H: Handler> Ctx<'a, H> {
     /// A router for this turn.
     pub fn router(&mut self) -> Router<'_> {
         Router {
-            shared: self.shared,
-            auth: self.auth,
-            quotas: self.quotas,
-            protocols: self.handler.protocols(),
+            shared: &self.env.shared,
+            auth: &mut self.env.auth,
+            quotas: &mut self.env.quotas,
+            protocols: self.env.handler.protocols(),
             now: Instant::now(),
             unix_now: unix_now(),
         }
@@ -105,30 +94,48 @@ impl<H: Handler> Server<H> {
             return;
         };
         conn.io.set(Io::QUEUED, false);
-        let before = conn.pending_key();
+        // A WebSocket never goes back to an HTTP phase: it has no place in
+        // the pending-handshake index before or after.
+        let was_ws = matches!(conn.phase, Phase::Ws(_));
+        let before = if was_ws { None } else { conn.pending_key() };
         let mut ctx = ctx!(self, token, now);
         let mut after = pump(conn, &mut self.bufs, &mut ctx);
-        if matches!(after, After::Keep) {
+        // Whether the connection is an open WebSocket: nothing to settle
+        // (it is neither finished nor failed), and its deadline only moves
+        // later while it stays open (see below).
+        let open = matches!(&conn.phase, Phase::Ws(w) if w.ws.is_open());
+        if matches!(after, After::Keep) && !open {
             after = settle(conn);
         }
         if let Phase::Ws(w) = &mut conn.phase {
             if w.ws.is_idle() {
-                w.ws.take_buffers(|b| self.bufs.give(b));
+                w.ws.take_buffers(KEEP_OUTPUT, |b| self.bufs.give(b));
             }
         }
-        let after_key = conn.pending_key();
-        if before != after_key {
-            self.pending.update(token, before, after_key);
+        if !was_ws {
+            let after_key = conn.pending_key();
+            if before != after_key {
+                self.pending.update(token, before, after_key);
+            }
         }
         match after {
             After::Close => self.close(token),
             After::Keep => {
-                let again = conn.io.has(Io::READABLE) && conn.wants_read(&self.shared.limits);
+                let again = conn.io.has(Io::READABLE) && conn.wants_read(&self.env.shared.limits);
                 if again && !conn.io.has(Io::QUEUED) {
                     conn.io.set(Io::QUEUED, true);
                     self.ready.push(token);
                 }
-                rearm(conn, token, &mut self.timers, &self.shared.limits, now);
+                // An open WebSocket's deadline (idle ping, token expiry)
+                // only moves later as messages come, so an entry armed
+                // while it was open is early or on time: when it comes up,
+                // the real deadline is armed instead. Working it out per
+                // message would cost more than that one spare wake-up per
+                // idle period. (The turn that opens it arms its deadline:
+                // the handshake's entry may be later.)
+                if !(was_ws && open && conn.timer_at.is_some()) {
+                    rearm(conn, token, &mut self.timers, &self.env.shared.limits, now);
+                }
             }
         }
     }
@@ -139,7 +146,7 @@ impl<H: Handler> Server<H> {
             After::Close => self.close(token),
             After::Keep => {
                 if let Some(conn) = self.conns.get_mut(token) {
-                    rearm(conn, token, &mut self.timers, &self.shared.limits, now);
+                    rearm(conn, token, &mut self.timers, &self.env.shared.limits, now);
                 }
             }
         }
@@ -157,7 +164,7 @@ impl<H: Handler> Server<H> {
         #[cfg(not(target_os = "linux"))]
         let _ = self.poll.registry().deregister(&mut conn.sock);
         if let Some(ip) = conn.charge.ip() {
-            self.quotas.conns.release(ip);
+            self.env.quotas.conns.release(ip);
         }
         self.pending.update(token, conn.pending_key(), None);
         match conn.slot {
@@ -177,13 +184,13 @@ impl<H: Handler> Server<H> {
                 user,
                 code: info.code,
             };
-            self.handler.on_close(&closed);
+            self.env.handler.on_close(&closed);
         }
     }
 
     /// Answers the connections whose password checks came back.
     pub(super) fn collect_verified(&mut self, now: Now) {
-        while let Some(done) = self.hasher.try_recv() {
+        while let Some(done) = self.env.hasher.try_recv() {
             let token = done.tag;
             let Some(conn) = self.conns.get_mut(token) else {
                 continue; // gone while its password was checked
@@ -212,6 +219,12 @@ impl<H: Handler> Server<H> {
         let before = conn.pending_key();
         let mut ctx = ctx!(self, token, now);
         let after = super::phases::timeout(conn, &mut ctx);
+        // A quiet WebSocket gives back even a small output buffer.
+        if let Phase::Ws(w) = &mut conn.phase {
+            if w.ws.is_idle() {
+                w.ws.take_buffers(0, |b| self.bufs.give(b));
+            }
+        }
         self.pending.update(token, before, conn.pending_key());
         self.finish(token, after, now);
     }
@@ -228,14 +241,13 @@ fn rearm(conn: &mut Conn, token: Token, timers: &mut Timers, limits: &Limits, no
 /// The read-process-write loop of one connection for one turn, within
 /// [`READ_BUDGET`].
 fn pump<H: Handler>(conn: &mut Conn, bufs: &mut Buffers, ctx: &mut Ctx<'_, H>) -> After {
-    let limits = &ctx.shared.limits;
     let mut budget = READ_BUDGET;
     loop {
         // Input held back at the high-water mark goes first.
-        if matches!(&conn.phase, Phase::Ws(w) if w.ws.wants_resume(limits)) {
+        if matches!(&conn.phase, Phase::Ws(w) if w.ws.wants_resume(&ctx.env.shared.limits)) {
             process(conn, &mut [], ctx);
         }
-        while conn.io.has(Io::READABLE) && budget > 0 && conn.wants_read(limits) {
+        while conn.io.has(Io::READABLE) && budget > 0 && conn.wants_read(&ctx.env.shared.limits) {
             match read_once(conn, bufs, ctx) {
                 Ok(n) => budget = budget.saturating_sub(n),
                 Err(after) => return after,
@@ -250,8 +262,9 @@ fn pump<H: Handler>(conn: &mut Conn, bufs: &mut Buffers, ctx: &mut Ctx<'_, H>) -
                 return After::Close;
             }
         }
-        let resume = matches!(&conn.phase, Phase::Ws(w) if w.ws.wants_resume(limits));
-        let readable = conn.io.has(Io::READABLE) && conn.wants_read(limits);
+        let resume =
+            matches!(&conn.phase, Phase::Ws(w) if w.ws.wants_resume(&ctx.env.shared.limits));
+        let readable = conn.io.has(Io::READABLE) && conn.wants_read(&ctx.env.shared.limits);
         if budget == 0 || !(resume || readable) {
             return After::Keep;
         }

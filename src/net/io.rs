@@ -109,7 +109,7 @@ pub(super) fn feed_tls<H: Handler>(
         let reason = "plain HTTP request on the TLS port: use https:// or wss://";
         let mut out = Vec::new();
         router::refuse(&mut out, conn.peer, 400, reason, &[], false);
-        conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
+        conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
         return Ok(());
     }
     let result = tls

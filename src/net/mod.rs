@@ -38,7 +38,8 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
+use sys::{Events, Ready};
 
 use crate::handler::{Command, Handle, Handler};
 use crate::log;
@@ -73,15 +74,10 @@ pub struct Server<H: Handler> {
     /// The turn being driven (kept for its capacity).
     driving: Vec<Token>,
     bufs: Buffers,
-    shared: Arc<Shared>,
+    env: Env<H>,
     clock: Clock,
     acceptor: Option<Acceptor>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
-    auth: Auth,
-    quotas: Quotas,
-    hasher: Hasher<Token>,
-    handler: H,
-    handle: Handle,
     commands: Receiver<Command>,
     /// Connections counted in `max_connections`, and those beyond it that
     /// are read only to be answered `503`.
@@ -91,6 +87,19 @@ pub struct Server<H: Handler> {
     stopping: Option<Stamp>,
     /// The demo user's password, when the server made one.
     demo_password: Option<String>,
+}
+
+/// What the processing of a connection's input may use besides the
+/// connection: the settings, the credentials, the quotas, the password
+/// workers and the application. One field of the server, so that a
+/// [`drive::Ctx`] is a pointer and a stamp.
+pub(crate) struct Env<H> {
+    pub shared: Arc<Shared>,
+    pub auth: Auth,
+    pub quotas: Quotas,
+    pub hasher: Hasher<Token>,
+    pub handler: H,
+    pub handle: Handle,
 }
 
 impl<H: Handler> Server<H> {
@@ -126,15 +135,17 @@ impl<H: Handler> Server<H> {
             ready: Vec::new(),
             driving: Vec::new(),
             bufs: Buffers::new(),
-            quotas: Quotas::new(&shared.config),
-            shared: Arc::new(shared),
+            env: Env {
+                quotas: Quotas::new(&shared.config),
+                shared: Arc::new(shared),
+                auth,
+                hasher,
+                handler,
+                handle,
+            },
             clock: Clock::new(),
             acceptor,
             signals: None,
-            auth,
-            hasher,
-            handler,
-            handle,
             commands,
             open: 0,
             overflow: 0,
@@ -160,18 +171,18 @@ impl<H: Handler> Server<H> {
     /// Reloads what SIGHUP reloads: the users file, the TLS certificate
     /// and key. A bad new file is logged and the old one kept.
     pub fn reload(&mut self) {
-        match self.auth.reload_users() {
+        match self.env.auth.reload_users() {
             None => {}
             Some(Ok(n)) => {
                 log::info("users file reloaded", &[("users", &n)]);
-                crate::security::warn_mixed_iterations(&self.auth);
+                crate::security::warn_mixed_iterations(&self.env.auth);
             }
             Some(Err(e)) => log::warn(
                 "users reload failed; keeping the current users",
                 &[("error", &e)],
             ),
         }
-        let tls = &self.shared.config.tls;
+        let tls = &self.env.shared.config.tls;
         let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
             log::info(
                 "reload: nothing to reload (no TLS certificate configured)",
@@ -203,12 +214,12 @@ impl<H: Handler> Server<H> {
 
     /// The application.
     pub fn handler(&self) -> &H {
-        &self.handler
+        &self.env.handler
     }
 
     /// A handle to this server's connections, for other threads.
     pub fn handle(&self) -> Handle {
-        self.handle.clone()
+        self.env.handle.clone()
     }
 
     /// The bound address (useful with port 0).
@@ -241,7 +252,7 @@ impl<H: Handler> Server<H> {
         // busy_poll_us: after a turn with events, poll without sleeping for
         // a while; the wake-up from epoll_wait is most of a lone client's
         // round trip on an idle machine.
-        let spin = Duration::from_micros(self.shared.config.busy_poll_us);
+        let spin = Duration::from_micros(self.env.shared.config.busy_poll_us);
         let mut spin_until: Option<Instant> = None;
         let mut now = self.clock.now();
         loop {
@@ -249,10 +260,10 @@ impl<H: Handler> Server<H> {
                 return Ok(());
             }
             let timeout = match spin_until {
-                Some(until) if Instant::now() < until => Some(Duration::ZERO),
+                Some(until) if Instant::now() < until => Some(0),
                 _ => self.poll_timeout(now),
             };
-            match self.poll.poll(&mut events, timeout) {
+            match events.wait(&mut self.poll, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == stdio::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -284,9 +295,8 @@ impl<H: Handler> Server<H> {
     }
 
     /// Notes one readiness event; false when the server must exit now.
-    fn on_event(&mut self, event: &mio::event::Event, now: Now) -> bool {
-        let token = event.token();
-        match token {
+    fn on_event(&mut self, event: Ready, now: Now) -> bool {
+        match event.token {
             LISTENER => self.listeners.main_ready = true,
             REDIRECT => self.listeners.redirect_ready = true,
             WAKER => {
@@ -294,17 +304,17 @@ impl<H: Handler> Server<H> {
                 self.apply_commands(now);
             }
             SIGNALS => return self.on_signals(now),
-            _ => {
+            token => {
                 let Some(conn) = self.conns.get_mut(token) else {
                     return true;
                 };
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                if event.readable {
                     conn.io.set(Io::READABLE, true);
-                    if event.is_read_closed() || event.is_error() {
-                        conn.io.set(Io::HUP, true);
-                    }
                 }
-                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                if event.hup {
+                    conn.io.set(Io::HUP, true);
+                }
+                if event.writable {
                     conn.io.set(Io::WRITABLE, true);
                 }
                 if !conn.io.has(Io::QUEUED) {
@@ -370,7 +380,7 @@ impl<H: Handler> Server<H> {
     }
 
     fn shut_down(&mut self, now: Now) {
-        let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
+        let grace = Duration::from_millis(self.env.shared.config.shutdown_grace_ms);
         self.stopping = Some(now.after(grace));
         self.listeners.stop(&self.poll);
         let tokens = self.conns.tokens();
@@ -382,7 +392,7 @@ impl<H: Handler> Server<H> {
             ],
         );
         let stamp = now.stamp;
-        let close_at = now.after(self.shared.limits.close_timeout);
+        let close_at = now.after(self.env.shared.limits.close_timeout);
         for token in tokens {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
@@ -390,7 +400,7 @@ impl<H: Handler> Server<H> {
             let drop_now = match &mut conn.phase {
                 Phase::Ws(w) => {
                     if w.ws.is_open() {
-                        let limits = &self.shared.limits;
+                        let limits = &self.env.shared.limits;
                         let code = crate::proto::error::code::GOING_AWAY;
                         w.ws.close(stamp, limits, code, "server shutting down");
                     }
@@ -417,15 +427,15 @@ impl<H: Handler> Server<H> {
     /// How long `epoll_wait` may sleep: until the earliest deadline, in
     /// whole milliseconds and never early (`now.stamp` is `now` rounded
     /// down, so waiting the difference of the stamps reaches the deadline).
-    fn poll_timeout(&self, now: Now) -> Option<Duration> {
+    fn poll_timeout(&self, now: Now) -> Option<u64> {
         if !self.ready.is_empty() || self.listeners.wants_accept_now() {
-            return Some(Duration::ZERO);
+            return Some(0);
         }
         let next = [self.stopping, self.listeners.retry_at]
             .into_iter()
             .flatten()
             .fold(self.timers.next(), |n, t| Some(n.map_or(t, |n| n.min(t))));
-        next.map(|t| Duration::from_millis(t.millis_since(now.stamp)))
+        next.map(|t| t.millis_since(now.stamp))
     }
 }
 

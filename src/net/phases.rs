@@ -74,7 +74,7 @@ fn head_input<'i, H: Handler>(
     };
     h.received += input.len() as u64;
     h.heard = ctx.stamp;
-    let max = ctx.shared.limits.max_request_head_bytes;
+    let max = ctx.env.shared.limits.max_request_head_bytes;
     let taken = match h.reader.push(input, max) {
         Ok((taken, Some(_))) => taken,
         Ok((_, None)) => return None,
@@ -102,11 +102,11 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
     match outcome {
         Outcome::KeepAlive => {
             h.reader.clear();
-            h.deadline = ctx.after(ctx.shared.config.limits.handshake_timeout());
+            h.deadline = ctx.after(ctx.env.shared.config.limits.handshake_timeout());
         }
         Outcome::Final => {
             let out = std::mem::take(&mut h.out);
-            conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
+            conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
         }
         Outcome::Upgrade(up) => {
             let out = std::mem::take(&mut h.out);
@@ -118,7 +118,7 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
                 out,
                 body: Vec::with_capacity(need),
                 need,
-                deadline: ctx.after(ctx.shared.config.limits.handshake_timeout()),
+                deadline: ctx.after(ctx.env.shared.config.limits.handshake_timeout()),
                 heard: ctx.stamp,
             });
             if need == 0 {
@@ -132,7 +132,7 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
 /// The `101` is in `out`: the connection becomes a WebSocket and the
 /// application sees it open.
 fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ctx<'_, H>) {
-    let limits = &ctx.shared.limits;
+    let limits = &ctx.env.shared.limits;
     let mut ws = WebSocket::new(ctx.stamp, out);
     if let Some(exp) = up.expires_at {
         // Clamped: a token from another holder of the secret may carry any exp.
@@ -145,13 +145,13 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
             protocol: up.protocol,
         })
     });
-    let rate = ctx.shared.config.rate.messages_per_conn_per_s;
+    let rate = ctx.env.shared.config.rate.messages_per_conn_per_s;
     let mut w = Ws {
         ws,
         rate: MessageRate::new(rate.saturating_mul(2), ctx.stamp),
         who,
     };
-    let (id, handle, handler) = (ctx.conn_id(), ctx.handle, &mut *ctx.handler);
+    let (id, handle, handler) = (ctx.conn_id(), &ctx.env.handle, &mut ctx.env.handler);
     let (user, protocol) = who_of(&w.who);
     w.ws.with_sender(ctx.stamp, limits, |tx| {
         let mut cx = Context {
@@ -186,11 +186,16 @@ pub(super) fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut 
     let Phase::Ws(Ws { ws, rate, who }) = phase else {
         return;
     };
-    let per_s = ctx.shared.config.rate.messages_per_conn_per_s;
+    let per_s = ctx.env.shared.config.rate.messages_per_conn_per_s;
     let (peer, charge) = (&*peer, &*charge);
-    let (id, handle, handler, stamp) = (ctx.conn_id(), ctx.handle, &mut *ctx.handler, ctx.stamp);
+    let (id, handle, handler, stamp) = (
+        ctx.conn_id(),
+        &ctx.env.handle,
+        &mut ctx.env.handler,
+        ctx.stamp,
+    );
     let who = &*who;
-    ws.handle_input(stamp, input, &ctx.shared.limits, |event, tx| {
+    ws.handle_input(stamp, input, &ctx.env.shared.limits, |event, tx| {
         let message = match event {
             Event::Text(t) => Message::Text(t),
             Event::Binary(b) => Message::Binary(b),
@@ -251,19 +256,19 @@ fn body_complete<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) {
     b.body.fill(0);
     let creds = match parsed {
         Ok(c) => c,
-        Err(_) => return conn.linger(out, ctx.after(ctx.shared.limits.close_timeout)),
+        Err(_) => return conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout)),
     };
-    let (hash, known) = ctx.auth.password_check(&creds.username);
+    let (hash, known) = ctx.env.auth.password_check(&creds.username);
     let job = Job {
         tag: ctx.token,
         hash,
         password: creds.password.into_bytes(),
         known,
     };
-    if ctx.hasher.submit(job).is_err() {
+    if ctx.env.hasher.submit(job).is_err() {
         ctx.router()
             .refuse_login(&mut out, &peer, login::BUSY, &[("Retry-After", "1")]);
-        return conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
+        return conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
     }
     let kind = Box::new(Verifying::Login {
         username: creds.username,
@@ -287,7 +292,7 @@ fn start_basic<H: Handler>(
     let Phase::Head(h) = &mut conn.phase else {
         return;
     };
-    let (hash, known) = ctx.auth.password_check(&username);
+    let (hash, known) = ctx.env.auth.password_check(&username);
     let job = Job {
         tag: ctx.token,
         hash,
@@ -295,11 +300,11 @@ fn start_basic<H: Handler>(
         known,
     };
     let mut out = std::mem::take(&mut h.out);
-    if ctx.hasher.submit(job).is_err() {
+    if ctx.env.hasher.submit(job).is_err() {
         let extra = [("Retry-After", "1")];
         ctx.router()
             .refuse(&mut out, &peer, 503, "password checks queue full", &extra);
-        return conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
+        return conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
     }
     let kind = Box::new(Verifying::Handshake {
         reader: std::mem::take(&mut h.reader),
@@ -326,7 +331,7 @@ pub(super) fn verified<H: Handler>(
     match kind {
         Verifying::Login { username } => {
             ctx.router().login_checked(&username, ok, &peer, &mut out);
-            conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
+            conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
         }
         Verifying::Handshake {
             reader,
@@ -337,7 +342,7 @@ pub(super) fn verified<H: Handler>(
             conn.phase = Phase::Head(Head {
                 reader,
                 out,
-                deadline: ctx.after(ctx.shared.config.limits.handshake_timeout()),
+                deadline: ctx.after(ctx.env.shared.config.limits.handshake_timeout()),
                 received,
                 heard: ctx.stamp,
             });
@@ -351,7 +356,7 @@ pub(super) fn verified<H: Handler>(
 
 /// The peer closed its side of TCP (EOF read).
 pub(crate) fn on_eof<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After {
-    let close_at = ctx.after(ctx.shared.limits.close_timeout);
+    let close_at = ctx.after(ctx.env.shared.limits.close_timeout);
     match &mut conn.phase {
         // The peer is done sending, not necessarily done reading (a request
         // followed by a half-close): finish the responses.
@@ -400,7 +405,7 @@ pub(crate) fn on_eof<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After
 pub(super) fn timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After {
     let now = ctx.stamp;
     match &mut conn.phase {
-        Phase::Ws(w) => match w.ws.handle_timeout(now, &ctx.shared.limits) {
+        Phase::Ws(w) => match w.ws.handle_timeout(now, &ctx.env.shared.limits) {
             Some(expired) => {
                 let what = match expired {
                     Expired::Idle => "idle",
@@ -483,7 +488,7 @@ fn body_timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After {
     );
     let mut out = std::mem::take(&mut b.out);
     login::write_refusal(login::TIMEOUT, &[], hsts(conn, ctx), &mut out);
-    conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
+    conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
     let _ = flush(conn);
     settle(conn)
 }
@@ -495,11 +500,11 @@ fn body_timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After {
 /// socket writable again until half of a multi-megabyte send buffer has
 /// drained). Once everything is out, the usual short deadlines apply.
 pub(super) fn extend_on_progress<H: Handler>(conn: &mut Conn, ctx: &Ctx<'_, H>) {
-    let limits = &ctx.shared.limits;
+    let limits = &ctx.env.shared.limits;
     match &mut conn.phase {
         Phase::Head(h) => {
             let next = if h.out.is_empty() {
-                ctx.shared.config.limits.handshake_timeout()
+                ctx.env.shared.config.limits.handshake_timeout()
             } else {
                 limits.idle_timeout
             };
@@ -523,10 +528,10 @@ fn refuse_and_linger<H>(conn: &mut Conn, e: HandshakeError, ctx: &Ctx<'_, H>) {
     let mut out = conn.take_output();
     let hsts = hsts(conn, ctx);
     router::refuse(&mut out, conn.peer, e.status(), e.reason(), &[], hsts);
-    conn.linger(out, ctx.after(ctx.shared.limits.close_timeout));
+    conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
 }
 
 /// Whether responses on `conn` carry `Strict-Transport-Security`.
 fn hsts<H>(conn: &Conn, ctx: &Ctx<'_, H>) -> bool {
-    conn.secure() && ctx.shared.config.tls.hsts
+    conn.secure() && ctx.env.shared.config.tls.hsts
 }

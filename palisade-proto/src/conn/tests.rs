@@ -644,7 +644,24 @@ fn buffers_can_be_pooled_when_idle() {
     h.out();
     assert!(h.ws.is_idle());
     let mut taken = Vec::new();
-    h.ws.take_buffers(|b| taken.push(b));
+    h.ws.take_buffers(0, |b| taken.push(b));
     assert!(!taken.is_empty());
+    assert_eq!(h.ws.buffered_bytes(), 0);
+}
+
+#[test]
+fn a_small_output_buffer_can_stay() {
+    let mut h = Harness::new();
+    h.feed(&masked(opcode::TEXT, b"hi"));
+    assert_eq!(h.out(), vec![Out(opcode::TEXT, b"hi".to_vec())]);
+    assert!(h.ws.is_idle());
+    let kept = h.ws.buffered_bytes();
+    assert!(kept > 0 && kept <= 256, "{kept}");
+    let mut taken = Vec::new();
+    h.ws.take_buffers(256, |b| taken.push(b));
+    assert!(taken.is_empty());
+    assert_eq!(h.ws.buffered_bytes(), kept);
+    h.ws.take_buffers(0, |b| taken.push(b));
+    assert_eq!(taken.len(), 1);
     assert_eq!(h.ws.buffered_bytes(), 0);
 }
