@@ -109,7 +109,10 @@ impl<H: Handler> Server<H> {
         }
         if let Phase::Ws(w) = &mut conn.phase {
             if w.ws.is_idle() {
-                w.ws.take_buffers(KEEP_OUTPUT, |b| self.bufs.give(b));
+                // The buffer that carried the `101` goes back: most
+                // connections are idle after their handshake.
+                let keep = if was_ws { KEEP_OUTPUT } else { 0 };
+                w.ws.take_buffers(keep, |b| self.bufs.give(b));
             }
         }
         if !was_ws {
