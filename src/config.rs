@@ -166,6 +166,10 @@ pub struct AuthConfig {
     pub hash_workers: usize,
     /// Verifications waiting for a worker; one more is answered `503`.
     pub hash_queue: usize,
+    /// Token ids revoked by `POST /logout` held at most (each until its
+    /// token expires); beyond it a log-out revokes all of the user's
+    /// earlier tokens instead.
+    pub max_revoked_tokens: usize,
 }
 
 impl Default for AuthConfig {
@@ -179,6 +183,7 @@ impl Default for AuthConfig {
             allow_query_token: true,
             hash_workers: 1,
             hash_queue: 16,
+            max_revoked_tokens: DEFAULT_MAX_REVOKED_TOKENS,
         }
     }
 }
@@ -380,6 +385,9 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Default of `auth.max_revoked_tokens` (about 100 bytes each).
+pub const DEFAULT_MAX_REVOKED_TOKENS: usize = 10_000;
+
 /// Largest message or frame cap accepted: 1 GiB.
 pub const MAX_MESSAGE_CAP: u64 = 1 << 30;
 
@@ -403,6 +411,7 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("auth.leeway_s", 0, 3_600),
     ("auth.hash_workers", 1, 64),
     ("auth.hash_queue", 1, 4096),
+    ("auth.max_revoked_tokens", 1, 10_000_000),
     ("rate.handshakes_per_ip_per_s", 1, 1_000_000),
     ("rate.messages_per_conn_per_s", 1, 10_000_000),
     ("rate.logins_per_ip_per_min", 1, 1_000_000),

@@ -198,6 +198,8 @@ pub enum Outgoing {
 pub(crate) enum Command {
     Send(Target, Outgoing),
     Close(Target, u16, &'static str),
+    /// Close `1008` with the reason the connections a log-out revoked.
+    Revoke(crate::security::Revoke, &'static str),
     Shutdown,
 }
 
@@ -257,6 +259,18 @@ impl Handle {
             }
             Err(TrySendError::Full(_)) => Err(HandleError::Full),
             Err(TrySendError::Disconnected(_)) => Err(HandleError::Stopped),
+        }
+    }
+
+    /// Closes the connections that `revoke` names with `1008` and `reason`
+    /// (a log-out, from the loop itself). The token is refused already;
+    /// should the queue be full, those connections live until it expires.
+    pub(crate) fn revoke(&self, revoke: crate::security::Revoke, reason: &'static str) {
+        if let Err(e) = self.submit(Command::Revoke(revoke, reason)) {
+            crate::log::warn(
+                "could not close the connections of a revoked token",
+                &[("error", &e)],
+            );
         }
     }
 

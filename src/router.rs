@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::config::{AuthMode, Config};
-use crate::http::{self, StaticFiles, login, response};
+use crate::http::{self, StaticFiles, login, response, session};
 use crate::log;
 use crate::proto::Limits;
 use crate::proto::error::HandshakeError;
@@ -23,9 +23,10 @@ use crate::proto::handshake::{self, Accepted, Request, UpgradeRequest};
 use crate::security::client_ip::{TrustedProxies, canonical};
 use crate::security::credentials::Credential;
 use crate::security::hosts::AllowedHosts;
+use crate::security::jwt::TokenId;
 use crate::security::origin::{OriginChecked, OriginPolicy};
 use crate::security::ratelimit::{ConnectionCounts, DEFAULT_MAX_ENTRIES, PerIp};
-use crate::security::{Auth, BasicResult, Gate, Identity};
+use crate::security::{Auth, BasicResult, Gate, Identity, Revoke};
 
 /// The settings and policies every request is routed by (immutable while
 /// the server runs, shared by every connection).
@@ -198,6 +199,8 @@ pub struct Upgraded {
     pub user: Option<String>,
     /// When the user's token expires (Unix seconds, leeway included).
     pub expires_at: Option<u64>,
+    /// The token's id, when a token opened it.
+    pub token: Option<TokenId>,
     /// The confirmed subprotocol.
     pub protocol: Option<&'static str>,
 }
@@ -210,6 +213,15 @@ pub enum Outcome {
     /// A final response (an answer, a refusal, a redirect) is written: send
     /// it, then close.
     Final,
+    /// A log-out is answered: the connections it revokes are to be closed
+    /// `1008` `logged out`; then as [`Outcome::KeepAlive`] or
+    /// [`Outcome::Final`].
+    LoggedOut {
+        /// Whose connections.
+        revoke: Revoke,
+        /// Whether the connection may carry another request.
+        keep_alive: bool,
+    },
     /// The `101` is written: the connection is a WebSocket now.
     Upgrade(Upgraded),
     /// A `POST /login` whose body of `need` bytes is to be read (a `100
@@ -305,6 +317,12 @@ impl Router<'_> {
         if req.path() == login::PATH {
             return self.login_head(&req, peer, client, out);
         }
+        if req.path() == session::LOGOUT {
+            return self.logout(&req, peer, out);
+        }
+        if req.path() == session::SESSION {
+            return self.session(&req, peer, out);
+        }
         if !ws_path {
             return self.http(&req, peer, out);
         }
@@ -330,6 +348,122 @@ impl Router<'_> {
             ],
         );
         if outcome.keep_alive {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Final
+        }
+    }
+
+    /// `POST /logout`: same-origin only (like the handshake), then the
+    /// presented token (`Authorization: Bearer` or the cookie) is revoked
+    /// and the cookie cleared.
+    fn logout(&mut self, req: &Request<'_, '_>, peer: &Peer, out: &mut Vec<u8>) -> Outcome {
+        let a = self.session_answer(req, peer, out);
+        let keep_alive = a.keep_alive;
+        let refused = |out: &mut Vec<u8>, status: u16, reason: &str| {
+            log::limited(
+                log::LogLevel::Info,
+                "logout refused",
+                ("reason", reason),
+                &[
+                    ("peer", &peer.addr),
+                    ("status", &status),
+                    ("reason", &reason),
+                ],
+            );
+            session::write_logout_refused(out, status, reason, a);
+            if keep_alive {
+                Outcome::KeepAlive
+            } else {
+                Outcome::Final
+            }
+        };
+        if req.method != "POST" {
+            return refused(out, 405, "method_not_allowed");
+        }
+        let https = peer.secure || self.forwarded_https(peer, req);
+        let host = req.host().expect("checked before the route");
+        if let Err(refusal) = self
+            .shared
+            .origins
+            .check(req.header_values("origin"), host, https)
+        {
+            return refused(out, 403, refusal.reason());
+        }
+        let token = match crate::security::credentials::session_token(req) {
+            Credential::Token { token, .. } => token,
+            Credential::Refused(reason) => return refused(out, 401, reason),
+            Credential::Basic { .. } => return refused(out, 401, "unsupported_scheme"),
+        };
+        match self.auth.logout(token, self.unix_now) {
+            Ok((user, revoke)) => {
+                let (ids, users) = self.auth.revoked_len();
+                log::info(
+                    "logged out",
+                    &[
+                        ("peer", &peer.addr),
+                        ("user", &user),
+                        ("revoked_tokens", &ids),
+                        ("revoked_users", &users),
+                    ],
+                );
+                if matches!(revoke, Revoke::UserTokens(_)) {
+                    log::limited(
+                        log::LogLevel::Warn,
+                        "revocation table full: every earlier token of the user is revoked",
+                        ("setting", "auth.max_revoked_tokens"),
+                        &[("user", &user), ("setting", &"auth.max_revoked_tokens")],
+                    );
+                }
+                session::write_logged_out(out, &user, a);
+                Outcome::LoggedOut { revoke, keep_alive }
+            }
+            Err(reason) => refused(out, 401, reason),
+        }
+    }
+
+    /// How a `/logout` or `/session` answer goes out: it may keep an
+    /// HTTP/1.1 connection without a body (a body is not read) or
+    /// `Connection: close`, below the output high-water mark.
+    fn session_answer(&self, req: &Request<'_, '_>, peer: &Peer, out: &[u8]) -> session::Answer {
+        session::Answer {
+            secure: peer.secure,
+            hsts: self.hsts(peer),
+            keep_alive: req.version == 1
+                && !req.has_token("connection", "close")
+                && !req.has_body()
+                && out.len() < HTTP_OUT_HIGH,
+        }
+    }
+
+    /// `GET /session`: whether the request carries a valid session, so
+    /// that a page can decide between its login form and the WebSocket
+    /// without a refused handshake.
+    fn session(&mut self, req: &Request<'_, '_>, peer: &Peer, out: &mut Vec<u8>) -> Outcome {
+        let a = self.session_answer(req, peer, out);
+        let keep_alive = a.keep_alive;
+        if req.method != "GET" && req.method != "HEAD" {
+            session::write_session_method(out, a);
+        } else {
+            let required = self.auth.mode == AuthMode::Required;
+            let found = match crate::security::credentials::session_token(req) {
+                Credential::Token { token, .. } if required => {
+                    self.auth.session(token, self.unix_now).ok()
+                }
+                _ => None,
+            };
+            let start = out.len();
+            session::write_session(out, found.as_ref(), required, a);
+            if req.method == "HEAD" {
+                // The same head, without the body.
+                let body = out[start..]
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(out.len(), |i| start + i + 4);
+                out.truncate(body);
+            }
+        }
+        if keep_alive {
             Outcome::KeepAlive
         } else {
             Outcome::Final
@@ -525,7 +659,10 @@ impl Router<'_> {
         if !ok {
             return self.refuse_login(out, peer, login::INVALID_CREDENTIALS, &[]);
         }
-        let jwt = self.auth.issue(username, self.unix_now);
+        // The user may have been removed while the password was checked.
+        let Some(jwt) = self.auth.issue(username, self.unix_now) else {
+            return self.refuse_login(out, peer, login::INVALID_CREDENTIALS, &[]);
+        };
         login::write_success(
             &jwt,
             self.auth.token_ttl_s,
@@ -643,9 +780,13 @@ fn log_login_limited(peer: SocketAddr, client: IpAddr, retry_after_s: u64) {
 
 /// The `101` is written: log it and say who connected.
 fn accepted_upgrade(accepted: Accepted<Identity>, req: &Request<'_, '_>, peer: &Peer) -> Outcome {
-    let (user, expires_at) = match accepted.identity {
-        Identity::User { name, expires_at } => (Some(name), expires_at),
-        Identity::Anonymous => (None, None),
+    let (user, expires_at, token) = match accepted.identity {
+        Identity::User {
+            name,
+            expires_at,
+            token,
+        } => (Some(name), expires_at, token),
+        Identity::Anonymous => (None, None, None),
     };
     log::info(
         "handshake accepted",
@@ -659,6 +800,7 @@ fn accepted_upgrade(accepted: Accepted<Identity>, req: &Request<'_, '_>, peer: &
     Outcome::Upgrade(Upgraded {
         user,
         expires_at,
+        token,
         protocol: accepted.protocol,
     })
 }

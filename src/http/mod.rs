@@ -8,6 +8,7 @@
 
 pub mod login;
 pub mod response;
+pub mod session;
 
 use std::collections::HashMap;
 use std::path::Path;

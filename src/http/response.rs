@@ -118,11 +118,24 @@ pub fn write_error(
 /// Writes a JSON response that ends the connection, `no-store` (the
 /// `/login` answers).
 pub fn write_json(out: &mut Vec<u8>, status: u16, body: &str, extra: &[(&str, &str)], hsts: bool) {
+    write_json_keep(out, status, body, extra, hsts, false);
+}
+
+/// Writes a JSON response, `no-store`; without `keep_alive` it ends the
+/// connection.
+pub fn write_json_keep(
+    out: &mut Vec<u8>,
+    status: u16,
+    body: &str,
+    extra: &[(&str, &str)],
+    hsts: bool,
+    keep_alive: bool,
+) {
     let head = Head {
         status,
         content_type: "application/json",
         content_length: body.len(),
-        keep_alive: false,
+        keep_alive,
         cache: Cache::NoStore,
         hsts,
     };

@@ -6,8 +6,11 @@ use mio::Token;
 
 use super::Server;
 use super::clock::Now;
-use super::conn::Phase;
+use super::conn::{Phase, Who};
 use crate::handler::{Command, ConnId, Handler, Outgoing, Target};
+use crate::proto::Stamp;
+use crate::proto::error::code::POLICY_VIOLATION;
+use crate::security::Revoke;
 
 impl<H: Handler> Server<H> {
     /// Applies every command queued since the last wake-up.
@@ -29,12 +32,48 @@ impl<H: Handler> Server<H> {
                         }
                     }
                 }
+                Command::Revoke(revoke, reason) => {
+                    self.close_revoked(now.stamp, reason, |who| match &revoke {
+                        Revoke::Token(id) => who.token.as_ref() == Some(id),
+                        Revoke::UserTokens(user) => {
+                            who.token.is_some() && who.user.as_deref() == Some(user.as_str())
+                        }
+                    });
+                }
                 Command::Shutdown => {
                     if self.stopping.is_none() {
                         self.shut_down(now);
                     }
                 }
             }
+        }
+    }
+
+    /// Closes every open WebSocket whose identity `revoked` matches with
+    /// `1008` and `reason` (a log-out, or users whose credentials the
+    /// operator changed). A scan of the connections: revocations are rare.
+    pub(super) fn close_revoked(
+        &mut self,
+        stamp: Stamp,
+        reason: &'static str,
+        revoked: impl Fn(&Who) -> bool,
+    ) {
+        let limits = &self.env.shared.limits;
+        let mut closed = Vec::new();
+        for token in self.conns.tokens() {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            let Phase::Ws(w) = &mut conn.phase else {
+                continue;
+            };
+            if w.ws.is_open() && w.who.as_deref().is_some_and(&revoked) {
+                w.ws.close(stamp, limits, POLICY_VIOLATION, reason);
+                closed.push(token);
+            }
+        }
+        for token in closed {
+            self.enqueue(token);
         }
     }
 

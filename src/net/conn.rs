@@ -123,6 +123,8 @@ pub(crate) struct Ws {
 /// The identity a WebSocket opened with.
 pub(crate) struct Who {
     pub user: Option<Box<str>>,
+    /// The id of the token it opened with (what a log-out revokes).
+    pub token: Option<crate::security::jwt::TokenId>,
     pub protocol: Option<&'static str>,
 }
 

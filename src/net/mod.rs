@@ -173,9 +173,28 @@ impl<H: Handler> Server<H> {
     pub fn reload(&mut self) {
         match self.env.auth.reload_users() {
             None => {}
-            Some(Ok(n)) => {
-                log::info("users file reloaded", &[("users", &n)]);
+            Some(Ok(reloaded)) => {
+                log::info(
+                    "users file reloaded",
+                    &[
+                        ("users", &reloaded.users),
+                        ("revoked_users", &reloaded.revoked.len()),
+                    ],
+                );
                 crate::security::warn_mixed_iterations(&self.env.auth);
+                if !reloaded.revoked.is_empty() {
+                    // Removed, or a new password: their tokens no longer
+                    // verify, and their connections end now.
+                    for user in &reloaded.revoked {
+                        log::info("credentials revoked", &[("user", user)]);
+                    }
+                    let revoked: std::collections::HashSet<&str> =
+                        reloaded.revoked.iter().map(String::as_str).collect();
+                    let stamp = self.clock.now().stamp;
+                    self.close_revoked(stamp, "credentials revoked", |who| {
+                        who.user.as_deref().is_some_and(|u| revoked.contains(u))
+                    });
+                }
             }
             Some(Err(e)) => log::warn(
                 "users reload failed; keeping the current users",

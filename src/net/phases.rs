@@ -108,6 +108,17 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
             let out = std::mem::take(&mut h.out);
             conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
         }
+        Outcome::LoggedOut { revoke, keep_alive } => {
+            // The loop closes the revoked connections on its next turn.
+            ctx.env.handle.revoke(revoke, "logged out");
+            if keep_alive {
+                h.reader.clear();
+                h.deadline = ctx.after(ctx.env.shared.config.limits.handshake_timeout());
+            } else {
+                let out = std::mem::take(&mut h.out);
+                conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
+            }
+        }
         Outcome::Upgrade(up) => {
             let out = std::mem::take(&mut h.out);
             open_ws(conn, up, out, ctx);
@@ -142,6 +153,7 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
     let who = (up.user.is_some() || up.protocol.is_some()).then(|| {
         Box::new(Who {
             user: up.user.map(String::into_boxed_str),
+            token: up.token,
             protocol: up.protocol,
         })
     });

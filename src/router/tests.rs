@@ -141,6 +141,7 @@ fn an_upgrade_writes_the_101_and_names_the_protocol() {
         Upgraded {
             user: None,
             expires_at: None,
+            token: None,
             protocol: Some("palisade.v1")
         }
     );

@@ -127,6 +127,22 @@ pub fn find<'b>(
     }
 }
 
+/// The token of a session request (`POST /logout`, `GET /session`):
+/// `Authorization: Bearer`, else the cookie. A browser sends the cookie;
+/// nothing else (query, subprotocol, Basic) names a session.
+pub fn session_token<'b>(request: &Request<'_, 'b>) -> Credential<'b> {
+    match authorization(request) {
+        Authorization::Decided(c) => c,
+        Authorization::Basic(_) | Authorization::OtherScheme => {
+            Credential::Refused("unsupported_scheme")
+        }
+        Authorization::None => match cookie_token(request) {
+            Some(c) => token(c, Transport::Cookie),
+            None => Credential::Refused("missing"),
+        },
+    }
+}
+
 /// The `palisade_token` cookie, if sent.
 fn cookie_token<'b>(request: &Request<'_, 'b>) -> Option<&'b [u8]> {
     request

@@ -5,6 +5,13 @@
 //! other value are refused as `wrong_alg` before the signature is looked
 //! at). Segments are base64url without padding, decoded strictly. The
 //! signature is checked in constant time by `ring::hmac::verify`.
+//!
+//! Every token names itself and the password it was issued for (SPEC.md
+//! §5): `jti` is 128 random bits (what `POST /logout` revokes), and `fp` is
+//! a keyed fingerprint of the user's stored password hash, so a changed or
+//! removed password refuses every older token with no table at all. The
+//! fingerprint is an HMAC under a key derived from the signing secret: the
+//! token shows nothing about the hash to its holder.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,6 +28,15 @@ pub const LEEWAY_S: u64 = crate::config::DEFAULT_LEEWAY_S;
 pub const MIN_SECRET_BYTES: usize = 32;
 /// Longest token looked at; anything longer is `malformed`.
 pub const MAX_TOKEN_BYTES: usize = 4096;
+/// Bytes of a token id (`jti`), random.
+pub const JTI_BYTES: usize = 16;
+/// Bytes of a password fingerprint (`fp`): 96 bits of an HMAC-SHA256.
+pub const FINGERPRINT_BYTES: usize = 12;
+/// What the fingerprint key is derived with (HMAC of the signing secret).
+const FINGERPRINT_LABEL: &[u8] = b"palisade password fingerprint v1";
+
+/// A token id: the 16 bytes of a `jti`.
+pub type TokenId = [u8; JTI_BYTES];
 
 /// Why a token was refused; the name is what the log shows.
 #[non_exhaustive]
@@ -40,6 +56,9 @@ pub enum JwtError {
     MissingClaim,
     /// `iss` is not `palisade`.
     WrongIssuer,
+    /// Less than a second of validity left: refused rather than accepted
+    /// and closed at once (logged as `expired` too).
+    ExpiresNow,
 }
 
 impl JwtError {
@@ -49,7 +68,7 @@ impl JwtError {
             JwtError::Malformed => "malformed",
             JwtError::WrongAlg => "wrong_alg",
             JwtError::BadSignature => "bad_signature",
-            JwtError::Expired => "expired",
+            JwtError::Expired | JwtError::ExpiresNow => "expired",
             JwtError::NotYetValid => "not_yet_valid",
             JwtError::MissingClaim => "missing_claim",
             JwtError::WrongIssuer => "wrong_issuer",
@@ -74,6 +93,24 @@ pub struct Claims {
     pub exp: u64,
     /// Issuer: always `palisade`.
     pub iss: String,
+    /// The token's id: 16 random bytes, base64url.
+    pub jti: String,
+    /// The fingerprint of the password hash it was issued for
+    /// ([`Signer::fingerprint`]).
+    pub fp: String,
+}
+
+impl Claims {
+    /// The token id as bytes (checked by [`Signer::verify`]).
+    pub fn id(&self) -> TokenId {
+        let mut id = [0u8; JTI_BYTES];
+        if let Ok(raw) = URL_SAFE_NO_PAD.decode(&self.jti) {
+            if raw.len() == JTI_BYTES {
+                id.copy_from_slice(&raw);
+            }
+        }
+        id
+    }
 }
 
 #[derive(Deserialize)]
@@ -88,12 +125,17 @@ struct RawClaims {
     iat: Option<u64>,
     exp: Option<u64>,
     iss: Option<String>,
+    jti: Option<String>,
+    fp: Option<String>,
 }
 
 /// Signs and verifies tokens with one secret.
 pub struct Signer {
     key: hmac::Key,
+    /// Derived from the secret: keys the password fingerprints.
+    fp_key: hmac::Key,
     leeway_s: u64,
+    rng: ring::rand::SystemRandom,
 }
 
 impl std::fmt::Debug for Signer {
@@ -111,9 +153,13 @@ impl Signer {
                 secret.len()
             ));
         }
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        let derived = hmac::sign(&key, FINGERPRINT_LABEL);
         Ok(Signer {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            fp_key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            key,
             leeway_s: LEEWAY_S,
+            rng: ring::rand::SystemRandom::new(),
         })
     }
 
@@ -138,15 +184,34 @@ impl Signer {
         self.leeway_s
     }
 
-    /// A token for `user`, valid from `now` for `ttl_s` seconds.
-    pub fn issue(&self, user: &str, now: u64, ttl_s: u64) -> String {
-        let claims = Claims {
+    /// The fingerprint of a stored password hash (its PHC string), as the
+    /// `fp` claim carries it: 96 bits of an HMAC keyed by this signer.
+    pub fn fingerprint(&self, password_hash: &str) -> String {
+        let tag = hmac::sign(&self.fp_key, password_hash.as_bytes());
+        URL_SAFE_NO_PAD.encode(&tag.as_ref()[..FINGERPRINT_BYTES])
+    }
+
+    /// A token for `user` whose password hash has `fingerprint`, valid from
+    /// `now` for `ttl_s` seconds, with a fresh random id.
+    pub fn issue(&self, user: &str, fingerprint: &str, now: u64, ttl_s: u64) -> String {
+        use ring::rand::SecureRandom;
+        let mut id = [0u8; JTI_BYTES];
+        // The system generator does not fail on the systems this runs on;
+        // if it did, an all-zero id would still be a valid, revocable token.
+        let _ = self.rng.fill(&mut id);
+        self.sign(&Claims {
             sub: user.to_owned(),
             iat: now,
             exp: now.saturating_add(ttl_s),
             iss: ISSUER.to_owned(),
-        };
-        let payload = serde_json::to_vec(&claims).expect("claims serialize");
+            jti: URL_SAFE_NO_PAD.encode(id),
+            fp: fingerprint.to_owned(),
+        })
+    }
+
+    /// The signed token for `claims`, exactly as `verify` wants it.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
         let mut token = URL_SAFE_NO_PAD.encode(HEADER);
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(payload));
@@ -183,29 +248,50 @@ impl Signer {
             .map_err(|_| JwtError::BadSignature)?;
         let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| JwtError::Malformed)?;
         let raw: RawClaims = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
-        let (Some(sub), Some(iat), Some(exp), Some(iss)) = (raw.sub, raw.iat, raw.exp, raw.iss)
+        let (Some(sub), Some(iat), Some(exp), Some(iss), Some(jti), Some(fp)) =
+            (raw.sub, raw.iat, raw.exp, raw.iss, raw.jti, raw.fp)
         else {
             return Err(JwtError::MissingClaim);
         };
         if iss != ISSUER {
             return Err(JwtError::WrongIssuer);
         }
-        let claims = Claims { sub, iat, exp, iss };
+        if !is_b64_of(&jti, JTI_BYTES) || !is_b64_of(&fp, FINGERPRINT_BYTES) {
+            return Err(JwtError::Malformed);
+        }
+        let claims = Claims {
+            sub,
+            iat,
+            exp,
+            iss,
+            jti,
+            fp,
+        };
         // Only the encoding this signer makes is accepted: no extra
         // claims, no other field order or spacing. A token that verifies
         // is then byte for byte one that `issue` produced.
         if serde_json::to_vec(&claims).ok().as_deref() != Some(payload.as_slice()) {
             return Err(JwtError::Malformed);
         }
-        let Claims { sub, iat, exp, iss } = claims;
-        if now > exp.saturating_add(self.leeway_s) {
+        let end = claims.exp.saturating_add(self.leeway_s);
+        if now > end {
             return Err(JwtError::Expired);
         }
-        if iat > now.saturating_add(self.leeway_s) {
+        // `now` is whole seconds: with the end at most one second later,
+        // less than a second is left.
+        if end <= now.saturating_add(1) {
+            return Err(JwtError::ExpiresNow);
+        }
+        if claims.iat > now.saturating_add(self.leeway_s) {
             return Err(JwtError::NotYetValid);
         }
-        Ok(Claims { sub, iat, exp, iss })
+        Ok(claims)
     }
+}
+
+/// Whether `s` is the unpadded base64url of exactly `n` bytes.
+fn is_b64_of(s: &str, n: usize) -> bool {
+    s.len() == (n * 4).div_ceil(3) && URL_SAFE_NO_PAD.decode(s).is_ok_and(|raw| raw.len() == n)
 }
 
 #[cfg(test)]
@@ -232,27 +318,65 @@ mod tests {
         t
     }
 
+    /// A token id and a fingerprint of the right shapes.
+    const JTI: &str = "AAAAAAAAAAAAAAAAAAAAAA";
+    const FP: &str = "AAAAAAAAAAAAAAAA";
+
     fn claims(exp: Option<u64>) -> String {
         match exp {
-            Some(e) => format!(r#"{{"sub":"alice","iat":{NOW},"exp":{e},"iss":"palisade"}}"#),
-            None => format!(r#"{{"sub":"alice","iat":{NOW},"iss":"palisade"}}"#),
+            Some(e) => format!(
+                r#"{{"sub":"alice","iat":{NOW},"exp":{e},"iss":"palisade","jti":"{JTI}","fp":"{FP}"}}"#
+            ),
+            None => {
+                format!(
+                    r#"{{"sub":"alice","iat":{NOW},"iss":"palisade","jti":"{JTI}","fp":"{FP}"}}"#
+                )
+            }
         }
     }
 
     #[test]
     fn a_valid_token_round_trips() {
-        let t = signer().issue("alice", NOW, 3600);
+        let fp = signer().fingerprint("$pbkdf2-sha256$i=1$AAAA$BBBB");
+        let t = signer().issue("alice", &fp, NOW, 3600);
         let c = signer().verify(&t, NOW + 10).unwrap();
         assert_eq!(
-            (c.sub.as_str(), c.iat, c.exp, c.iss.as_str()),
-            ("alice", NOW, NOW + 3600, "palisade")
+            (c.sub.as_str(), c.iat, c.exp, c.iss.as_str(), c.fp.as_str()),
+            ("alice", NOW, NOW + 3600, "palisade", fp.as_str())
         );
+        assert_eq!(c.jti.len(), 22);
         assert!(!t.contains('='), "no padding");
+        // Every token has its own id.
+        let again = signer()
+            .verify(&signer().issue("alice", &fp, NOW, 3600), NOW)
+            .unwrap();
+        assert_ne!(again.id(), c.id());
+    }
+
+    #[test]
+    fn fingerprints_depend_on_the_hash_and_the_secret() {
+        let a = signer().fingerprint("$pbkdf2-sha256$i=1$AAAA$BBBB");
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, signer().fingerprint("$pbkdf2-sha256$i=1$AAAA$BBBB"));
+        assert_ne!(a, signer().fingerprint("$pbkdf2-sha256$i=1$AAAA$BBBC"));
+        let other = Signer::new(b"another secret of at least 32 bytes!").unwrap();
+        assert_ne!(a, other.fingerprint("$pbkdf2-sha256$i=1$AAAA$BBBB"));
+    }
+
+    #[test]
+    fn less_than_a_second_left_is_expired() {
+        let s = signer().with_leeway(0);
+        let t = s.issue("alice", FP, NOW, 1);
+        assert_eq!(s.verify(&t, NOW), Err(JwtError::ExpiresNow));
+        assert_eq!(JwtError::ExpiresNow.reason(), "expired");
+        let t = s.issue("alice", FP, NOW, 2);
+        assert!(s.verify(&t, NOW).is_ok());
+        assert_eq!(s.verify(&t, NOW + 1), Err(JwtError::ExpiresNow));
     }
 
     #[test]
     fn one_bit_of_signature_altered_is_bad_signature() {
-        let t = signer().issue("alice", NOW, 3600);
+        let t = signer().issue("alice", FP, NOW, 3600);
         let (head, sig) = t.rsplit_once('.').unwrap();
         let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
         raw[0] ^= 0x01;
@@ -282,7 +406,7 @@ mod tests {
 
     #[test]
     fn padding_is_malformed() {
-        let t = signer().issue("alice", NOW, 3600);
+        let t = signer().issue("alice", FP, NOW, 3600);
         let padded: Vec<String> = t
             .split('.')
             .map(|seg| {
@@ -302,8 +426,8 @@ mod tests {
     fn expiry_beyond_and_within_the_leeway() {
         let t = forge(HEADER, &claims(Some(NOW - 31)), SECRET);
         assert_eq!(signer().verify(&t, NOW), Err(JwtError::Expired));
-        let t = forge(HEADER, &claims(Some(NOW - 30)), SECRET);
-        assert_eq!(signer().verify(&t, NOW).unwrap().exp, NOW - 30);
+        let t = forge(HEADER, &claims(Some(NOW - 28)), SECRET);
+        assert_eq!(signer().verify(&t, NOW).unwrap().exp, NOW - 28);
     }
 
     #[test]
@@ -326,10 +450,20 @@ mod tests {
     fn only_the_canonical_payload_verifies() {
         // Correctly signed, but not as issue() writes it.
         let exp = NOW + 60;
+        let ids = format!(r#""jti":"{JTI}","fp":"{FP}""#);
         for payload in [
-            format!(r#"{{"iat":{NOW},"sub":"alice","exp":{exp},"iss":"palisade"}}"#),
-            format!(r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade","jti":"x"}}"#),
-            format!(r#"{{"sub": "alice","iat":{NOW},"exp":{exp},"iss":"palisade"}}"#),
+            format!(r#"{{"iat":{NOW},"sub":"alice","exp":{exp},"iss":"palisade",{ids}}}"#),
+            format!(r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade",{ids},"x":1}}"#),
+            format!(r#"{{"sub": "alice","iat":{NOW},"exp":{exp},"iss":"palisade",{ids}}}"#),
+            format!(
+                r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade","fp":"{FP}","jti":"{JTI}"}}"#
+            ),
+            format!(
+                r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade","jti":"AAAA","fp":"{FP}"}}"#
+            ),
+            format!(
+                r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade","jti":"{JTI}","fp":"A"}}"#
+            ),
         ] {
             let t = forge(HEADER, &payload, SECRET);
             assert_eq!(
@@ -338,7 +472,8 @@ mod tests {
                 "{payload}"
             );
         }
-        let canonical = format!(r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade"}}"#);
+        let canonical =
+            format!(r#"{{"sub":"alice","iat":{NOW},"exp":{exp},"iss":"palisade",{ids}}}"#);
         assert!(
             signer()
                 .verify(&forge(HEADER, &canonical, SECRET), NOW)
@@ -358,14 +493,17 @@ mod tests {
         assert_eq!(signer().verify(&spaced, NOW), Err(JwtError::Malformed));
         let iss = forge(
             HEADER,
-            &format!(r#"{{"sub":"a","iat":{NOW},"exp":{},"iss":"x"}}"#, NOW + 9),
+            &format!(
+                r#"{{"sub":"a","iat":{NOW},"exp":{},"iss":"x","jti":"{JTI}","fp":"{FP}"}}"#,
+                NOW + 9
+            ),
             SECRET,
         );
         assert_eq!(signer().verify(&iss, NOW), Err(JwtError::WrongIssuer));
         let future = forge(
             HEADER,
             &format!(
-                r#"{{"sub":"a","iat":{},"exp":{},"iss":"palisade"}}"#,
+                r#"{{"sub":"a","iat":{},"exp":{},"iss":"palisade","jti":"{JTI}","fp":"{FP}"}}"#,
                 NOW + 31,
                 NOW + 99
             ),

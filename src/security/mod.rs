@@ -16,6 +16,7 @@ pub mod jwt;
 pub mod origin;
 pub mod password;
 pub mod ratelimit;
+pub mod revoked;
 pub mod users;
 
 use std::net::IpAddr;
@@ -42,7 +43,39 @@ pub enum Identity {
         /// When the token expires (Unix seconds, leeway included); `None`
         /// for a password (Basic) login.
         expires_at: Option<u64>,
+        /// The token's id (what `POST /logout` revokes); `None` for a
+        /// password (Basic) login.
+        token: Option<jwt::TokenId>,
     },
+}
+
+/// Whose open connections a log-out closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoke {
+    /// Those opened with this token.
+    Token(jwt::TokenId),
+    /// Those of this user opened with a token (the revocation table was
+    /// full, so all of the user's earlier tokens were revoked).
+    UserTokens(String),
+}
+
+/// A users file read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Users in the new file.
+    pub users: usize,
+    /// Users removed or whose password changed: their tokens no longer
+    /// verify and their connections are to be closed.
+    pub revoked: Vec<String>,
+}
+
+/// A token that checks out, as `GET /session` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The user.
+    pub username: String,
+    /// The token's `exp` (Unix seconds).
+    pub expires_at: u64,
 }
 
 /// Authentication state of a server: users, signer, rate limiter.
@@ -59,6 +92,7 @@ pub struct Auth {
     allow_query_token: bool,
     users_file: Option<PathBuf>,
     logins: PerIp,
+    revoked: revoked::Revoked,
 }
 
 /// What the users file held at start-up when none was configured.
@@ -111,18 +145,29 @@ impl Auth {
                 config.rate.logins_per_ip_per_min,
                 ratelimit::DEFAULT_MAX_ENTRIES,
             ),
+            revoked: revoked::Revoked::new(a.max_revoked_tokens),
         };
         Ok((auth, demo))
     }
 
     /// Re-reads the users file; on error the current users stay. Returns
-    /// the number of users, or `None` when there is no file to read.
-    pub fn reload_users(&mut self) -> Option<Result<usize, String>> {
+    /// the new users and who lost their credentials, or `None` when there
+    /// is no file to read.
+    pub fn reload_users(&mut self) -> Option<Result<Reloaded, String>> {
         let path = self.users_file.as_ref()?;
         Some(Users::load(path).and_then(|users| {
             self.dummy = PasswordHash::dummy(dummy_iterations(&users))?;
+            let revoked = self
+                .users
+                .iter()
+                .filter(|(name, hash)| users.get(name) != Some(*hash))
+                .map(|(name, _)| name.to_owned())
+                .collect();
             self.users = users;
-            Ok(self.users.len())
+            Ok(Reloaded {
+                users: self.users.len(),
+                revoked,
+            })
         }))
     }
 
@@ -149,9 +194,12 @@ impl Auth {
         }
     }
 
-    /// A token for `user` issued at `now` (Unix seconds).
-    pub fn issue(&self, user: &str, now: u64) -> String {
-        self.signer.issue(user, now, self.token_ttl_s)
+    /// A token for `user` issued at `now` (Unix seconds), bound to the
+    /// user's current password; `None` when the user is gone.
+    pub fn issue(&self, user: &str, now: u64) -> Option<String> {
+        let hash = self.users.get(user)?;
+        let fp = self.signer.fingerprint(&hash.to_phc());
+        Some(self.signer.issue(user, &fp, now, self.token_ttl_s))
     }
 
     /// The credential a handshake carries, in SPEC.md §5 order.
@@ -163,16 +211,55 @@ impl Auth {
         credentials::find(request.request(), self.allow_query_token, basic_allowed)
     }
 
-    /// Verifies a token and that its user still exists.
-    fn verify_token(&self, token: &str, now: u64) -> Result<Identity, &'static str> {
+    /// Verifies a token: its signature and times, then that it was not
+    /// revoked: its user still exists with the password it was issued for,
+    /// and it was not logged out. Returns the claims or the reason.
+    fn check_token(&self, token: &str, now: u64) -> Result<jwt::Claims, &'static str> {
         let claims = self.signer.verify(token, now).map_err(|e| e.reason())?;
-        if self.users.get(&claims.sub).is_none() {
-            return Err("unknown_user");
+        let current = self.users.get(&claims.sub);
+        let bound = current.is_some_and(|h| self.signer.fingerprint(&h.to_phc()) == claims.fp);
+        if !bound || self.revoked.is_revoked(&claims) {
+            return Err("revoked");
         }
+        Ok(claims)
+    }
+
+    /// Verifies a token for a handshake.
+    fn verify_token(&self, token: &str, now: u64) -> Result<Identity, &'static str> {
+        let claims = self.check_token(token, now)?;
         Ok(Identity::User {
-            name: claims.sub,
             expires_at: Some(claims.exp.saturating_add(self.signer.leeway_s())),
+            token: Some(claims.id()),
+            name: claims.sub,
         })
+    }
+
+    /// The session a token stands for, if it verifies (`GET /session`).
+    pub fn session(&self, token: &str, now: u64) -> Result<Session, &'static str> {
+        let claims = self.check_token(token, now)?;
+        Ok(Session {
+            username: claims.sub,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// Logs a token out (`POST /logout`): it is refused from now on. A
+    /// token revoked already is logged out again without complaint; one
+    /// that does not verify is refused with the reason.
+    pub fn logout(&mut self, token: &str, now: u64) -> Result<(String, Revoke), &'static str> {
+        let claims = self.signer.verify(token, now).map_err(|e| e.reason())?;
+        let until = claims.exp.saturating_add(self.signer.leeway_s());
+        let revoke = match self.revoked.revoke(&claims, until, now) {
+            revoked::Revocation::User => Revoke::UserTokens(claims.sub.clone()),
+            revoked::Revocation::Token | revoked::Revocation::Already => Revoke::Token(claims.id()),
+        };
+        Ok((claims.sub, revoke))
+    }
+
+    /// Token ids in the revocation table, and users whose earlier tokens
+    /// are all revoked.
+    pub fn revoked_len(&self) -> (usize, usize) {
+        (self.revoked.len(), self.revoked.users_len())
     }
 }
 
@@ -279,6 +366,7 @@ impl Policy for Gate<'_> {
                         Some(BasicResult::Verified(name)) => Ok(Identity::User {
                             name: name.clone(),
                             expires_at: None,
+                            token: None,
                         }),
                         Some(BasicResult::Refused) => Err("invalid_credentials"),
                         // The loop checks the password before asking.

@@ -144,6 +144,21 @@ impl Users {
         self.hashes.get(&Username(name.to_owned()))
     }
 
+    /// Removes a user; returns whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let name = Username(name.to_owned());
+        if self.hashes.remove(&name).is_none() {
+            return false;
+        }
+        self.order.retain(|n| *n != name);
+        true
+    }
+
+    /// Every user and hash, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PasswordHash)> {
+        self.order.iter().map(|n| (n.as_str(), &self.hashes[n]))
+    }
+
     /// Every user's hash.
     pub fn hashes(&self) -> impl Iterator<Item = &PasswordHash> {
         self.hashes.values()
