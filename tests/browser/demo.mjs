@@ -5,12 +5,16 @@
 // JWT secret file, starts the server from $PALISADE_BIN (default
 // target/debug/palisade) with `--listen 127.0.0.1:0`, both files and a config
 // raising the login rate (plus any flags in $PALISADE_EXTRA_ARGS), then:
-//   1. opens the page: without a session it shows the login form (and stops
-//      retrying); logs in through the form; "Logged in as alice"; the token is in
+//   1. opens the page: without a session it shows the login form without any
+//      WebSocket attempt or console error (it asks GET /session first); logs in
+//      through the form; "Logged in as alice"; the token is in
 //      no web storage and not readable from script (HttpOnly cookie); looks every
 //      hero up through the buttons, tries an unknown hero; kills the server,
 //      restarts it on the same address (same secret, so the cookie still holds)
-//      and checks that the page reconnects by itself;
+//      and checks that the page reconnects by itself; then "Log out": the server
+//      closes the WebSocket (1008 "logged out"), the page shows the form, the
+//      cookie is gone, and the old token opens no WebSocket any more (401 to a
+//      Node `ws` client that sends it);
 //   2. in a new browser context, a wrong password shows the error on the page;
 //   3. against a server with token_ttl_s 3, leeway_s 0 and 2 logins per minute:
 //      after logging in, the session expires (close 1008 "token expired") and the
@@ -32,7 +36,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,6 +46,7 @@ import { fileURLToPath } from 'node:url';
 // Dependencies live in tests/js (package.json + package-lock.json).
 const require = createRequire(new URL('../js/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
+const WebSocket = require('ws');
 
 const NAME = 'browser_demo';
 const HEROES = ['ironMan', 'hulk', 'wonderWoman', 'batMan', 'blackPanther'];
@@ -332,6 +337,10 @@ async function loginAndHeroes(state, args) {
 
   if (!await step('without a session the page shows the login form, #status disconnected',
     () => waitLoginForm(page))) return null;
+  check('a visit without a session makes no WebSocket attempt (GET /session first)',
+    tab.sockets.length === 0, JSON.stringify(tab.sockets));
+  check('a visit without a session logs no console error', tab.consoleErrors.length === 0,
+    JSON.stringify(tab.consoleErrors.map((e) => e.text).slice(0, 3)));
   await step('the form stays up without reconnect attempts', () => noNewSockets(tab, 1_500));
   await shot(page, 'demo-login');
 
@@ -413,7 +422,58 @@ async function loginAndHeroes(state, args) {
   await step('after reconnecting, button blackPanther shows T\'Challa',
     () => lookUpByButton(page, 'blackPanther'));
   await shot(page, 'demo-reconnected');
+  await logOut(tab, addr);
   return addr;
+}
+
+// The old token, sent by a client that is not the page: 401 (revoked).
+function handshakeStatus(addr, token) {
+  const port = addr.split(':').pop();
+  const origin = TLS ? `https://localhost:${port}` : `http://${addr}`;
+  const url = TLS ? `wss://localhost:${port}/ws` : `ws://${addr}/ws`;
+  const tls = TLS ? { ca: readFileSync(path.join(ROOT, 'certs', 'ca.pem')) } : {};
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, ['palisade.v1'], {
+      headers: { Cookie: `palisade_token=${token}` }, origin, handshakeTimeout: STEP_TIMEOUT_MS, ...tls,
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      resolve(res.statusCode);
+      res.resume();
+      ws.terminate();
+    });
+    ws.on('open', () => {
+      resolve(101);
+      ws.terminate();
+    });
+    ws.on('error', (e) => reject(e));
+  });
+}
+
+// Phase 1, last: the "Log out" button.
+async function logOut(tab, addr) {
+  const { page, context } = tab;
+  const cookie = (await context.cookies()).find((c) => c.name === 'palisade_token');
+  if (!check('the session cookie is there before logging out', cookie !== undefined)) return;
+  const before = tab.sockets.length;
+  await page.click('#logout');
+  await step('"Log out" shows the login form: "You logged out."', async () => {
+    await waitLoginForm(page);
+    await waitText(page, '#login-notice', /^You logged out\.$/);
+  });
+  await step('the server closed the WebSocket with 1008 "logged out"', () => withTimeout((async () => {
+    while (!serverLog.some((l) => l.includes('code=1008 by=server reason="logged out"'))) await sleep(50);
+  })(), STEP_TIMEOUT_MS, 'the close in the server log'));
+  await step('after logging out the cookie is gone', async () => {
+    const left = (await context.cookies()).filter((c) => c.name === 'palisade_token');
+    if (left.length !== 0) throw new Error(JSON.stringify(left));
+  });
+  await step('after logging out the page opens no new WebSocket', () => noNewSockets(tab, 1_000));
+  check('no WebSocket attempt since "Log out"', tab.sockets.length === before);
+  await step('the logged-out token is refused at the handshake: 401', async () => {
+    const status = await handshakeStatus(addr, cookie.value);
+    if (status !== 401) throw new Error(`status ${status}`);
+  });
+  await shot(page, 'demo-logged-out');
 }
 
 // Phase 2: a wrong password, in a context without the cookie.

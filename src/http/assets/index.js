@@ -14,10 +14,14 @@
 //   #login-form, #login-username, #login-password, #login-submit   the login form (POST /login)
 //   #login-error               why the last login failed (wrong password, rate limit, ...)
 //   #login-notice              why the form is shown (e.g. the session expired)
+//   #logout                    "Log out" (in #user): POST /logout, then the login form
 //
 // Credentials: POST /login answers with a token and an HttpOnly cookie; the
 // browser sends the cookie with the WebSocket handshake. The token itself is
-// kept only in a variable of this closure (never in web storage).
+// kept only in a variable of this closure (never in web storage). On load the
+// page asks GET /session first, so a visit without a session shows the form
+// without a refused WebSocket attempt. POST /logout revokes the token and
+// clears the cookie; the server then closes the WebSocket (1008 "logged out").
 'use strict';
 
 (function () {
@@ -26,10 +30,19 @@
   const BACKOFF_FACTOR = 2;
   const BACKOFF_CAP_MS = 5000;
   const MAX_ERRORS_SHOWN = 8;
-  const EXPIRED_REASON = 'token expired'; // close 1008 with this reason: the session ended
+  // Close 1008 with one of these reasons: the session ended, and reconnecting
+  // with the same cookie would be refused.
+  const SESSION_ENDED = {
+    'token expired': 'expired',
+    'logged out': 'loggedOut',
+    'credentials revoked': 'revoked',
+  };
   const MESSAGES = {
     loginFirst: 'The server wants a login before it opens the WebSocket.',
     expired: 'Your session expired. Log in again.',
+    loggedOut: 'You logged out.',
+    revoked: 'Your access was revoked (user removed or password changed). Log in again.',
+    logoutFailed: 'Logging out failed. Try again.',
     refused: 'The server refused the connection. Log in again.',
     wrongPassword: 'Wrong user name or password.',
     incomplete: 'Enter a user name and a password.',
@@ -56,6 +69,7 @@
   const loginSubmit = $('login-submit');
   const loginError = $('login-error');
   const loginNotice = $('login-notice');
+  const logoutBtn = $('logout');
 
   const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
 
@@ -72,6 +86,7 @@
   let session = null;
   let loginInFlight = false;
   let loginBlockedTimer = null;
+  let loggingOut = false;
 
   function allocId() {
     const id = nextId;
@@ -285,6 +300,66 @@
     }
   }
 
+  // Ends the session: the server revokes the token, clears the cookie and
+  // closes this page's WebSocket (1008 "logged out").
+  async function logOut() {
+    if (loggingOut) return;
+    loggingOut = true;
+    logoutBtn.disabled = true;
+    let res = null;
+    try {
+      res = await fetch('/logout', { method: 'POST', credentials: 'same-origin', cache: 'no-store' });
+    } catch (_) {
+      res = null;
+    } finally {
+      loggingOut = false;
+      logoutBtn.disabled = false;
+    }
+    // 401: there was no valid session to end (the cookie is cleared anyway).
+    if (res === null || (res.status !== 200 && res.status !== 401)) {
+      showError('logout', MESSAGES.logoutFailed);
+      return;
+    }
+    session = null;
+    if (socket !== null) {
+      // The server closes it; this is for a connection it did not know as ours.
+      const old = socket;
+      socket = null;
+      old.close(1000, 'logged out');
+      pending = new Map();
+      showUser(null);
+      setStatus('disconnected');
+    }
+    showLogin(MESSAGES.loggedOut);
+  }
+
+  // Asks the server whether this page has a session before opening the
+  // WebSocket: without one the login form shows straight away, and the
+  // browser logs no refused handshake. `onSession(known)` gets the answer, or
+  // null when the server cannot be reached.
+  function checkSession(onSession) {
+    fetch('/session', { credentials: 'same-origin', cache: 'no-store' })
+      .then((res) => (res.ok ? res.json() : null))
+      .then((body) => onSession(body && typeof body === 'object' ? body : null), () => onSession(null));
+  }
+
+  function start() {
+    setStatus('connecting');
+    const gen = generation;
+    checkSession((s) => {
+      if (gen !== generation || socket !== null) return;
+      if (s !== null && s.auth_required === true && s.authenticated !== true) {
+        setStatus('disconnected');
+        showLogin(MESSAGES.loginFirst);
+      } else if (s === null) {
+        setStatus('disconnected');
+        scheduleReconnect();
+      } else {
+        connect();
+      }
+    });
+  }
+
   // ---- protocol ----------------------------------------------------------
 
   function onMessage(ev) {
@@ -382,8 +457,7 @@
         scheduleReconnect();
       }
     };
-    fetch('/healthz', { cache: 'no-store', credentials: 'omit' })
-      .then((res) => settle(res.ok), () => settle(false));
+    checkSession((s) => settle(s !== null));
   }
 
   function connect() {
@@ -419,10 +493,11 @@
       showUser(null);
       for (const el of heroesEl.querySelectorAll('.loading')) el.classList.remove('loading');
       setStatus('disconnected');
-      if (opened && ev.code === 1008 && ev.reason === EXPIRED_REASON) {
+      const ended = ev.code === 1008 ? SESSION_ENDED[ev.reason] : undefined;
+      if (opened && ended !== undefined) {
         // The server ended the session: reconnecting with the same cookie would be refused.
         session = null;
-        showLogin(MESSAGES.expired);
+        showLogin(MESSAGES[ended]);
       } else if (opened) {
         scheduleReconnect();
       } else {
@@ -431,6 +506,10 @@
     });
     // 'error' is always followed by 'close', which does the work.
   }
+
+  logoutBtn.addEventListener('click', () => {
+    logOut();
+  });
 
   retryNowBtn.addEventListener('click', () => {
     if (socket === null) {
@@ -459,6 +538,5 @@
     if (!send('lookup', 'get_name', { hero }, hero)) lookupResult.textContent = 'not connected';
   });
 
-  setStatus('connecting');
-  connect();
+  start();
 })();
