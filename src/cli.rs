@@ -15,15 +15,17 @@ pub enum Command {
     PrintConfig(Box<Config>),
     /// Print usage.
     Help,
+    /// Print the usage of `palisade users`.
+    UsersHelp,
     /// Print the version.
     Version,
-    /// Add or replace a user in a users file (password on stdin).
-    UsersAdd {
-        /// The user name.
-        name: String,
-        /// The users file (created when missing).
-        file: std::path::PathBuf,
-        /// PBKDF2 iterations.
+    /// Manage the users file.
+    Users {
+        /// What to do.
+        action: UsersAction,
+        /// The users file (`add` creates it when missing).
+        file: PathBuf,
+        /// PBKDF2 iterations for a new password.
         iterations: u32,
     },
     /// Read a password on stdin and print its PHC hash.
@@ -33,6 +35,26 @@ pub enum Command {
     },
 }
 
+/// What `palisade users` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsersAction {
+    /// Add a user (who must not exist yet).
+    Add(String),
+    /// Set an existing user's password.
+    Passwd(String),
+    /// Remove a user.
+    Remove(String),
+    /// Print the user names.
+    List,
+}
+
+/// Usage of `palisade users`.
+pub const USERS_USAGE: &str = "\
+usage: palisade users add NAME    (--users-file FILE | --config FILE) [--iterations N]
+       palisade users passwd NAME (--users-file FILE | --config FILE) [--iterations N]
+       palisade users remove NAME (--users-file FILE | --config FILE)
+       palisade users list        (--users-file FILE | --config FILE)";
+
 /// Usage text for `--help`.
 pub const HELP: &str = "\
 palisade — a secure WebSocket server
@@ -40,8 +62,14 @@ palisade — a secure WebSocket server
 USAGE:
     palisade [OPTIONS]
     palisade hash-password [--iterations N]   (password on stdin; prints a PHC hash)
-    palisade users add NAME --users-file FILE [--iterations N]
-                                              (password on stdin; adds or replaces NAME atomically)
+    palisade users add|passwd NAME --users-file FILE [--iterations N]
+    palisade users remove NAME --users-file FILE
+    palisade users list --users-file FILE
+                               manage the users file (or name it with --config FILE): add a
+                               user, set a password, remove a user, list the names. A password
+                               is asked twice without echo on a terminal, else read as one line
+                               of stdin. Writes are atomic; a running server rereads the file
+                               on SIGHUP.
 
 Serves the demo page on http://127.0.0.1:8080/ and WebSocket connections on
 /ws. Settings come from defaults, then --config FILE, then these flags.
@@ -124,35 +152,63 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
 
 fn parse_users(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
     use lexopt::prelude::*;
-    let usage =
-        || ConfigError("usage: palisade users add NAME --users-file FILE [--iterations N]".into());
-    match parser.next().map_err(err)? {
-        Some(Value(v)) if v == "add" => {}
+    let usage = || ConfigError(USERS_USAGE.into());
+    let verb = match parser.next().map_err(err)? {
+        Some(Value(v)) => v.string().map_err(err)?,
+        Some(Short('h') | Long("help")) => return Ok(Command::UsersHelp),
         _ => return Err(usage()),
-    }
+    };
     let mut name = None;
-    let mut file = None;
-    let mut iterations = DEFAULT_ITERATIONS;
+    let mut file: Option<PathBuf> = None;
+    let mut config: Option<PathBuf> = None;
+    let mut iterations = None;
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
-            Value(v) if name.is_none() => name = Some(v.string().map_err(err)?),
+            Value(v) if name.is_none() && verb != "list" => name = Some(v.string().map_err(err)?),
             Long("users-file") => file = Some(parser.value().map_err(err)?.into()),
-            Long("iterations") => {
+            Long("config") => config = Some(parser.value().map_err(err)?.into()),
+            Long("iterations") if verb == "add" || verb == "passwd" => {
                 let v = parser.value().map_err(err)?.string().map_err(err)?;
-                iterations = number("iterations", &v)?;
+                iterations = Some(number("iterations", &v)?);
             }
+            Short('h') | Long("help") => return Ok(Command::UsersHelp),
             other => return Err(err(other.unexpected())),
         }
     }
-    let (Some(name), Some(file)) = (name, file) else {
-        return Err(usage());
+    let action = match (verb.as_str(), name) {
+        ("add", Some(n)) => UsersAction::Add(n),
+        ("passwd", Some(n)) => UsersAction::Passwd(n),
+        ("remove", Some(n)) => UsersAction::Remove(n),
+        ("list", None) => UsersAction::List,
+        _ => return Err(usage()),
     };
-    Username::new(&name).map_err(ConfigError)?;
+    if let UsersAction::Add(n) | UsersAction::Passwd(n) | UsersAction::Remove(n) = &action {
+        Username::new(n).map_err(ConfigError)?;
+    }
+    let file = match (file, config) {
+        (Some(f), _) => f,
+        (None, Some(path)) => users_file_of(&path)?,
+        (None, None) => return Err(usage()),
+    };
+    let iterations = iterations.unwrap_or(DEFAULT_ITERATIONS);
     check_iterations(iterations)?;
-    Ok(Command::UsersAdd {
-        name,
+    Ok(Command::Users {
+        action,
         file,
         iterations,
+    })
+}
+
+/// `auth.users_file` of a settings file.
+fn users_file_of(path: &std::path::Path) -> Result<PathBuf, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))?;
+    let config = Config::from_json(&text, &path.display().to_string())?;
+    config.auth.users_file.ok_or_else(|| {
+        ConfigError(format!(
+            "--config {}: no auth.users_file in it; name the file with --users-file",
+            path.display()
+        ))
     })
 }
 

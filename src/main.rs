@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 mod cli;
+mod users_cmd;
 
 use cli::Command;
 use palisade::config::{AppKind, Config};
@@ -24,11 +25,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::HashPassword { iterations }) => return hash_password(iterations),
-        Ok(Command::UsersAdd {
-            name,
+        Ok(Command::Users {
+            action,
             file,
             iterations,
-        }) => return users_add(&name, &file, iterations),
+        }) => return users_cmd::run(&action, &file, iterations),
+        Ok(Command::UsersHelp) => {
+            println!("{}", cli::USERS_USAGE);
+            return ExitCode::SUCCESS;
+        }
         Ok(Command::Version) => {
             println!("palisade {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -95,34 +100,6 @@ fn read_password() -> Result<Vec<u8>, String> {
         return Err("the password on stdin is empty".into());
     }
     Ok(input)
-}
-
-/// `palisade users add NAME --users-file F`: adds or replaces NAME, atomically.
-fn users_add(name: &str, file: &std::path::Path, iterations: u32) -> ExitCode {
-    use palisade::auth::{PasswordHash, Username, Users};
-    let result = (|| -> Result<bool, String> {
-        let password = read_password()?;
-        let mut users = if file.exists() {
-            Users::load(file)?
-        } else {
-            Users::default()
-        };
-        let hash = PasswordHash::generate(&password, iterations)?;
-        let replaced = users.insert(Username::new(name)?, hash);
-        users.save(file)?;
-        Ok(replaced)
-    })();
-    match result {
-        Ok(replaced) => {
-            let verb = if replaced { "replaced" } else { "added" };
-            eprintln!("{verb} user {name} in {}", file.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("palisade: users add: {e}");
-            ExitCode::from(2)
-        }
-    }
 }
 
 /// `palisade hash-password`: the PHC hash of the password on stdin.

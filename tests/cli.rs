@@ -128,41 +128,78 @@ fn hash_password_reads_stdin_and_prints_a_phc_hash() {
     assert!(err.contains("--iterations: 5 is out of range"), "{err}");
 }
 
+/// `palisade users` with the password piped on stdin (one line).
+fn users(file: &std::path::Path, args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    let mut all: Vec<&str> = vec!["users"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--users-file", file.to_str().unwrap()]);
+    if args[0] == "add" || args[0] == "passwd" {
+        all.extend_from_slice(&["--iterations", "10000"]);
+    }
+    run_with_stdin(&all, stdin.as_bytes())
+}
+
+const RELOAD_HINT: &str = "a running server reads the users file again on SIGHUP (kill -HUP <pid>, or systemctl reload palisade)\n";
+
 #[test]
-fn users_add_appends_and_replaces_atomically() {
+fn users_add_passwd_remove_list_through_a_pipe() {
     let dir = std::env::temp_dir().join(format!("palisade-users-add-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("users.json");
-    let add = |name: &str, password: &str| {
-        let args = [
-            "users",
-            "add",
-            name,
-            "--users-file",
-            file.to_str().unwrap(),
-            "--iterations",
-            "10000",
-        ];
-        let (code, _, err) = run_with_stdin(&args, format!("{password}\n").as_bytes());
-        (code, err)
-    };
+    let shown = file.display().to_string();
     assert_eq!(
-        add("alice", "pw-a"),
-        (Some(0), format!("added user alice in {}\n", file.display()))
-    );
-    assert_eq!(add("bob", "pw-b").0, Some(0));
-    assert_eq!(
-        add("alice", "pw-a2"),
+        users(&file, &["add", "alice"], "pw-a\n"),
         (
             Some(0),
-            format!("replaced user alice in {}\n", file.display())
+            format!("added user alice to {shown}\n{RELOAD_HINT}"),
+            String::new()
         )
     );
-    let users = palisade::auth::Users::load(&file).unwrap();
-    assert_eq!(users.len(), 2);
-    assert!(users.get("alice").unwrap().verify(b"pw-a2"));
-    assert!(users.get("bob").unwrap().verify(b"pw-b"));
+    // One line is the password: what follows it is not.
+    assert_eq!(users(&file, &["add", "bob"], "pw-b\nignored\n").0, Some(0));
+    // add does not replace; passwd does.
+    let (code, out, err) = users(&file, &["add", "alice"], "pw-x\n");
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert_eq!(
+        err,
+        format!(
+            "palisade: users: user alice is already in {shown}; set a new password with: palisade users passwd alice\n"
+        )
+    );
+    let (code, out, _) = users(&file, &["passwd", "alice"], "pw-a2\r\n");
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("changed the password of alice in "),
+        "{out}"
+    );
+    assert!(out.ends_with(RELOAD_HINT), "{out}");
+    let (code, _, err) = users(&file, &["passwd", "carol"], "x\n");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no user carol in"), "{err}");
+    let (code, _, err) = users(&file, &["add", "carol"], "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no password on stdin"), "{err}");
+    let loaded = palisade::auth::Users::load(&file).unwrap();
+    assert_eq!(loaded.len(), 2);
+    assert!(loaded.get("alice").unwrap().verify(b"pw-a2"));
+    assert!(loaded.get("bob").unwrap().verify(b"pw-b"));
+    // list: names only, in file order, never a hash.
+    let (code, out, err) = users(&file, &["list"], "");
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (Some(0), "alice\nbob\n", "")
+    );
+    let (code, out, _) = users(&file, &["remove", "bob"], "");
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with(&format!("removed user bob from {shown};")),
+        "{out}"
+    );
+    assert_eq!(users(&file, &["list"], "").1, "alice\n");
+    let (code, _, err) = users(&file, &["remove", "bob"], "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no user bob in"), "{err}");
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(
         !text.contains("pw-a2") && !text.contains("pw-b"),
@@ -173,9 +210,28 @@ fn users_add_appends_and_replaces_atomically() {
         1,
         "no temporary file left behind"
     );
-    let (code, err) = add("bad name", "x");
+    // The file named through --config.
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auth":{{"users_file":{}}}}}"#,
+            serde_json::json!(shown)
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = run_with_stdin(
+        &["users", "list", "--config", config.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!((code, out.as_str()), (Some(0), "alice\n"));
+    // Usage errors are exit 2.
+    let (code, _, err) = users(&file, &["add", "bad name"], "x\n");
     assert_eq!(code, Some(2));
     assert!(err.contains("username \"bad name\""), "{err}");
+    let (code, _, err) = run_with_stdin(&["users", "frobnicate", "x"], b"");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("usage: palisade users add NAME"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

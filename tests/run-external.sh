@@ -2,7 +2,8 @@
 # Runs every external-client test against the palisade binary, continuing after
 # failures: the four client scripts in plain mode, then the plain-only browser
 # test of cross-site WebSocket hijacking (tests/browser/cross_site.mjs: a page on
-# another origin against the Origin policy), the four client scripts again over
+# another origin against the Origin policy) and `palisade users` on a
+# pseudo-terminal and through a pipe (tests/clients/users_cli.py), the four client scripts again over
 # TLS (PALISADE_TLS=1: https:// and wss:// with the development certificate in
 # certs/), then the TLS-only probes (openssl s_client, testssl.sh), and last
 # tests/check-logs.sh, which looks for tokens and the test passwords in every
@@ -66,6 +67,7 @@ run heroes_ws node tests/clients/heroes_ws.mjs
 run http_curl bash tests/clients/http_curl.sh
 run browser_demo node tests/browser/demo.mjs
 run browser_cross_site node tests/browser/cross_site.mjs # plain mode only
+run users_cli "$PY" tests/clients/users_cli.py # a terminal and a pipe; no server
 
 run "heroes_websockets (tls)" env PALISADE_TLS=1 "$PY" tests/clients/heroes_websockets.py
 run "heroes_ws (tls)" env PALISADE_TLS=1 node tests/clients/heroes_ws.mjs
