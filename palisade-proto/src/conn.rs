@@ -1088,7 +1088,17 @@ impl WebSocket {
     /// a connection that keeps talking would take one back at its next
     /// message, and the round trip through a pool costs more than a short
     /// message's whole decode (pass 0 to take it too).
-    pub fn take_buffers(&mut self, keep_output: usize, mut give: impl FnMut(Vec<u8>)) {
+    #[inline]
+    pub fn take_buffers(&mut self, keep_output: usize, give: impl FnMut(Vec<u8>)) {
+        // The common case, checked inline: a short message's connection
+        // with nothing but its small output buffer.
+        if self.dec.is_none() && self.out.buf.capacity() <= keep_output {
+            return;
+        }
+        self.give_buffers(keep_output, give);
+    }
+
+    fn give_buffers(&mut self, keep_output: usize, mut give: impl FnMut(Vec<u8>)) {
         if self.out.queued() == 0 && self.out.buf.capacity() > keep_output {
             give(core::mem::take(&mut self.out.buf));
             self.out.pos = 0;
