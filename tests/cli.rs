@@ -26,7 +26,11 @@ fn run_with_stdin(args: &[&str], input: &[u8]) -> (Option<i32>, String, String) 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
+    // A command may exit before it reads stdin (e.g. a refused `users add`).
+    match child.stdin.take().unwrap().write_all(input) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("stdin: {e}"),
+        _ => {}
+    }
     let out = child.wait_with_output().unwrap();
     (
         out.status.code(),
