@@ -46,7 +46,7 @@ fn module_of(src: &Path, file: &Path) -> Option<String> {
     let first = rel.components().next()?.as_os_str().to_str()?.to_owned();
     let name = first.trim_end_matches(".rs").to_owned();
     match name.as_str() {
-        "lib" | "main" | "cli" => None,
+        "lib" | "main" | "cli" | "users_cmd" => None,
         _ => Some(name),
     }
 }
