@@ -13,6 +13,9 @@
 //!  now ──► WebSocket::handle_timeout / poll_timeout (idle ping, close timeout)
 //! ```
 //!
+//! [`engineio`] is the same for Engine.IO version 4, the transport under
+//! Socket.IO: its query, errors, packets, payloads and heartbeat.
+//!
 //! Time is passed in by the caller as a [`Stamp`]: milliseconds since an
 //! epoch the caller chooses (and keeps for the life of a connection). The
 //! crate never reads a clock.
@@ -33,6 +36,7 @@ use core::time::Duration;
 
 pub mod close;
 pub mod conn;
+pub mod engineio;
 pub mod error;
 pub mod frame;
 pub mod handshake;
