@@ -521,6 +521,59 @@ pub fn http_request(data: &[u8]) {
     assert!(out.is_empty() || out.starts_with(b"HTTP/1.1 "));
 }
 
+/// `socketio_packet`: arbitrary text as a Socket.IO packet from a client.
+/// A packet that decodes encodes back to a packet that decodes to the same
+/// type, namespace, ack id and attachments, and encodes to the same text
+/// again. (Its JSON is compared by its encoding: a number beyond 64 bits
+/// is read as the nearest double, which can move by a bit the first time.)
+pub fn socketio_packet(data: &[u8]) {
+    use crate::socketio::packet::{Packet, decode, encode};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(p) = decode(text, 10) else {
+        return;
+    };
+    assert!(p.attachments <= 10);
+    let encoded = |p: &Packet<'_>| {
+        let mut s = String::new();
+        encode(&mut s, p.kind, p.attachments, p.nsp, p.ack, p.data.as_ref());
+        s
+    };
+    let once = encoded(&p);
+    let q = decode(&once, 10).unwrap_or_else(|e| panic!("{text:?} -> {once:?}: {e:?}"));
+    assert_eq!(
+        (q.kind, q.attachments, q.nsp, q.ack),
+        (p.kind, p.attachments, p.nsp, p.ack),
+        "{text:?} -> {once:?}"
+    );
+    assert_eq!(encoded(&q), once, "{text:?}");
+}
+
+/// `engineio_payload`: arbitrary text as an Engine.IO long-polling
+/// payload. A payload that decodes encodes back to one that decodes to the
+/// same packets.
+pub fn engineio_payload(data: &[u8]) {
+    use crate::proto::engineio::{Outgoing, Packet, decode_payload, encode_payload};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(packets) = decode_payload(text) else {
+        return;
+    };
+    let out: Vec<Outgoing> = packets
+        .iter()
+        .map(|p| match p {
+            Packet::Text(kind, data) => Outgoing::Text(*kind, (*data).to_owned()),
+            Packet::Binary(raw) => Outgoing::Binary(raw.to_vec()),
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    encode_payload(&mut bytes, &out);
+    let again = std::str::from_utf8(&bytes).expect("the encoding is text");
+    assert_eq!(decode_payload(again).as_ref(), Ok(&packets), "{text:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,7 @@ mod net;
 mod router;
 mod security;
 mod server;
+pub mod socketio;
 mod tls;
 
 pub use palisade_proto as proto;

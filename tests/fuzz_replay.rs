@@ -15,6 +15,8 @@ const TARGETS: &[(&str, Target)] = &[
     ("jwt", palisade::fuzzing::jwt),
     ("dispatch", palisade::fuzzing::dispatch),
     ("http_request", palisade::fuzzing::http_request),
+    ("socketio_packet", palisade::fuzzing::socketio_packet),
+    ("engineio_payload", palisade::fuzzing::engineio_payload),
 ];
 
 fn inputs(dir: &Path, seeds_only: bool) -> Vec<(String, Vec<u8>)> {
