@@ -1,0 +1,660 @@
+//! One Socket.IO session over one Engine.IO session, as pure code: the
+//! packets that arrive (text, or binary attachments), the time, and the
+//! application's decisions in; the packets to send, the events for the
+//! application and the reason of a close out. The transports (WebSocket
+//! frames, long-polling requests) are the caller's.
+//!
+//! What it enforces (issue 17, SPEC.md): the server's heartbeat (a client
+//! that does not answer a ping within `ping_timeout` is closed, and a ping
+//! from the client is a protocol error in version 4); a CONNECT first, and
+//! within `connect_timeout`; packets only for joined namespaces; binary
+//! attachments in order, as many as announced, and their total within
+//! `max_payload`; every malformed packet closes the session with its reason.
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+
+use super::packet::{self, Kind, Malformed};
+use crate::proto::Stamp;
+use crate::proto::engineio::{self, Beat, Heartbeat, Packet as EioPacket};
+
+/// The settings of a session (`socketio.*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Milliseconds between the server's pings.
+    pub ping_interval_ms: u64,
+    /// Milliseconds to wait for a pong.
+    pub ping_timeout_ms: u64,
+    /// Milliseconds to wait for the first CONNECT.
+    pub connect_timeout_ms: u64,
+    /// Largest Engine.IO packet, and largest total of one packet's
+    /// attachments.
+    pub max_payload: u64,
+    /// Most attachments of one packet.
+    pub max_attachments: usize,
+}
+
+/// What the application hears.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A client asks to join `nsp`, with its `auth` payload (`{}` when it
+    /// sent none): answer with [`Session::accept`] or [`Session::refuse`].
+    Connect {
+        /// The namespace.
+        nsp: String,
+        /// The CONNECT payload.
+        auth: Value,
+    },
+    /// An event: its name and arguments, binary attachments in order of
+    /// their placeholders, and the ack id when the client wants an answer.
+    Event {
+        /// The namespace.
+        nsp: String,
+        /// The event name.
+        name: String,
+        /// The arguments after the name.
+        args: Vec<Value>,
+        /// The binary attachments.
+        binary: Vec<Vec<u8>>,
+        /// The ack id to answer with [`Session::ack`].
+        ack: Option<u64>,
+    },
+    /// The answer to an event the server sent with an ack id.
+    Ack {
+        /// The namespace.
+        nsp: String,
+        /// The ack id.
+        id: u64,
+        /// The arguments.
+        args: Vec<Value>,
+        /// The binary attachments.
+        binary: Vec<Vec<u8>>,
+    },
+    /// The client left `nsp`.
+    Disconnect {
+        /// The namespace.
+        nsp: String,
+    },
+}
+
+/// A packet for the transport: a text packet (with its Engine.IO type
+/// digit) or a binary message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// A whole Engine.IO text packet, e.g. `42["name",…]`.
+    Text(String),
+    /// A binary message (an attachment).
+    Binary(Vec<u8>),
+}
+
+/// Why the session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// A malformed Socket.IO packet.
+    Malformed(Malformed),
+    /// A malformed Engine.IO packet.
+    Transport(&'static str),
+    /// No pong within the ping timeout.
+    PingTimeout,
+    /// No CONNECT within the connect timeout.
+    ConnectTimeout,
+    /// The client closed it (`1`).
+    ClientClosed,
+    /// A packet that breaks the protocol's order (the reason).
+    Protocol(&'static str),
+    /// Attachments over `max_payload`.
+    TooLarge,
+}
+
+impl Ended {
+    /// The reason as logged.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ended::Malformed(m) => m.reason(),
+            Ended::Transport(r) | Ended::Protocol(r) => r,
+            Ended::PingTimeout => "ping timeout",
+            Ended::ConnectTimeout => "no CONNECT in time",
+            Ended::ClientClosed => "closed by the client",
+            Ended::TooLarge => "attachments over maxPayload",
+        }
+    }
+}
+
+/// A binary packet waiting for its attachments.
+#[derive(Debug)]
+struct Partial {
+    kind: Kind,
+    nsp: String,
+    ack: Option<u64>,
+    data: Vec<Value>,
+    need: usize,
+    got: Vec<Vec<u8>>,
+    bytes: u64,
+}
+
+/// One session.
+#[derive(Debug)]
+pub struct Session {
+    settings: Settings,
+    heartbeat: Heartbeat,
+    /// Until the first namespace is joined: when the session gives up.
+    connect_by: Option<Stamp>,
+    joined: Vec<String>,
+    partial: Option<Partial>,
+    out: VecDeque<Out>,
+    ended: Option<Ended>,
+    next_ack: u64,
+}
+
+impl Session {
+    /// A session opened at `now`; its open packet (`sid`, `upgrades`) is
+    /// the first packet out.
+    pub fn new(now: Stamp, settings: Settings, sid: &str, upgrades: &[&str]) -> Session {
+        let mut open = Vec::new();
+        engineio::encode_open(
+            &mut open,
+            &engineio::Handshake {
+                sid,
+                upgrades,
+                ping_interval_ms: settings.ping_interval_ms,
+                ping_timeout_ms: settings.ping_timeout_ms,
+                max_payload: settings.max_payload,
+            },
+        );
+        let open = String::from_utf8(open).expect("the open packet is text");
+        Session {
+            settings,
+            heartbeat: Heartbeat::new(now, settings.ping_interval_ms, settings.ping_timeout_ms),
+            connect_by: Some(now.plus_millis(settings.connect_timeout_ms)),
+            joined: Vec::new(),
+            partial: None,
+            out: VecDeque::from([Out::Text(open)]),
+            ended: None,
+            next_ack: 0,
+        }
+    }
+
+    /// Why the session ended, once it has.
+    pub fn ended(&self) -> Option<Ended> {
+        self.ended
+    }
+
+    /// The packets to send, in order.
+    pub fn take_output(&mut self) -> impl Iterator<Item = Out> + '_ {
+        self.out.drain(..)
+    }
+
+    /// Whether packets wait to be sent.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// When [`Session::poll`] has something to do.
+    pub fn next_deadline(&self) -> Stamp {
+        let beat = self.heartbeat.next();
+        self.connect_by.map_or(beat, |c| c.min(beat))
+    }
+
+    /// Runs the timers at `now`: a ping to send, or the end of a session
+    /// whose client stopped answering or never joined a namespace.
+    pub fn poll(&mut self, now: Stamp) {
+        if self.ended.is_some() {
+            return;
+        }
+        if self.connect_by.is_some_and(|c| now >= c) {
+            self.end(Ended::ConnectTimeout);
+            return;
+        }
+        match self.heartbeat.poll(now) {
+            Beat::Wait => {}
+            Beat::Ping => self.out.push_back(Out::Text("2".into())),
+            Beat::TimedOut => {
+                self.end(Ended::PingTimeout);
+            }
+        }
+    }
+
+    /// One Engine.IO text packet from the client (a WebSocket text frame,
+    /// or one packet of a polling payload).
+    pub fn handle_text(&mut self, now: Stamp, text: &str) -> Option<Event> {
+        if self.ended.is_some() {
+            return None;
+        }
+        match engineio::decode_text(text) {
+            Ok(EioPacket::Text(kind, data)) => self.engine_packet(now, kind, data),
+            Ok(EioPacket::Binary(raw)) => self.attachment(&raw),
+            Err(e) => self.end(Ended::Transport(e.reason())),
+        }
+    }
+
+    /// One binary message from the client (a WebSocket binary frame).
+    pub fn handle_binary(&mut self, raw: &[u8]) -> Option<Event> {
+        if self.ended.is_some() {
+            return None;
+        }
+        self.attachment(raw)
+    }
+
+    fn engine_packet(&mut self, now: Stamp, kind: engineio::Kind, data: &str) -> Option<Event> {
+        use engineio::Kind as K;
+        match kind {
+            K::Pong => {
+                self.heartbeat.on_pong(now);
+                None
+            }
+            K::Message => self.socket_packet(data),
+            K::Close => self.end(Ended::ClientClosed),
+            K::Ping => self.end(Ended::Protocol("ping from the client")),
+            K::Open | K::Upgrade | K::Noop => None,
+        }
+    }
+
+    fn socket_packet(&mut self, text: &str) -> Option<Event> {
+        if self.partial.is_some() {
+            return self.end(Ended::Protocol("a packet before the attachments"));
+        }
+        let p = match packet::decode(text, self.settings.max_attachments) {
+            Ok(p) => p,
+            Err(m) => return self.end(Ended::Malformed(m)),
+        };
+        let joined = self.joined.iter().any(|n| n == p.nsp);
+        if self.joined.is_empty() && p.kind != Kind::Connect {
+            return self.end(Ended::Protocol("a packet before CONNECT"));
+        }
+        match p.kind {
+            Kind::Connect if joined => self.end(Ended::Protocol("a second CONNECT")),
+            Kind::Connect => Some(Event::Connect {
+                nsp: p.nsp.to_owned(),
+                auth: p.data.unwrap_or_else(|| Value::Object(Default::default())),
+            }),
+            _ if !joined => self.end(Ended::Protocol("a packet for a namespace not joined")),
+            Kind::Disconnect => {
+                self.joined.retain(|n| n != p.nsp);
+                Some(Event::Disconnect {
+                    nsp: p.nsp.to_owned(),
+                })
+            }
+            Kind::Event | Kind::Ack | Kind::BinaryEvent | Kind::BinaryAck => {
+                let Some(Value::Array(data)) = p.data else {
+                    return self.end(Ended::Malformed(Malformed::Payload));
+                };
+                let partial = Partial {
+                    kind: p.kind,
+                    nsp: p.nsp.to_owned(),
+                    ack: p.ack,
+                    data,
+                    need: p.attachments,
+                    got: Vec::new(),
+                    bytes: 0,
+                };
+                if p.attachments > 0 {
+                    self.partial = Some(partial);
+                    None
+                } else {
+                    self.complete(partial)
+                }
+            }
+            Kind::ConnectError => self.end(Ended::Malformed(Malformed::ServerOnly)),
+        }
+    }
+
+    fn attachment(&mut self, raw: &[u8]) -> Option<Event> {
+        let Some(partial) = self.partial.as_mut() else {
+            return self.end(Ended::Protocol("binary data without a binary packet"));
+        };
+        partial.bytes += raw.len() as u64;
+        if partial.bytes > self.settings.max_payload {
+            return self.end(Ended::TooLarge);
+        }
+        partial.got.push(raw.to_vec());
+        if partial.got.len() < partial.need {
+            return None;
+        }
+        let partial = self.partial.take().expect("checked above");
+        self.complete(partial)
+    }
+
+    fn complete(&mut self, p: Partial) -> Option<Event> {
+        let mut data = p.data;
+        match p.kind {
+            Kind::Event | Kind::BinaryEvent => {
+                let name = match data.first() {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => return self.end(Ended::Malformed(Malformed::Payload)),
+                };
+                data.remove(0);
+                Some(Event::Event {
+                    nsp: p.nsp,
+                    name,
+                    args: data,
+                    binary: p.got,
+                    ack: p.ack,
+                })
+            }
+            _ => {
+                let Some(id) = p.ack else {
+                    return self.end(Ended::Malformed(Malformed::AckId));
+                };
+                Some(Event::Ack {
+                    nsp: p.nsp,
+                    id,
+                    args: data,
+                    binary: p.got,
+                })
+            }
+        }
+    }
+
+    fn end(&mut self, why: Ended) -> Option<Event> {
+        if self.ended.is_none() {
+            self.ended = Some(why);
+            self.partial = None;
+        }
+        None
+    }
+
+    /// Admits the client to `nsp` (after [`Event::Connect`]): `40{"sid"}`.
+    pub fn accept(&mut self, nsp: &str, sid: &str) {
+        if !self.joined.iter().any(|n| n == nsp) {
+            self.joined.push(nsp.to_owned());
+        }
+        self.connect_by = None;
+        let data = serde_json::json!({ "sid": sid });
+        self.send(Kind::Connect, nsp, None, Some(&data));
+    }
+
+    /// Refuses the client's CONNECT to `nsp`: `44{"message","data"}` (the
+    /// client's `connect_error`).
+    pub fn refuse(&mut self, nsp: &str, message: &str, data: Option<Value>) {
+        let mut body = serde_json::json!({ "message": message });
+        if let Some(d) = data {
+            body["data"] = d;
+        }
+        self.send(Kind::ConnectError, nsp, None, Some(&body));
+    }
+
+    /// Sends an event; with `want_ack` the client is asked for an answer,
+    /// whose id is returned (it comes back as [`Event::Ack`]).
+    pub fn emit(&mut self, nsp: &str, name: &str, args: &[Value], want_ack: bool) -> Option<u64> {
+        let ack = want_ack.then(|| {
+            let id = self.next_ack;
+            self.next_ack += 1;
+            id
+        });
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(Value::String(name.to_owned()));
+        all.extend_from_slice(args);
+        self.send(Kind::Event, nsp, ack, Some(&Value::Array(all)));
+        ack
+    }
+
+    /// Answers the event whose ack id is `id`.
+    pub fn ack(&mut self, nsp: &str, id: u64, args: &[Value]) {
+        self.send(Kind::Ack, nsp, Some(id), Some(&Value::Array(args.to_vec())));
+    }
+
+    /// Leaves `nsp` from the server's side: `41`.
+    pub fn disconnect(&mut self, nsp: &str) {
+        self.joined.retain(|n| n != nsp);
+        self.send(Kind::Disconnect, nsp, None, None);
+    }
+
+    fn send(&mut self, kind: Kind, nsp: &str, ack: Option<u64>, data: Option<&Value>) {
+        let mut text = String::from("4");
+        packet::encode(&mut text, kind, 0, nsp, ack, data);
+        self.out.push_back(Out::Text(text));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SETTINGS: Settings = Settings {
+        ping_interval_ms: 300,
+        ping_timeout_ms: 200,
+        connect_timeout_ms: 1000,
+        max_payload: 1_000_000,
+        max_attachments: 10,
+    };
+
+    fn t(ms: u64) -> Stamp {
+        Stamp::from_millis(ms)
+    }
+
+    fn texts(s: &mut Session) -> Vec<String> {
+        s.take_output()
+            .map(|o| match o {
+                Out::Text(t) => t,
+                Out::Binary(b) => format!("<{b:?}>"),
+            })
+            .collect()
+    }
+
+    /// A session that joined `/` (its output drained).
+    fn joined() -> Session {
+        let mut s = Session::new(t(0), SETTINGS, "SID", &[]);
+        assert!(matches!(
+            s.handle_text(t(1), "40"),
+            Some(Event::Connect { .. })
+        ));
+        s.accept("/", "S1");
+        texts(&mut s);
+        s
+    }
+
+    #[test]
+    fn open_then_connect_with_auth() {
+        let mut s = Session::new(t(0), SETTINGS, "SID", &[]);
+        assert_eq!(
+            texts(&mut s),
+            [
+                r#"0{"sid":"SID","upgrades":[],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#
+            ]
+        );
+        let ev = s.handle_text(t(5), r#"40{"token":"123"}"#);
+        assert_eq!(
+            ev,
+            Some(Event::Connect {
+                nsp: "/".into(),
+                auth: json!({"token": "123"})
+            })
+        );
+        s.accept("/", "S1");
+        s.emit("/", "auth", &[json!({"token": "123"})], false);
+        assert_eq!(
+            texts(&mut s),
+            [r#"40{"sid":"S1"}"#, r#"42["auth",{"token":"123"}]"#]
+        );
+        // A custom namespace, and a refused one.
+        assert!(matches!(
+            s.handle_text(t(6), "40/custom,"),
+            Some(Event::Connect { ref nsp, .. }) if nsp == "/custom"
+        ));
+        s.accept("/custom", "S2");
+        assert!(s.handle_text(t(7), "40/random").is_some());
+        s.refuse("/random", "Invalid namespace", None);
+        assert_eq!(
+            texts(&mut s),
+            [
+                r#"40/custom,{"sid":"S2"}"#,
+                r#"44/random,{"message":"Invalid namespace"}"#
+            ]
+        );
+        assert_eq!(s.ended(), None);
+    }
+
+    #[test]
+    fn events_acks_and_binary_attachments() {
+        let mut s = joined();
+        assert_eq!(
+            s.handle_text(t(10), r#"42["message",1,"2",{"3":[true]}]"#),
+            Some(Event::Event {
+                nsp: "/".into(),
+                name: "message".into(),
+                args: vec![json!(1), json!("2"), json!({"3": [true]})],
+                binary: vec![],
+                ack: None
+            })
+        );
+        assert_eq!(
+            s.handle_text(t(11), r#"42456["message-with-ack",1]"#),
+            Some(Event::Event {
+                nsp: "/".into(),
+                name: "message-with-ack".into(),
+                args: vec![json!(1)],
+                binary: vec![],
+                ack: Some(456)
+            })
+        );
+        s.ack("/", 456, &[json!(1)]);
+        assert_eq!(texts(&mut s), ["43456[1]"]);
+        let head = r#"452-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+        assert_eq!(s.handle_text(t(12), head), None);
+        assert_eq!(s.handle_binary(&[1, 2, 3]), None);
+        let Some(Event::Event { binary, args, .. }) = s.handle_binary(&[4, 5, 6]) else {
+            panic!("no event");
+        };
+        assert_eq!(binary, [vec![1, 2, 3], vec![4, 5, 6]]);
+        assert_eq!(args.len(), 2);
+        // Over polling an attachment is b<base64>.
+        assert_eq!(
+            s.handle_text(t(13), r#"451-["m",{"_placeholder":true,"num":0}]"#),
+            None
+        );
+        assert!(matches!(
+            s.handle_text(t(13), "bAQID"),
+            Some(Event::Event { .. })
+        ));
+        // The server asks for an ack; the client answers it.
+        assert_eq!(s.emit("/", "q", &[], true), Some(0));
+        assert_eq!(s.emit("/", "q", &[], true), Some(1));
+        assert_eq!(texts(&mut s), [r#"420["q"]"#, r#"421["q"]"#]);
+        assert_eq!(
+            s.handle_text(t(14), r#"431["yes"]"#),
+            Some(Event::Ack {
+                nsp: "/".into(),
+                id: 1,
+                args: vec![json!("yes")],
+                binary: vec![]
+            })
+        );
+        assert_eq!(
+            s.handle_text(t(15), "41"),
+            Some(Event::Disconnect { nsp: "/".into() })
+        );
+        assert_eq!(s.ended(), None);
+    }
+
+    #[test]
+    fn the_heartbeat_and_the_connect_timeout() {
+        let mut s = joined();
+        s.poll(t(299));
+        assert!(!s.has_output());
+        s.poll(t(300));
+        assert_eq!(texts(&mut s), ["2"]);
+        assert_eq!(s.next_deadline(), t(500));
+        s.handle_text(t(400), "3");
+        assert_eq!(s.next_deadline(), t(700));
+        s.poll(t(700));
+        assert_eq!(texts(&mut s), ["2"]);
+        s.poll(t(900));
+        assert_eq!(s.ended(), Some(Ended::PingTimeout));
+        // No CONNECT within the connect timeout (answering pings meanwhile).
+        let mut s = Session::new(t(0), SETTINGS, "SID", &[]);
+        for ms in [300, 600, 900] {
+            s.poll(t(ms));
+            s.handle_text(t(ms), "3");
+        }
+        assert_eq!(s.ended(), None);
+        s.poll(t(1000));
+        assert_eq!(s.ended(), Some(Ended::ConnectTimeout));
+    }
+
+    #[test]
+    fn protocol_errors_end_the_session_with_their_reason() {
+        let cases: &[(&str, &[&str], Ended)] = &[
+            (
+                "before connect",
+                &["4abc"],
+                Ended::Malformed(Malformed::UnknownType),
+            ),
+            (
+                "event first",
+                &[r#"42["x"]"#],
+                Ended::Protocol("a packet before CONNECT"),
+            ),
+            (
+                "bad eio",
+                &["40", "abc"],
+                Ended::Transport("unknown packet type"),
+            ),
+            (
+                "client ping",
+                &["40", "2"],
+                Ended::Protocol("ping from the client"),
+            ),
+            (
+                "object event",
+                &["40", "42{}"],
+                Ended::Malformed(Malformed::Payload),
+            ),
+            (
+                "not joined",
+                &["40", r#"42/x,["a"]"#],
+                Ended::Protocol("a packet for a namespace not joined"),
+            ),
+            ("close", &["40", "1"], Ended::ClientClosed),
+            (
+                "text mid-binary",
+                &[
+                    "40",
+                    r#"451-["m",{"_placeholder":true,"num":0}]"#,
+                    r#"42["x"]"#,
+                ],
+                Ended::Protocol("a packet before the attachments"),
+            ),
+            (
+                "stray binary",
+                &["40", "bAQID"],
+                Ended::Protocol("binary data without a binary packet"),
+            ),
+            (
+                "reserved",
+                &["40", r#"42["disconnect"]"#],
+                Ended::Malformed(Malformed::ReservedEvent),
+            ),
+        ];
+        for (what, packets, want) in cases {
+            let mut s = Session::new(t(0), SETTINGS, "SID", &[]);
+            for p in *packets {
+                if s.handle_text(t(1), p).is_some() && *p == "40" {
+                    s.accept("/", "S");
+                }
+            }
+            assert_eq!(s.ended(), Some(*want), "{what}");
+        }
+        // Attachments over maxPayload.
+        let mut s = Session::new(
+            t(0),
+            Settings {
+                max_payload: 4,
+                ..SETTINGS
+            },
+            "SID",
+            &[],
+        );
+        s.handle_text(t(1), "40");
+        s.accept("/", "S");
+        s.handle_text(
+            t(1),
+            r#"452-["m",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+        );
+        s.handle_binary(&[1, 2, 3]);
+        s.handle_binary(&[4, 5]);
+        assert_eq!(s.ended(), Some(Ended::TooLarge));
+    }
+}
