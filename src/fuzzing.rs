@@ -550,6 +550,60 @@ pub fn socketio_packet(data: &[u8]) {
     assert_eq!(encoded(&q), once, "{text:?}");
 }
 
+/// `socketio_session`: a session fed arbitrary packets (split at `\0`; a
+/// piece starting with `0xff` is a binary message, the rest text), with
+/// the time moving 50 ms a packet. It never panics, answers each CONNECT
+/// and each ack request once, queues a bounded output, and once ended
+/// stays ended and hears nothing more.
+pub fn socketio_session(data: &[u8]) {
+    use crate::socketio::session::{Event, Session, Settings};
+    let settings = Settings {
+        ping_interval_ms: 300,
+        ping_timeout_ms: 200,
+        connect_timeout_ms: 1000,
+        max_payload: 4096,
+        max_attachments: 10,
+    };
+    let mut s = Session::new(Stamp::from_millis(0), settings, "SID", &[]);
+    let mut now = 0;
+    let mut ended = None;
+    for piece in data.split(|&b| b == 0) {
+        now += 50;
+        let t = Stamp::from_millis(now);
+        s.poll(t);
+        let event = match piece.split_first() {
+            Some((0xff, raw)) => s.handle_binary(raw),
+            _ => match std::str::from_utf8(piece) {
+                Ok(text) => s.handle_text(t, text),
+                Err(_) => None,
+            },
+        };
+        if ended.is_some() {
+            assert_eq!(event, None, "an ended session heard something");
+            assert_eq!(s.ended(), ended, "the reason changed");
+        }
+        match event {
+            Some(Event::Connect { nsp, .. }) if nsp == "/" => s.accept(&nsp, "S"),
+            Some(Event::Connect { nsp, .. }) => s.refuse(&nsp, "Invalid namespace", None),
+            Some(Event::Event {
+                nsp,
+                ack: Some(id),
+                args,
+                ..
+            }) => s.ack(&nsp, id, &args),
+            Some(Event::Event { binary, .. } | Event::Ack { binary, .. }) => {
+                assert!(binary.iter().map(Vec::len).sum::<usize>() <= 4096);
+            }
+            _ => {}
+        }
+        ended = s.ended();
+        assert!(
+            s.take_output().count() <= 2,
+            "more output than one packet asks for"
+        );
+    }
+}
+
 /// `engineio_payload`: arbitrary text as an Engine.IO long-polling
 /// payload. A payload that decodes encodes back to one that decodes to the
 /// same packets.
