@@ -63,6 +63,34 @@ impl Default for WsConfig {
     }
 }
 
+/// Socket.IO endpoint settings (`socketio.*`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketIoConfig {
+    /// Path of the Engine.IO requests (`socketio.path`).
+    pub path: String,
+    /// Milliseconds between the server's pings.
+    pub ping_interval_ms: u64,
+    /// Milliseconds to wait for a pong before closing the session.
+    pub ping_timeout_ms: u64,
+    /// Milliseconds to wait for the first CONNECT.
+    pub connect_timeout_ms: u64,
+    /// Most binary attachments of one packet.
+    pub max_attachments: usize,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            path: "/socket.io/".into(),
+            ping_interval_ms: 25_000,
+            ping_timeout_ms: 20_000,
+            connect_timeout_ms: 45_000,
+            max_attachments: 10,
+        }
+    }
+}
+
 /// Logging settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -318,6 +346,8 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
     /// WebSocket endpoint.
     pub ws: WsConfig,
+    /// Socket.IO endpoint.
+    pub socketio: SocketIoConfig,
     /// TLS.
     pub tls: TlsConfig,
     /// Logging.
@@ -358,6 +388,7 @@ impl Default for Config {
             heroes: None,
             static_dir: None,
             ws: WsConfig::default(),
+            socketio: SocketIoConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             allowed_origins: Vec::new(),
@@ -412,6 +443,10 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("auth.hash_workers", 1, 64),
     ("auth.hash_queue", 1, 4096),
     ("auth.max_revoked_tokens", 1, 10_000_000),
+    ("socketio.ping_interval_ms", 10, 3_600_000),
+    ("socketio.ping_timeout_ms", 10, 3_600_000),
+    ("socketio.connect_timeout_ms", 10, 3_600_000),
+    ("socketio.max_attachments", 0, 1_000),
     ("rate.handshakes_per_ip_per_s", 1, 1_000_000),
     ("rate.messages_per_conn_per_s", 1, 10_000_000),
     ("rate.logins_per_ip_per_min", 1, 1_000_000),
@@ -454,6 +489,12 @@ impl Config {
             return Err(ConfigError(format!(
                 "ws.path: {:?} must be an absolute path without query or spaces",
                 self.ws.path
+            )));
+        }
+        let sio = &self.socketio.path;
+        if !sio.starts_with('/') || sio.contains(['?', '#', ' ']) || *sio == self.ws.path {
+            return Err(ConfigError(format!(
+                "socketio.path: {sio:?} must be an absolute path without query or spaces, other than ws.path"
             )));
         }
         Ok(())

@@ -203,6 +203,23 @@ pub struct Upgraded {
     pub token: Option<TokenId>,
     /// The confirmed subprotocol.
     pub protocol: Option<&'static str>,
+    /// A Socket.IO session over this WebSocket: what its handshake request
+    /// said about credentials (they may also come with its CONNECT).
+    pub socketio: Option<HandshakeCredential>,
+}
+
+/// The credentials of a Socket.IO WebSocket's handshake request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeCredential {
+    /// `auth.mode` none.
+    NotRequired,
+    /// A valid token or cookie: the user is in [`Upgraded::user`].
+    Verified,
+    /// None: the CONNECT must carry them.
+    Missing,
+    /// Some that did not verify: the reason (the CONNECT may still carry
+    /// valid ones).
+    Refused(&'static str),
 }
 
 /// What the connection does next.
@@ -306,6 +323,7 @@ impl Router<'_> {
         // SPEC.md §2: on the WebSocket path the request line is checked
         // before the Host; then the Host, on every path.
         let ws_path = req.path() == self.shared.config.ws.path;
+        let sio_path = req.path() == self.shared.config.socketio.path;
         if ws_path {
             if let Err(e) = UpgradeRequest::check_request_line(&req) {
                 return self.refuse_handshake(out, peer, e);
@@ -322,6 +340,9 @@ impl Router<'_> {
         }
         if req.path() == session::SESSION {
             return self.session(&req, peer, out);
+        }
+        if sio_path {
+            return self.socketio(&req, peer, out);
         }
         if !ws_path {
             return self.http(&req, peer, out);
@@ -470,6 +491,95 @@ impl Router<'_> {
         }
     }
 
+    /// A request to the Engine.IO path (`socketio.path`): the query in the
+    /// protocol's order, then a WebSocket handshake like `ws.path`'s, except
+    /// that credentials may wait for the CONNECT. Long-polling is not served
+    /// yet: it is answered as an unknown transport, as the reference server
+    /// answers it with WebSocket only.
+    fn socketio(&mut self, req: &Request<'_, '_>, peer: &Peer, out: &mut Vec<u8>) -> Outcome {
+        use crate::proto::engineio::{self, EioError, Route, Transport};
+        let is_upgrade = req.has_token("upgrade", "websocket");
+        let refused = match engineio::route(req.query().unwrap_or(""), req.method, is_upgrade) {
+            Err(e) => e,
+            Ok(
+                Route::Handshake(Transport::Polling)
+                | Route::Session {
+                    transport: Transport::Polling,
+                    ..
+                },
+            ) => EioError::TransportUnknown,
+            // No polling session exists to move to a WebSocket.
+            Ok(Route::Session { .. }) => EioError::SessionIdUnknown,
+            Ok(Route::Handshake(Transport::WebSocket)) => {
+                return self.socketio_upgrade(req, peer, out);
+            }
+        };
+        log::limited(
+            log::LogLevel::Info,
+            "socket.io request refused",
+            ("reason", refused.message()),
+            &[
+                ("peer", &peer.addr),
+                ("status", &refused.status()),
+                ("reason", &refused.message()),
+            ],
+        );
+        response::write_json(out, refused.status(), &refused.body(), &[], self.hsts(peer));
+        Outcome::Final
+    }
+
+    /// The WebSocket handshake of a new Socket.IO session: RFC 6455 checks,
+    /// the Origin, and the credentials of the request if it has any.
+    fn socketio_upgrade(
+        &mut self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if let Err(e) = UpgradeRequest::check_request_line(req) {
+            return self.refuse_handshake(out, peer, e);
+        }
+        let upgrade = match UpgradeRequest::from_request(req) {
+            Ok(u) => u,
+            Err(e) => return self.refuse_handshake(out, peer, e),
+        };
+        if let Err(reason) = self.check_origin(&upgrade, peer) {
+            return self.refuse(out, peer, 403, reason, &[]);
+        }
+        let (identity, credential) = match self.auth.mode {
+            AuthMode::None => (Identity::Anonymous, HandshakeCredential::NotRequired),
+            AuthMode::Required => match self.auth.credential(&upgrade, false) {
+                Credential::Token { token, .. } => {
+                    match self.auth.verify_token(token, self.unix_now) {
+                        Ok(id) => (id, HandshakeCredential::Verified),
+                        Err(reason) => (Identity::Anonymous, HandshakeCredential::Refused(reason)),
+                    }
+                }
+                Credential::Refused("missing") => {
+                    (Identity::Anonymous, HandshakeCredential::Missing)
+                }
+                Credential::Refused(reason) => {
+                    (Identity::Anonymous, HandshakeCredential::Refused(reason))
+                }
+                Credential::Basic { .. } => (
+                    Identity::Anonymous,
+                    HandshakeCredential::Refused("basic_not_allowed"),
+                ),
+            },
+        };
+        let mut policy = AcceptAs(Some(identity));
+        match handshake::respond(&upgrade, &mut policy, out) {
+            Ok(accepted) => match accepted_upgrade(accepted, req, peer) {
+                Outcome::Upgrade(mut up) => {
+                    up.socketio = Some(credential);
+                    Outcome::Upgrade(up)
+                }
+                other => other,
+            },
+            Err(reject) => self.refuse(out, peer, reject.status, reject.reason, &[]),
+        }
+    }
+
     /// The upgrade: RFC 6455 checks, the Origin (once), the credentials.
     fn upgrade(
         &mut self,
@@ -593,7 +703,7 @@ impl Router<'_> {
             limited("limits.max_connections_per_ip");
             return Some((429, "too many connections from this address", "1".into()));
         }
-        if path == shared.config.ws.path {
+        if path == shared.config.ws.path || path == shared.config.socketio.path {
             if let Err(l) = self.quotas.handshakes.check(client, self.now) {
                 limited("rate.handshakes_per_ip_per_s");
                 return Some((
@@ -802,7 +912,23 @@ fn accepted_upgrade(accepted: Accepted<Identity>, req: &Request<'_, '_>, peer: &
         expires_at,
         token,
         protocol: accepted.protocol,
+        socketio: None,
     })
+}
+
+/// A policy that accepts with the identity decided before (a Socket.IO
+/// handshake, whose credentials may also come later), and no subprotocol.
+struct AcceptAs(Option<Identity>);
+
+impl handshake::Policy for AcceptAs {
+    type Identity = Identity;
+
+    fn decide(&mut self, _: &UpgradeRequest<'_, '_, '_>) -> handshake::Decision<Identity> {
+        handshake::Decision::Accept(handshake::Accept {
+            protocol: None,
+            identity: self.0.take().unwrap_or_default(),
+        })
+    }
 }
 
 /// Checks the request's `Host` (SPEC.md §2): `400` when it is missing,

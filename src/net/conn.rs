@@ -126,6 +126,9 @@ pub(crate) struct Who {
     /// The id of the token it opened with (what a log-out revokes).
     pub token: Option<crate::security::jwt::TokenId>,
     pub protocol: Option<&'static str>,
+    /// The Socket.IO session it carries, on `socketio.path` (the
+    /// connection's [`Io::SOCKETIO`] bit says so without a look in here).
+    pub sio: Option<Box<super::sio::Sio>>,
 }
 
 /// The TLS side of a connection.
@@ -175,6 +178,8 @@ impl Io {
     pub const READ_EOF: Io = Io(16);
     /// Our write side is shut.
     pub const WRITE_SHUT: Io = Io(32);
+    /// The WebSocket carries Socket.IO (its session is in [`Who::sio`]).
+    pub const SOCKETIO: Io = Io(64);
 
     pub fn has(self, flag: Io) -> bool {
         self.0 & flag.0 != 0
@@ -250,7 +255,11 @@ impl Conn {
             Phase::Body(b) => b.deadline,
             Phase::Verify(v) => v.deadline,
             Phase::Linger(l) => l.deadline,
-            Phase::Ws(w) => w.ws.poll_timeout(limits),
+            Phase::Ws(w) => {
+                let ws = w.ws.poll_timeout(limits);
+                let sio = w.who.as_deref().and_then(|w| w.sio.as_deref());
+                sio.map_or(ws, |s| ws.min(s.session.next_deadline()))
+            }
         }
     }
 

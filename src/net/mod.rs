@@ -24,6 +24,7 @@ mod drive;
 mod io;
 mod phases;
 mod pool;
+mod sio;
 mod slab;
 mod sys;
 mod timers;

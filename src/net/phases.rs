@@ -3,7 +3,7 @@
 //! applied; a login body is collected; a WebSocket's input goes through
 //! the core, the message rate, and the application.
 
-use super::conn::{Body, Conn, Head, Phase, Verify, Verifying, Who, Ws};
+use super::conn::{Body, Conn, Head, Io, Phase, Verify, Verifying, Who, Ws};
 use super::drive::{After, Ctx, basic_result, peer_of};
 use super::io::{flush, settle};
 use crate::handler::{Context, Handler, Message};
@@ -150,11 +150,15 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
         let left = exp.saturating_sub(router::unix_now()).min(1 << 32);
         ws.set_expiry(ctx.stamp.after(std::time::Duration::from_secs(left)));
     }
-    let who = (up.user.is_some() || up.protocol.is_some()).then(|| {
+    let sio = up
+        .socketio
+        .map(|credential| Box::new(super::sio::Sio::new(ctx.stamp, credential, ctx)));
+    let who = (up.user.is_some() || up.protocol.is_some() || sio.is_some()).then(|| {
         Box::new(Who {
             user: up.user.map(String::into_boxed_str),
             token: up.token,
             protocol: up.protocol,
+            sio,
         })
     });
     let rate = ctx.env.shared.config.rate.messages_per_conn_per_s;
@@ -163,6 +167,14 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
         rate: MessageRate::new(rate.saturating_mul(2), ctx.stamp),
         who,
     };
+    if let Some(sio) = w.who.as_deref_mut().and_then(|w| w.sio.as_deref_mut()) {
+        // Socket.IO: the open packet now; the handler sees the connection
+        // open when the client has joined `/`.
+        super::sio::write_out(sio, &mut w.ws, ctx.stamp, limits);
+        conn.io.set(Io::SOCKETIO, true);
+        conn.phase = Phase::Ws(w);
+        return;
+    }
     let (id, handle, handler) = (ctx.conn_id(), &ctx.env.handle, &mut ctx.env.handler);
     let (user, protocol) = who_of(&w.who);
     w.ws.with_sender(ctx.stamp, limits, |tx| {
@@ -189,6 +201,9 @@ fn who_of(who: &Option<Box<Who>>) -> (Option<&str>, Option<&'static str>) {
 /// against the message rate and handed to the application.
 /// (`drive` calls it straight for an open WebSocket, the common read.)
 pub(super) fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut Ctx<'_, H>) {
+    if conn.io.has(Io::SOCKETIO) {
+        return super::sio::input(conn, input, ctx);
+    }
     let Conn {
         phase,
         peer,
@@ -434,6 +449,7 @@ pub(super) fn timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> Afte
                 After::Close
             }
             None => {
+                super::sio::timeout(w, now, &ctx.env.shared.limits, &conn.peer);
                 let _ = flush(conn);
                 After::Keep
             }

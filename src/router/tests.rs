@@ -142,7 +142,8 @@ fn an_upgrade_writes_the_101_and_names_the_protocol() {
             user: None,
             expires_at: None,
             token: None,
-            protocol: Some("palisade.v1")
+            protocol: Some("palisade.v1"),
+            socketio: None,
         }
     );
     assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));

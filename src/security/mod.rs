@@ -225,7 +225,7 @@ impl Auth {
     }
 
     /// Verifies a token for a handshake.
-    fn verify_token(&self, token: &str, now: u64) -> Result<Identity, &'static str> {
+    pub(crate) fn verify_token(&self, token: &str, now: u64) -> Result<Identity, &'static str> {
         let claims = self.check_token(token, now)?;
         Ok(Identity::User {
             expires_at: Some(claims.exp.saturating_add(self.signer.leeway_s())),

@@ -2,7 +2,8 @@
 //! [`crate::proto::engineio`]): what the official Socket.IO clients speak.
 //! `packet` is the packet codec and `session` one session's state machine
 //! (heartbeat, CONNECT and namespaces, events, acks, attachments), pure
-//! code like the WebSocket core; the transports are not served yet.
+//! code like the WebSocket core. `net::sio` carries a session over a
+//! WebSocket; long-polling is not served yet.
 
 pub mod packet;
 pub mod session;

@@ -390,6 +390,16 @@ impl Session {
         ack
     }
 
+    /// Sends an event whose one argument is binary: `451-[name,
+    /// {"_placeholder":true,"num":0}]`, then the data.
+    pub fn emit_binary(&mut self, nsp: &str, name: &str, data: &[u8]) {
+        let args = serde_json::json!([name, {"_placeholder": true, "num": 0}]);
+        let mut text = String::from("4");
+        packet::encode(&mut text, Kind::BinaryEvent, 1, nsp, None, Some(&args));
+        self.out.push_back(Out::Text(text));
+        self.out.push_back(Out::Binary(data.to_vec()));
+    }
+
     /// Answers the event whose ack id is `id`.
     pub fn ack(&mut self, nsp: &str, id: u64, args: &[Value]) {
         self.send(Kind::Ack, nsp, Some(id), Some(&Value::Array(args.to_vec())));
@@ -529,6 +539,11 @@ mod tests {
             s.handle_text(t(13), "bAQID"),
             Some(Event::Event { .. })
         ));
+        s.emit_binary("/", "blob", &[9, 8]);
+        assert_eq!(
+            texts(&mut s),
+            [r#"451-["blob",{"_placeholder":true,"num":0}]"#, "<[9, 8]>"]
+        );
         // The server asks for an ack; the client answers it.
         assert_eq!(s.emit("/", "q", &[], true), Some(0));
         assert_eq!(s.emit("/", "q", &[], true), Some(1));
