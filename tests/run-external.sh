@@ -15,7 +15,7 @@
 # N and M count the individual PASS/FAIL checks of all scripts; a script that
 # fails without printing a FAIL line (crash, timeout) counts as one failure;
 # SKIP lines (testssl.sh not installed) count as neither.
-# Installs nothing: the Python `websockets` package (tests/clients/requirements.txt),
+# Installs nothing: the Python `websockets` and `python-socketio` packages (tests/clients/requirements.txt),
 # the Node packages (npm ci in tests/js), curl, openssl and chromium must already be
 # present; testssl.sh (Debian package testssl.sh) is optional.
 #
@@ -68,6 +68,7 @@ run http_curl bash tests/clients/http_curl.sh
 run browser_demo node tests/browser/demo.mjs
 run browser_cross_site node tests/browser/cross_site.mjs # plain mode only
 run users_cli "$PY" tests/clients/users_cli.py # a terminal and a pipe; no server
+run socketio_client "$PY" tests/clients/socketio_client.py # plain mode only, WebSocket transport
 
 run "heroes_websockets (tls)" env PALISADE_TLS=1 "$PY" tests/clients/heroes_websockets.py
 run "heroes_ws (tls)" env PALISADE_TLS=1 node tests/clients/heroes_ws.mjs

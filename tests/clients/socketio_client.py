@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""External client test: the official Python Socket.IO client (`python-socketio`,
+`socketio.Client` and `socketio.AsyncClient`) against palisade's `/socket.io/`.
+
+Starts the server from $PALISADE_BIN (default target/debug/palisade) on
+127.0.0.1:0 with a users file holding alice (made with `palisade users add`),
+logs in with POST /login, then with each client over the WebSocket transport
+(`transports=["websocket"]`):
+  - connects with `auth={"token": ...}`, gets `user_authorized` {"username": "alice"};
+  - asks `get_name` for every hero with an ack (`call`) and gets the hero's name,
+    and with `emit` plus a `name` handler;
+  - with a wrong token: `connect_error` with the server's message
+    ("unauthorized") and its code, and no connection;
+  - with the token in an `Authorization` header instead (`headers=`, as the
+    tutorial client's `extraHeaders`): connects.
+The default transport (long-polling first) is not served yet.
+
+Prints one PASS/FAIL line per check; exits non-zero if any failed. The server's
+stderr goes to target/test-output/logs/.
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install -r tests/clients/requirements.txt
+    /tmp/venv/bin/python tests/clients/socketio_client.py
+"""
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import socketio
+
+NAME = "socketio_client"
+BIN = os.environ.get("PALISADE_BIN", "target/debug/palisade")
+ROOT = Path(__file__).resolve().parents[2]
+LOG_DIR = Path(os.environ.get("PALISADE_LOG_DIR", ROOT / "target" / "test-output" / "logs"))
+HEROES = {
+    "ironMan": "Tony Stark",
+    "hulk": "Bruce Banner",
+    "wonderWoman": "Diana",
+    "batMan": "Bruce Wayne",
+    "blackPanther": "T'Challa",
+}
+# Every password used here is listed in tests/test-passwords.txt.
+PASSWORD = "sio-alice-Qw3Ez8Rt5y"
+TIMEOUT_S = 10
+results = []
+
+
+def check(name, ok, detail=""):
+    results.append(bool(ok))
+    print(f"PASS {NAME}: {name}" if ok else f"FAIL {NAME}: {name}" + (f" -- {detail}" if detail else ""),
+          flush=True)
+    return ok
+
+
+def start_server(users_file, config):
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = open(LOG_DIR / f"{NAME}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", "--users-file", users_file, "--config", config],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    found = threading.Event()
+    addr = []
+
+    def drain():
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            log.write(line)
+            log.flush()
+            m = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+            if m and not addr:
+                addr.append(m.group(1))
+                found.set()
+        log.close()
+        found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    found.wait(TIMEOUT_S)
+    return proc, (addr[0] if addr else None)
+
+
+def login(addr):
+    req = urllib.request.Request(f"http://{addr}/login", method="POST",
+                                 data=json.dumps({"username": "alice", "password": PASSWORD}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=TIMEOUT_S) as res:
+        return json.load(res)["token"]
+
+
+def sync_checks(url, token):
+    label = "socketio.Client"
+    sio = socketio.Client(reconnection=False)
+    events = []
+    authorized = threading.Event()
+    sio.on("user_authorized", lambda data: (events.append(("user_authorized", data)), authorized.set()))
+    names = {}
+    sio.on("name", lambda data: names.__setitem__(data.get("hero"), data.get("hero_name")))
+    try:
+        sio.connect(url, transports=["websocket"], auth={"token": token}, wait_timeout=TIMEOUT_S)
+        check(f"{label}: connects over WebSocket with auth", sio.connected)
+    except Exception as e:  # noqa: BLE001
+        check(f"{label}: connects over WebSocket with auth", False, repr(e))
+        return
+    check(f"{label}: user_authorized {{'username': 'alice'}}",
+          authorized.wait(TIMEOUT_S) and events[0] == ("user_authorized", {"username": "alice"}), repr(events))
+    for hero, real in HEROES.items():
+        try:
+            ack = sio.call("get_name", {"hero": hero}, timeout=TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001
+            ack = repr(e)
+        check(f"{label}: get_name {hero} acked with {real}", ack == {"hero": hero, "hero_name": real}, repr(ack))
+    names.clear()
+    for hero in HEROES:
+        sio.emit("get_name", {"hero": hero})
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(names) < len(HEROES) and time.monotonic() < deadline:
+        sio.sleep(0.05)
+    check(f"{label}: emit get_name for every hero: each name event arrives", names == HEROES, repr(names))
+    sio.disconnect()
+
+
+def refused_checks(url):
+    label = "socketio.Client"
+    sio = socketio.Client(reconnection=False)
+    errors = []
+    sio.on("connect_error", lambda data: errors.append(data))
+    try:
+        sio.connect(url, transports=["websocket"], auth={"token": "x.y.z"}, wait_timeout=TIMEOUT_S)
+        connected = sio.connected
+    except socketio.exceptions.ConnectionError:
+        connected = False
+    check(f"{label}: a wrong token is refused (no connection)", not connected)
+    check(f"{label}: connect_error carries the server's message and code",
+          errors == [{"message": "unauthorized", "data": {"code": "malformed"}}], repr(errors))
+    if connected:
+        sio.disconnect()
+
+
+def header_checks(url, token):
+    label = "socketio.Client"
+    sio = socketio.Client(reconnection=False)
+    got = threading.Event()
+    sio.on("user_authorized", lambda data: got.set())
+    try:
+        sio.connect(url, transports=["websocket"], headers={"Authorization": f"Bearer {token}"},
+                    wait_timeout=TIMEOUT_S)
+        check(f"{label}: a token in the Authorization header connects",
+              sio.connected and got.wait(TIMEOUT_S))
+        sio.disconnect()
+    except Exception as e:  # noqa: BLE001
+        check(f"{label}: a token in the Authorization header connects", False, repr(e))
+
+
+async def async_checks(url, token):
+    label = "socketio.AsyncClient"
+    sio = socketio.AsyncClient(reconnection=False)
+    try:
+        await sio.connect(url, transports=["websocket"], auth={"token": token}, wait_timeout=TIMEOUT_S)
+    except Exception as e:  # noqa: BLE001
+        check(f"{label}: connects over WebSocket with auth", False, repr(e))
+        return
+    check(f"{label}: connects over WebSocket with auth", sio.connected)
+    for hero, real in HEROES.items():
+        try:
+            ack = await sio.call("get_name", {"hero": hero}, timeout=TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001
+            ack = repr(e)
+        check(f"{label}: get_name {hero} acked with {real}", ack == {"hero": hero, "hero_name": real}, repr(ack))
+    ack = await sio.call("get_name", {"hero": "nobody"}, timeout=TIMEOUT_S)
+    check(f"{label}: an unknown hero is acked with the error event's data",
+          isinstance(ack, dict) and ack.get("code") == "unknown_hero", repr(ack))
+    await sio.disconnect()
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix=f"palisade-{NAME}.") as work:
+        users = os.path.join(work, "users.json")
+        config = os.path.join(work, "config.json")
+        Path(config).write_text(json.dumps({"rate": {"logins_per_ip_per_min": 1000}}))
+        r = subprocess.run([BIN, "users", "add", "alice", "--users-file", users, "--iterations", "10000"],
+                           input=PASSWORD + "\n", text=True, capture_output=True, timeout=60)
+        if not check("palisade users add alice", r.returncode == 0, r.stderr[:300]):
+            return 1
+        proc, addr = start_server(users, config)
+        try:
+            if check("server starts and reports its address", addr is not None):
+                url = f"http://{addr}"
+                token = login(addr)
+                sync_checks(url, token)
+                refused_checks(url)
+                header_checks(url, token)
+                asyncio.run(asyncio.wait_for(async_checks(url, token), 60))
+                check("server still running after the checks", proc.poll() is None)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    failed = results.count(False)
+    print(f"{NAME}: {len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
