@@ -198,6 +198,13 @@ impl<H: Handler> Server<H> {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue; // gone while its password was checked
             };
+            if conn.io.has(Io::SOCKETIO) {
+                // A Socket.IO CONNECT with a user name and password.
+                let mut ctx = ctx!(self, token, now);
+                super::sio::login_checked(conn, done.ok, &mut ctx);
+                self.enqueue(token);
+                continue;
+            }
             let Phase::Verify(v) = &mut conn.phase else {
                 continue;
             };

@@ -13,7 +13,8 @@
 //! attachment.
 //!
 //! Credentials (SPEC.md §5) are checked before the client joins `/`: a
-//! `{"token"}` in the CONNECT payload, else those of the handshake request
+//! `{"token"}` or `{"username","password"}` (on the password workers, like
+//! `/login`) in the CONNECT payload, else those of the handshake request
 //! (cookie, `Authorization`). A refusal is `44{"message","data":{"code"}}`,
 //! the client's `connect_error`.
 
@@ -27,12 +28,15 @@ use crate::proto::conn::{Event as WsEvent, Sender, WebSocket};
 use crate::proto::error::code;
 use crate::proto::{Limits, Stamp};
 use crate::router::{HandshakeCredential, unix_now};
+use crate::security::ratelimit::MessageRate;
 use crate::socketio::session::{Ended, Event, Out, Session, Settings};
 
 /// The Socket.IO side of a WebSocket.
 pub(crate) struct Sio {
     pub session: Session,
     credential: HandshakeCredential,
+    /// The user name of a CONNECT whose password is being checked.
+    checking: Option<String>,
 }
 
 impl Sio {
@@ -51,6 +55,7 @@ impl Sio {
         Sio {
             session: Session::new(now, settings, &random_id(), &[]),
             credential,
+            checking: None,
         }
     }
 }
@@ -101,19 +106,45 @@ pub(super) fn write_out(sio: &mut Sio, ws: &mut WebSocket, now: Stamp, limits: &
     ws.with_sender(now, limits, |tx| flush(&mut sio.session, tx));
 }
 
-/// A Socket.IO WebSocket's input.
-pub(super) fn input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut Ctx<'_, H>) {
+/// A Socket.IO connection's pieces, borrowed apart.
+struct Parts<'c> {
+    ws: &'c mut WebSocket,
+    rate: &'c mut MessageRate,
+    user: &'c mut Option<Box<str>>,
+    token: &'c mut Option<crate::security::jwt::TokenId>,
+    sio: &'c mut Sio,
+    peer: &'c std::net::SocketAddr,
+}
+
+fn parts(conn: &mut Conn) -> Option<Parts<'_>> {
     let Conn { phase, peer, .. } = conn;
     let Phase::Ws(Ws { ws, rate, who }) = phase else {
-        return;
+        return None;
     };
-    let Some(Who {
+    let Who {
         user, token, sio, ..
-    }) = who.as_deref_mut()
+    } = who.as_deref_mut()?;
+    Some(Parts {
+        ws,
+        rate,
+        user,
+        token,
+        sio: sio.as_deref_mut()?,
+        peer,
+    })
+}
+
+/// A Socket.IO WebSocket's input.
+pub(super) fn input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut Ctx<'_, H>) {
+    let Some(Parts {
+        ws,
+        rate,
+        user,
+        token,
+        sio,
+        peer,
+    }) = parts(conn)
     else {
-        return;
-    };
-    let Some(sio) = sio.as_deref_mut() else {
         return;
     };
     let stamp = ctx.stamp;
@@ -196,25 +227,118 @@ fn connect<H: Handler>(
         },
         (Some(_), _) => Err("malformed"),
         (None, HandshakeCredential::Verified) => Ok(()),
-        (None, HandshakeCredential::Missing) if auth.get("username").is_some() => {
-            Err("password_login_not_supported")
+        (None, _) if auth.get("username").is_some() || auth.get("password").is_some() => {
+            // Checked off the loop like /login; the answer comes later.
+            return check_password(sio, auth, peer, ctx)
+                .err()
+                .and_then(|reason| {
+                    refuse(sio, nsp, reason, peer);
+                    None
+                });
         }
         (None, HandshakeCredential::Missing) => Err("missing"),
         (None, HandshakeCredential::Refused(reason)) => Err(reason),
     };
-    let user = id.user.as_deref();
     if let Err(reason) = outcome {
-        log::limited(
-            log::LogLevel::Info,
-            "socket.io connect refused",
-            ("reason", reason),
-            &[("peer", peer), ("reason", &reason)],
-        );
-        let data = serde_json::json!({ "code": reason });
-        sio.session.refuse(nsp, "unauthorized", Some(data));
+        refuse(sio, nsp, reason, peer);
         return None;
     }
-    sio.session.accept(nsp, &random_id());
+    joined(sio, id.user.as_deref(), peer, tx, ctx);
+    expiry
+}
+
+/// Refuses the CONNECT to `nsp` for `reason`: `44{"message","data":{"code"}}`.
+fn refuse(sio: &mut Sio, nsp: &str, reason: &'static str, peer: &std::net::SocketAddr) {
+    log::limited(
+        log::LogLevel::Info,
+        "socket.io connect refused",
+        ("reason", reason),
+        &[("peer", peer), ("reason", &reason)],
+    );
+    let data = serde_json::json!({ "code": reason });
+    sio.session.refuse(nsp, "unauthorized", Some(data));
+}
+
+/// A CONNECT with `{"username","password"}`: the login rate, then the
+/// password check on the workers (as `/login`). Err: the refusal's code.
+fn check_password<H: Handler>(
+    sio: &mut Sio,
+    auth: &Value,
+    peer: &std::net::SocketAddr,
+    ctx: &mut Ctx<'_, H>,
+) -> Result<(), &'static str> {
+    let (Some(Value::String(username)), Some(Value::String(password))) =
+        (auth.get("username"), auth.get("password"))
+    else {
+        return Err("malformed");
+    };
+    if sio.checking.is_some() {
+        return Err("busy");
+    }
+    let ip = crate::security::client_ip::canonical(peer.ip());
+    if ctx
+        .env
+        .auth
+        .login_allowed(ip, std::time::Instant::now())
+        .is_err()
+    {
+        return Err("rate_limited");
+    }
+    let (hash, known) = ctx.env.auth.password_check(username);
+    let job = crate::security::hasher::Job {
+        tag: ctx.token,
+        hash,
+        password: password.as_bytes().to_vec(),
+        known,
+    };
+    if ctx.env.hasher.submit(job).is_err() {
+        return Err("busy");
+    }
+    sio.checking = Some(username.clone());
+    Ok(())
+}
+
+/// The password of a CONNECT was checked: the client joins `/`, or gets
+/// `invalid_credentials`.
+pub(super) fn login_checked<H: Handler>(conn: &mut Conn, ok: bool, ctx: &mut Ctx<'_, H>) {
+    let Some(Parts {
+        ws,
+        user,
+        token,
+        sio,
+        peer,
+        ..
+    }) = parts(conn)
+    else {
+        return;
+    };
+    let Some(username) = sio.checking.take() else {
+        return;
+    };
+    let limits = ctx.env.shared.limits.clone();
+    ws.with_sender(ctx.stamp, &limits, |tx| {
+        if ok {
+            log::info("login succeeded", &[("peer", peer), ("user", &username)]);
+            *user = Some(username.into_boxed_str());
+            *token = None;
+            joined(sio, user.as_deref(), peer, tx, ctx);
+        } else {
+            refuse(sio, "/", "invalid_credentials", peer);
+        }
+        flush(&mut sio.session, tx);
+        close_if_ended(&sio.session, tx, peer);
+    });
+}
+
+/// The client joined `/`: `40{"sid"}`, and the handler sees it open.
+fn joined<H: Handler>(
+    sio: &mut Sio,
+    user: Option<&str>,
+    peer: &std::net::SocketAddr,
+    tx: &mut Sender<'_>,
+    ctx: &mut Ctx<'_, H>,
+) {
+    sio.session.accept("/", &random_id());
     log::info(
         "socket.io connected",
         &[("peer", peer), ("user", &user.unwrap_or("-"))],
@@ -233,7 +357,6 @@ fn connect<H: Handler>(
         handle,
     };
     handler.on_open(&mut cx);
-    expiry
 }
 
 /// An event from the client, to the handler as the raw endpoint's JSON.

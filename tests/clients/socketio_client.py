@@ -12,7 +12,10 @@ logs in with POST /login, then with each client over the WebSocket transport
   - with a wrong token: `connect_error` with the server's message
     ("unauthorized") and its code, and no connection;
   - with the token in an `Authorization` header instead (`headers=`, as the
-    tutorial client's `extraHeaders`): connects.
+    tutorial client's `extraHeaders`): connects;
+  - with `auth={"username", "password"}`: connects (the password is checked on
+    the workers, like /login); a wrong password gets `connect_error`
+    `invalid_credentials`.
 The default transport (long-polling first) is not served yet.
 
 Prints one PASS/FAIL line per check; exits non-zero if any failed. The server's
@@ -142,6 +145,31 @@ def refused_checks(url):
         sio.disconnect()
 
 
+def password_checks(url):
+    label = "socketio.Client"
+    sio = socketio.Client(reconnection=False)
+    got = threading.Event()
+    sio.on("user_authorized", lambda data: got.set() if data == {"username": "alice"} else None)
+    try:
+        sio.connect(url, transports=["websocket"], auth={"username": "alice", "password": PASSWORD},
+                    wait_timeout=TIMEOUT_S)
+        check(f"{label}: a user name and password in auth connect (checked off the loop)",
+              sio.connected and got.wait(TIMEOUT_S))
+        sio.disconnect()
+    except Exception as e:  # noqa: BLE001
+        check(f"{label}: a user name and password in auth connect (checked off the loop)", False, repr(e))
+    bad = socketio.Client(reconnection=False)
+    errors = []
+    bad.on("connect_error", lambda data: errors.append(data))
+    try:
+        bad.connect(url, transports=["websocket"], auth={"username": "alice", "password": "not it"},
+                    wait_timeout=TIMEOUT_S)
+    except socketio.exceptions.ConnectionError:
+        pass
+    check(f"{label}: a wrong password: connect_error invalid_credentials",
+          errors == [{"message": "unauthorized", "data": {"code": "invalid_credentials"}}], repr(errors))
+
+
 def header_checks(url, token):
     label = "socketio.Client"
     sio = socketio.Client(reconnection=False)
@@ -194,6 +222,7 @@ def main():
                 token = login(addr)
                 sync_checks(url, token)
                 refused_checks(url)
+                password_checks(url)
                 header_checks(url, token)
                 asyncio.run(asyncio.wait_for(async_checks(url, token), 60))
                 check("server still running after the checks", proc.poll() is None)
