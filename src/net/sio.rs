@@ -229,12 +229,10 @@ fn connect<H: Handler>(
         (None, HandshakeCredential::Verified) => Ok(()),
         (None, _) if auth.get("username").is_some() || auth.get("password").is_some() => {
             // Checked off the loop like /login; the answer comes later.
-            return check_password(sio, auth, peer, ctx)
-                .err()
-                .and_then(|reason| {
-                    refuse(sio, nsp, reason, peer);
-                    None
-                });
+            if let Err(reason) = check_password(sio, auth, peer, ctx) {
+                refuse(sio, nsp, reason, peer);
+            }
+            return None;
         }
         (None, HandshakeCredential::Missing) => Err("missing"),
         (None, HandshakeCredential::Refused(reason)) => Err(reason),
