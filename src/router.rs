@@ -206,6 +206,74 @@ pub struct Upgraded {
     /// A Socket.IO session over this WebSocket: what its handshake request
     /// said about credentials (they may also come with its CONNECT).
     pub socketio: Option<HandshakeCredential>,
+    /// The long-polling session a Socket.IO WebSocket probes to take over.
+    pub probe: Option<Box<str>>,
+}
+
+/// What the router knows of the Engine.IO sessions the loop holds.
+pub trait Sessions {
+    /// Whether `sid` names a session.
+    fn knows(&self, sid: &str) -> bool;
+}
+
+/// No sessions (a router without a loop, in tests).
+#[cfg(test)]
+pub struct NoSessions;
+
+#[cfg(test)]
+impl Sessions for NoSessions {
+    fn knows(&self, _: &str) -> bool {
+        false
+    }
+}
+
+/// An Engine.IO long-polling request, past the router's checks.
+#[derive(Debug)]
+pub struct Polling {
+    /// What it asks.
+    pub what: PollWhat,
+    /// The `Origin` to name in `Access-Control-Allow-Origin`.
+    pub cors: Option<String>,
+    /// Whether the connection may carry another request.
+    pub keep_alive: bool,
+    /// `Strict-Transport-Security` on the answer.
+    pub hsts: bool,
+}
+
+/// What a long-polling request asks.
+#[derive(Debug)]
+pub enum PollWhat {
+    /// A new session, with the identity and credentials of its request
+    /// (as a Socket.IO WebSocket's, without a `101`).
+    Open(Upgraded),
+    /// The packets waiting for the client (held until there are some).
+    Get {
+        /// The session.
+        sid: String,
+    },
+    /// Packets from the client: a body of `need` bytes follows.
+    Post {
+        /// The session.
+        sid: String,
+        /// The body's length.
+        need: usize,
+    },
+    /// A body over `maxPayload`: `413`, and the session ends.
+    TooLarge {
+        /// The session.
+        sid: String,
+        /// The announced length.
+        length: u64,
+    },
+}
+
+/// The CORS headers for an allowed `origin`.
+pub fn cors_headers(origin: Option<&str>, extra: &mut Vec<(&'static str, String)>) {
+    if let Some(origin) = origin {
+        extra.push(("Access-Control-Allow-Origin", origin.to_owned()));
+        extra.push(("Access-Control-Allow-Credentials", "true".into()));
+        extra.push(("Vary", "Origin".into()));
+    }
 }
 
 /// The credentials of a Socket.IO WebSocket's handshake request.
@@ -241,6 +309,8 @@ pub enum Outcome {
     },
     /// The `101` is written: the connection is a WebSocket now.
     Upgrade(Upgraded),
+    /// An Engine.IO long-polling request, for the loop's sessions.
+    Polling(Box<Polling>),
     /// A `POST /login` whose body of `need` bytes is to be read (a `100
     /// Continue` may be written).
     LoginBody {
@@ -267,6 +337,8 @@ pub struct Router<'a> {
     pub quotas: &'a mut Quotas,
     /// The subprotocols the application speaks.
     pub protocols: &'a [&'static str],
+    /// The Engine.IO sessions of the loop.
+    pub sessions: &'a dyn Sessions,
     /// Now, for the rate limits.
     pub now: Instant,
     /// Now in Unix seconds, for tokens.
@@ -315,8 +387,7 @@ impl Router<'_> {
         // A Basic handshake routed again after its password check passed
         // these checks the first time.
         if basic.is_none() {
-            if let Some((status, reason, retry)) = self.admission(peer, charge, client, req.path())
-            {
+            if let Some((status, reason, retry)) = self.admission(peer, charge, client, &req) {
                 return self.refuse(out, peer, status, reason, &[("Retry-After", &retry)]);
             }
         }
@@ -491,29 +562,54 @@ impl Router<'_> {
         }
     }
 
-    /// A request to the Engine.IO path (`socketio.path`): the query in the
-    /// protocol's order, then a WebSocket handshake like `ws.path`'s, except
-    /// that credentials may wait for the CONNECT. Long-polling is not served
-    /// yet: it is answered as an unknown transport, as the reference server
-    /// answers it with WebSocket only.
+    /// A request to the Engine.IO path (`socketio.path`): a CORS preflight,
+    /// or the query in the protocol's order, then a long-polling request
+    /// (for the loop, [`Outcome::Polling`]) or a WebSocket handshake like
+    /// `ws.path`'s, except that credentials may wait for the CONNECT.
     fn socketio(&mut self, req: &Request<'_, '_>, peer: &Peer, out: &mut Vec<u8>) -> Outcome {
         use crate::proto::engineio::{self, EioError, Route, Transport};
+        if req.method == "OPTIONS" {
+            return self.preflight(req, peer, out);
+        }
         let is_upgrade = req.has_token("upgrade", "websocket");
         let refused = match engineio::route(req.query().unwrap_or(""), req.method, is_upgrade) {
             Err(e) => e,
-            Ok(
-                Route::Handshake(Transport::Polling)
-                | Route::Session {
-                    transport: Transport::Polling,
-                    ..
-                },
-            ) => EioError::TransportUnknown,
-            // No polling session exists to move to a WebSocket.
-            Ok(Route::Session { .. }) => EioError::SessionIdUnknown,
+            Ok(Route::Session { sid, .. }) if !self.sessions.knows(sid) => {
+                EioError::SessionIdUnknown
+            }
             Ok(Route::Handshake(Transport::WebSocket)) => {
-                return self.socketio_upgrade(req, peer, out);
+                return self.socketio_upgrade(req, peer, None, out);
+            }
+            Ok(Route::Session {
+                sid,
+                transport: Transport::WebSocket,
+            }) => return self.socketio_upgrade(req, peer, Some(sid), out),
+            Ok(Route::Handshake(Transport::Polling)) => {
+                return self.polling(req, peer, None, out);
+            }
+            Ok(Route::Session {
+                sid,
+                transport: Transport::Polling,
+            }) => {
+                if req.method != "GET" && req.method != "POST" {
+                    EioError::BadRequest
+                } else {
+                    return self.polling(req, peer, Some(sid), out);
+                }
             }
         };
+        self.refuse_eio(req, peer, refused, None, out)
+    }
+
+    /// Answers an Engine.IO request with the protocol's error body.
+    fn refuse_eio(
+        &self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        refused: crate::proto::engineio::EioError,
+        cors: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         log::limited(
             log::LogLevel::Info,
             "socket.io request refused",
@@ -522,33 +618,178 @@ impl Router<'_> {
                 ("peer", &peer.addr),
                 ("status", &refused.status()),
                 ("reason", &refused.message()),
+                ("method", &req.method),
             ],
         );
-        response::write_json(out, refused.status(), &refused.body(), &[], self.hsts(peer));
+        let mut extra = Vec::new();
+        cors_headers(cors, &mut extra);
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        response::write_json(
+            out,
+            refused.status(),
+            &refused.body(),
+            &extra,
+            self.hsts(peer),
+        );
         Outcome::Final
     }
 
-    /// The WebSocket handshake of a new Socket.IO session: RFC 6455 checks,
-    /// the Origin, and the credentials of the request if it has any.
-    fn socketio_upgrade(
+    /// The Origin of a long-polling request (CORS, SPEC.md §4): `Ok` with
+    /// the origin to name in `Access-Control-Allow-Origin` (none for a
+    /// client that sent none), or the reason of the refusal.
+    fn polling_origin(
+        &self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+    ) -> Result<Option<String>, &'static str> {
+        let https = peer.secure || self.forwarded_https(peer, req);
+        let host = req.host().expect("checked before the route");
+        match self
+            .shared
+            .origins
+            .check(req.header_values("origin"), host, https)
+        {
+            Ok(_) => Ok(req
+                .header_values("origin")
+                .next()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(|v| v.trim().to_owned())),
+            Err(refusal) => Err(refusal.reason()),
+        }
+    }
+
+    /// A CORS preflight of the Engine.IO path: `204` naming the allowed
+    /// origin, methods and headers, or `403` for an origin the policy
+    /// refuses.
+    fn preflight(&mut self, req: &Request<'_, '_>, peer: &Peer, out: &mut Vec<u8>) -> Outcome {
+        use crate::proto::engineio::EioError;
+        let origin = match self.polling_origin(req, peer) {
+            Ok(Some(origin)) => origin,
+            Ok(None) | Err(_) => {
+                return self.refuse_eio(req, peer, EioError::Forbidden, None, out);
+            }
+        };
+        let mut extra = Vec::new();
+        cors_headers(Some(&origin), &mut extra);
+        extra.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()));
+        let asked = req
+            .header_values("access-control-request-headers")
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .filter(|v| {
+                v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_, ".contains(&b))
+            })
+            .unwrap_or("content-type");
+        extra.push(("Access-Control-Allow-Headers", asked.to_owned()));
+        extra.push(("Access-Control-Max-Age", "600".into()));
+        let keep_alive = self.session_answer(req, peer, out).keep_alive;
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let head = response::Head {
+            status: 204,
+            content_type: "text/plain; charset=UTF-8",
+            content_length: 0,
+            keep_alive,
+            cache: response::Cache::NoStore,
+            hsts: self.hsts(peer),
+        };
+        response::write_head(out, head, &extra);
+        if keep_alive {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Final
+        }
+    }
+
+    /// A long-polling request: its Origin (CORS), then for a new session
+    /// the credentials of the request (they may also come with the
+    /// CONNECT), for a `POST` its length (at most `maxPayload`).
+    fn polling(
         &mut self,
         req: &Request<'_, '_>,
         peer: &Peer,
+        sid: Option<&str>,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        if let Err(e) = UpgradeRequest::check_request_line(req) {
-            return self.refuse_handshake(out, peer, e);
-        }
-        let upgrade = match UpgradeRequest::from_request(req) {
-            Ok(u) => u,
-            Err(e) => return self.refuse_handshake(out, peer, e),
+        use crate::proto::engineio::EioError;
+        let cors = match self.polling_origin(req, peer) {
+            Ok(cors) => cors,
+            Err(reason) => {
+                log::debug(
+                    "refused request",
+                    &[("peer", &peer.addr), ("reason", &reason)],
+                );
+                return self.refuse_eio(req, peer, EioError::Forbidden, None, out);
+            }
         };
-        if let Err(reason) = self.check_origin(&upgrade, peer) {
-            return self.refuse(out, peer, 403, reason, &[]);
-        }
-        let (identity, credential) = match self.auth.mode {
+        let keep_alive =
+            req.version == 1 && !req.has_token("connection", "close") && out.len() < HTTP_OUT_HIGH;
+        let what = match sid {
+            None => {
+                let (identity, credential) = self.sio_credential(req);
+                let (user, expires_at, token) = match identity {
+                    Identity::User {
+                        name,
+                        expires_at,
+                        token,
+                    } => (Some(name), expires_at, token),
+                    Identity::Anonymous => (None, None, None),
+                };
+                PollWhat::Open(Upgraded {
+                    user,
+                    expires_at,
+                    token,
+                    protocol: None,
+                    socketio: Some(credential),
+                    probe: None,
+                })
+            }
+            Some(sid) if req.method == "GET" => PollWhat::Get {
+                sid: sid.to_owned(),
+            },
+            Some(sid) => {
+                let max = self.shared.config.limits.max_message_bytes;
+                let length = match req.single_header("content-length") {
+                    handshake::Single::One(v) => std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|v| v.trim().parse::<u64>().ok()),
+                    _ => None,
+                };
+                match length {
+                    None if req.has_body() => {
+                        // Chunked: the reference client always sends a length.
+                        return self.refuse_eio(
+                            req,
+                            peer,
+                            EioError::BadRequest,
+                            cors.as_deref(),
+                            out,
+                        );
+                    }
+                    Some(n) if n > max => PollWhat::TooLarge {
+                        sid: sid.to_owned(),
+                        length: n,
+                    },
+                    n => PollWhat::Post {
+                        sid: sid.to_owned(),
+                        need: n.unwrap_or(0) as usize,
+                    },
+                }
+            }
+        };
+        Outcome::Polling(Box::new(Polling {
+            what,
+            cors,
+            keep_alive,
+            hsts: self.hsts(peer),
+        }))
+    }
+
+    /// The credentials of a request that opens a Socket.IO session.
+    fn sio_credential(&self, req: &Request<'_, '_>) -> (Identity, HandshakeCredential) {
+        match self.auth.mode {
             AuthMode::None => (Identity::Anonymous, HandshakeCredential::NotRequired),
-            AuthMode::Required => match self.auth.credential(&upgrade, false) {
+            AuthMode::Required => match self.auth.request_credential(req) {
                 Credential::Token { token, .. } => {
                     match self.auth.verify_token(token, self.unix_now) {
                         Ok(id) => (id, HandshakeCredential::Verified),
@@ -566,12 +807,42 @@ impl Router<'_> {
                     HandshakeCredential::Refused("basic_not_allowed"),
                 ),
             },
+        }
+    }
+
+    /// The WebSocket handshake of a Socket.IO session: RFC 6455 checks,
+    /// the Origin, and the credentials of the request if it has any. With
+    /// `sid`, the WebSocket probes to take over that long-polling session.
+    fn socketio_upgrade(
+        &mut self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        sid: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if let Err(e) = UpgradeRequest::check_request_line(req) {
+            return self.refuse_handshake(out, peer, e);
+        }
+        let upgrade = match UpgradeRequest::from_request(req) {
+            Ok(u) => u,
+            Err(e) => return self.refuse_handshake(out, peer, e),
+        };
+        if let Err(reason) = self.check_origin(&upgrade, peer) {
+            return self.refuse(out, peer, 403, reason, &[]);
+        }
+        let (identity, credential) = match sid {
+            // The session's identity is the one it opened with.
+            Some(_) => (Identity::Anonymous, HandshakeCredential::NotRequired),
+            None => self.sio_credential(req),
         };
         let mut policy = AcceptAs(Some(identity));
         match handshake::respond(&upgrade, &mut policy, out) {
             Ok(accepted) => match accepted_upgrade(accepted, req, peer) {
                 Outcome::Upgrade(mut up) => {
                     up.socketio = Some(credential);
+                    if let Some(sid) = sid {
+                        up.probe = Some(sid.into());
+                    }
                     Outcome::Upgrade(up)
                 }
                 other => other,
@@ -674,7 +945,7 @@ impl Router<'_> {
         peer: &Peer,
         charge: &mut Charge,
         client: IpAddr,
-        path: &str,
+        req: &Request<'_, '_>,
     ) -> Option<(u16, &'static str, String)> {
         let shared = self.shared;
         let max = shared.config.limits.max_connections_per_ip;
@@ -703,7 +974,17 @@ impl Router<'_> {
             limited("limits.max_connections_per_ip");
             return Some((429, "too many connections from this address", "1".into()));
         }
-        if path == shared.config.ws.path || path == shared.config.socketio.path {
+        // Handshakes: on `ws.path`, and the requests that open an Engine.IO
+        // session (a long-polling session's later requests are not).
+        let path = req.path();
+        let opens_session = path == shared.config.socketio.path
+            && req.method == "GET"
+            && !req
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .any(|p| p.starts_with("sid="));
+        if path == shared.config.ws.path || opens_session {
             if let Err(l) = self.quotas.handshakes.check(client, self.now) {
                 limited("rate.handshakes_per_ip_per_s");
                 return Some((
@@ -913,6 +1194,7 @@ fn accepted_upgrade(accepted: Accepted<Identity>, req: &Request<'_, '_>, peer: &
         token,
         protocol: accepted.protocol,
         socketio: None,
+        probe: None,
     })
 }
 

@@ -1,10 +1,13 @@
 //! Socket.IO over a WebSocket on `/socket.io/`, with raw HTTP and frames:
 //! the Engine.IO query errors with their JSON bodies, the open packet, the
 //! CONNECT and its refusals, events and acks answered by the hero
-//! application, malformed packets, the heartbeat and the connect timeout.
+//! application, malformed packets, the heartbeat and the connect timeout;
+//! long-polling and the move to a WebSocket in `socketio/polling.rs`.
 //! (The official clients are in tests/clients/socketio_client.py.)
 
 mod common;
+#[path = "socketio/polling.rs"]
+mod polling;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -102,19 +105,17 @@ fn engineio_query_errors_have_the_reference_bodies() {
             3,
             "Bad request",
         ),
-        // Long-polling is not served yet: an unknown transport, as the
-        // reference server answers it with WebSocket only.
-        (
-            "GET",
-            "/socket.io/?EIO=4&transport=polling",
-            0,
-            "Transport unknown",
-        ),
         (
             "GET",
             "/socket.io/?EIO=4&transport=polling&sid=abc",
-            0,
-            "Transport unknown",
+            1,
+            "Session ID unknown",
+        ),
+        (
+            "PUT",
+            "/socket.io/?EIO=4&transport=polling&sid=abc",
+            1,
+            "Session ID unknown",
         ),
     ];
     for (method, target, code, message) in cases {

@@ -170,7 +170,7 @@ impl<H: Handler> Server<H> {
                         log::LogLevel::Warn,
                         "accept failed",
                         ("error", "out of file descriptors"),
-                        &[("error", &e), ("open", &self.open)],
+                        &[("error", &e), ("open", &self.env.open)],
                     );
                     self.listeners.retry_at = Some(now.after(Duration::from_millis(100)));
                     return true;
@@ -216,7 +216,7 @@ impl<H: Handler> Server<H> {
         self.pending.update(token, None, Some(heard));
         match over {
             true => self.overflow += 1,
-            false => self.open += 1,
+            false => self.env.open += 1,
         }
         self.ready.push(token);
         self.schedule_at(token, head_by);
@@ -227,7 +227,7 @@ impl<H: Handler> Server<H> {
     /// overflow is full too (`None`).
     fn capacity(&self, peer: SocketAddr) -> Option<bool> {
         let max = self.env.shared.config.limits.max_connections;
-        let over = self.open >= max;
+        let over = self.env.open + self.env.polls.len() >= max;
         if over && self.overflow >= OVERFLOW {
             let fields: [(&str, &dyn std::fmt::Display); 3] = [
                 ("peer", &peer),

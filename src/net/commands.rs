@@ -11,6 +11,7 @@ use crate::handler::{Command, ConnId, Handler, Outgoing, Target};
 use crate::proto::Stamp;
 use crate::proto::error::code::POLICY_VIOLATION;
 use crate::security::Revoke;
+use crate::security::jwt::TokenId;
 
 impl<H: Handler> Server<H> {
     /// Applies every command queued since the last wake-up.
@@ -20,6 +21,15 @@ impl<H: Handler> Server<H> {
                 Command::Send(to, message) => {
                     for token in self.targets(&to) {
                         self.send_to(token, &message, now);
+                    }
+                    // Socket.IO clients on long-polling.
+                    let ids: Vec<ConnId> = match &to {
+                        Target::Conn(id) => vec![*id],
+                        Target::Conns(ids) => ids.clone(),
+                        Target::All => self.env.polls.ids(),
+                    };
+                    for id in ids {
+                        super::poll::push(&mut self.env, id, &message);
                     }
                 }
                 Command::Close(to, code, reason) => {
@@ -33,11 +43,9 @@ impl<H: Handler> Server<H> {
                     }
                 }
                 Command::Revoke(revoke, reason) => {
-                    self.close_revoked(now.stamp, reason, |who| match &revoke {
-                        Revoke::Token(id) => who.token.as_ref() == Some(id),
-                        Revoke::UserTokens(user) => {
-                            who.token.is_some() && who.user.as_deref() == Some(user.as_str())
-                        }
+                    self.close_revoked(now.stamp, reason, |user, token| match &revoke {
+                        Revoke::Token(id) => token == Some(id),
+                        Revoke::UserTokens(u) => token.is_some() && user == Some(u.as_str()),
                     });
                 }
                 Command::Shutdown => {
@@ -56,8 +64,9 @@ impl<H: Handler> Server<H> {
         &mut self,
         stamp: Stamp,
         reason: &'static str,
-        revoked: impl Fn(&Who) -> bool,
+        revoked: impl Fn(Option<&str>, Option<&TokenId>) -> bool,
     ) {
+        super::poll::end_where(&mut self.env, reason, &revoked);
         let limits = &self.env.shared.limits;
         let mut closed = Vec::new();
         for token in self.conns.tokens() {
@@ -67,7 +76,8 @@ impl<H: Handler> Server<H> {
             let Phase::Ws(w) = &mut conn.phase else {
                 continue;
             };
-            if w.ws.is_open() && w.who.as_deref().is_some_and(&revoked) {
+            let hit = |who: &Who| revoked(who.user.as_deref(), who.token.as_ref());
+            if w.ws.is_open() && w.who.as_deref().is_some_and(hit) {
                 w.ws.close(stamp, limits, POLICY_VIOLATION, reason);
                 closed.push(token);
             }
@@ -80,10 +90,16 @@ impl<H: Handler> Server<H> {
     /// The connections a target names (gone ones are left out later).
     fn targets(&self, to: &Target) -> Vec<Token> {
         match to {
-            Target::Conn(id) => vec![token_of(*id)],
-            Target::Conns(ids) => ids.iter().map(|id| token_of(*id)).collect(),
+            Target::Conn(id) => vec![self.token_of(*id)],
+            Target::Conns(ids) => ids.iter().map(|id| self.token_of(*id)).collect(),
             Target::All => self.conns.tokens(),
         }
+    }
+
+    /// The connection of a handler's id (a Socket.IO session that moved
+    /// from long-polling keeps its id).
+    fn token_of(&self, id: ConnId) -> Token {
+        self.env.polls.moved_to(id).unwrap_or(Token(id.0 as usize))
     }
 
     /// Queues `message` on `token` if it is an open WebSocket.
@@ -99,15 +115,24 @@ impl<H: Handler> Server<H> {
         }
         w.ws.provide_output_buffer(|| self.bufs.take());
         let stamp = now.stamp;
-        let _ =
-            w.ws.with_sender(stamp, &self.env.shared.limits, |tx| match message {
-                Outgoing::Text(text) => tx.send_text(&**text),
-                Outgoing::Binary(data) => tx.send_binary(data),
-            });
+        let sio = w.who.as_deref_mut().and_then(|who| who.sio.as_deref_mut());
+        match sio {
+            // A Socket.IO client gets it as the handler's replies go.
+            Some(sio) if sio.opened => {
+                w.ws.with_sender(stamp, &self.env.shared.limits, |tx| {
+                    super::sio::push(&mut sio.session, message, tx);
+                });
+            }
+            Some(_) => return,
+            None if conn.io.has(super::conn::Io::SOCKETIO) => return,
+            None => {
+                let _ =
+                    w.ws.with_sender(stamp, &self.env.shared.limits, |tx| match message {
+                        Outgoing::Text(text) => tx.send_text(&**text),
+                        Outgoing::Binary(data) => tx.send_binary(data),
+                    });
+            }
+        }
         self.enqueue(token);
     }
-}
-
-fn token_of(id: ConnId) -> Token {
-    Token(id.0 as usize)
 }

@@ -57,6 +57,36 @@ pub(crate) enum Phase {
     Linger(Linger),
     /// An open WebSocket.
     Ws(Ws),
+    /// A long-polling `GET` held until its session has packets to send.
+    Poll(Box<Parked>),
+}
+
+/// A held long-polling `GET`: the connection's request state, and whose
+/// packets it waits for.
+pub(crate) struct Parked {
+    /// The connection between requests (its deadline is the poll's).
+    pub head: Head,
+    /// The session (a token of the loop's polling sessions).
+    pub session: mio::Token,
+    pub reply: Reply,
+}
+
+/// How a long-polling request is answered.
+#[derive(Clone, Debug)]
+pub(crate) struct Reply {
+    /// The allowed `Origin` to name (CORS).
+    pub cors: Option<String>,
+    pub keep_alive: bool,
+    pub hsts: bool,
+}
+
+/// What a body is read for: a log-in, or a long-polling `POST`.
+pub(crate) struct PollPost {
+    /// The connection's head reader, for its next request.
+    pub reader: HeadReader,
+    pub received: u64,
+    pub session: mio::Token,
+    pub reply: Reply,
 }
 
 /// Reading a request head; `out` holds responses not yet written
@@ -72,8 +102,10 @@ pub(crate) struct Head {
     pub heard: Stamp,
 }
 
-/// Reading a login body.
+/// Reading a login body, or a long-polling `POST`'s.
 pub(crate) struct Body {
+    /// `None`: a login.
+    pub poll: Option<Box<PollPost>>,
     pub out: Vec<u8>,
     pub body: Vec<u8>,
     pub need: usize,
@@ -129,6 +161,9 @@ pub(crate) struct Who {
     /// The Socket.IO session it carries, on `socketio.path` (the
     /// connection's [`Io::SOCKETIO`] bit says so without a look in here).
     pub sio: Option<Box<super::sio::Sio>>,
+    /// The long-polling session this WebSocket probes to take over (until
+    /// the client's `5` moves the session here).
+    pub probe: Option<Box<str>>,
 }
 
 /// The TLS side of a connection.
@@ -202,6 +237,7 @@ impl Phase {
             | Phase::Body(Body { out, .. })
             | Phase::Verify(Verify { out, .. })
             | Phase::Linger(Linger { out, .. }) => out,
+            Phase::Poll(p) => &p.head.out,
             Phase::Ws(w) => w.ws.output(),
         }
     }
@@ -214,6 +250,9 @@ impl Phase {
             | Phase::Verify(Verify { out, .. })
             | Phase::Linger(Linger { out, .. }) => {
                 out.drain(..n);
+            }
+            Phase::Poll(p) => {
+                p.head.out.drain(..n);
             }
             Phase::Ws(w) => w.ws.consume_output(n),
         }
@@ -244,6 +283,8 @@ impl Conn {
             Phase::Head(h) => h.out.len() < HTTP_OUT_HIGH,
             Phase::Body(_) | Phase::Linger(_) => true,
             Phase::Verify(_) => false,
+            // Read, to see the client go (input is not expected).
+            Phase::Poll(_) => true,
             Phase::Ws(w) => w.ws.wants_read(limits),
         }
     }
@@ -255,6 +296,7 @@ impl Conn {
             Phase::Body(b) => b.deadline,
             Phase::Verify(v) => v.deadline,
             Phase::Linger(l) => l.deadline,
+            Phase::Poll(p) => p.head.deadline,
             Phase::Ws(w) => {
                 let ws = w.ws.poll_timeout(limits);
                 let sio = w.who.as_deref().and_then(|w| w.sio.as_deref());
@@ -271,6 +313,7 @@ impl Conn {
             | Phase::Body(Body { out, .. })
             | Phase::Verify(Verify { out, .. })
             | Phase::Linger(Linger { out, .. }) => std::mem::take(out),
+            Phase::Poll(p) => std::mem::take(&mut p.head.out),
             Phase::Ws(_) => Vec::new(),
         }
     }

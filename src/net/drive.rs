@@ -68,6 +68,7 @@ impl<'a, H: Handler> Ctx<'a, H> {
             auth: &mut self.env.auth,
             quotas: &mut self.env.quotas,
             protocols: self.env.handler.protocols(),
+            sessions: &self.env.polls,
             now: Instant::now(),
             unix_now: unix_now(),
         }
@@ -99,6 +100,10 @@ impl<H: Handler> Server<H> {
         let was_ws = matches!(conn.phase, Phase::Ws(_));
         let before = if was_ws { None } else { conn.pending_key() };
         let mut ctx = ctx!(self, token, now);
+        if !was_ws && matches!(conn.phase, Phase::Poll(_)) {
+            // A held long-polling GET, woken: its session may have packets.
+            super::poll::answer_parked(conn, false, &mut ctx);
+        }
         let mut after = pump(conn, &mut self.bufs, &mut ctx);
         // Whether the connection is an open WebSocket: nothing to settle
         // (it is neither finished nor failed), and its deadline only moves
@@ -172,7 +177,16 @@ impl<H: Handler> Server<H> {
         self.pending.update(token, conn.pending_key(), None);
         match conn.slot {
             Slot::Overflow => self.overflow -= 1,
-            Slot::Counted => self.open -= 1,
+            Slot::Counted => self.env.open -= 1,
+        }
+        match &conn.phase {
+            Phase::Poll(p) => self.env.polls.unpark(p.session, token),
+            Phase::Body(b) => {
+                if let Some(pp) = &b.poll {
+                    self.env.polls.unpost(pp.session);
+                }
+            }
+            _ => {}
         }
         if let Phase::Ws(w) = &mut conn.phase {
             let info = match w.ws.close_info() {
@@ -182,19 +196,43 @@ impl<H: Handler> Server<H> {
             };
             log_close(&conn.peer, info);
             let user = w.who.as_ref().and_then(|who| who.user.as_deref());
-            let closed = Closed {
-                id: ConnId(token.0 as u64),
-                user,
-                code: info.code,
-            };
-            self.env.handler.on_close(&closed);
+            // A Socket.IO client is known to the handler by its session's
+            // id, once it joined.
+            let mut id = Some(ConnId(token.0 as u64));
+            if let Some(who) = w.who.as_deref() {
+                let sio = who.sio.as_deref();
+                if who.sio.is_some() || who.probe.is_some() {
+                    self.env
+                        .polls
+                        .ws_gone(token, sio.map(|s| s.id), who.probe.as_deref());
+                    id = sio.filter(|s| s.opened).map(|s| s.id);
+                }
+            }
+            if let Some(id) = id {
+                let closed = Closed {
+                    id,
+                    user,
+                    code: info.code,
+                };
+                self.env.handler.on_close(&closed);
+            }
         }
     }
 
     /// Answers the connections whose password checks came back.
     pub(super) fn collect_verified(&mut self, now: Now) {
         while let Some(done) = self.env.hasher.try_recv() {
-            let token = done.tag;
+            let mut token = done.tag;
+            if token.0 & super::poll::POLL_BIT != 0 {
+                // A long-polling session's CONNECT (or one that moved).
+                match self.env.polls.moved_to(ConnId(token.0 as u64)) {
+                    Some(conn) => token = conn,
+                    None => {
+                        super::poll::password_checked(&mut self.env, token, done.ok, now.stamp);
+                        continue;
+                    }
+                }
+            }
             let Some(conn) = self.conns.get_mut(token) else {
                 continue; // gone while its password was checked
             };

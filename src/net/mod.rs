@@ -23,6 +23,7 @@ mod conn;
 mod drive;
 mod io;
 mod phases;
+mod poll;
 mod pool;
 mod sio;
 mod slab;
@@ -80,9 +81,8 @@ pub struct Server<H: Handler> {
     acceptor: Option<Acceptor>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     commands: Receiver<Command>,
-    /// Connections counted in `max_connections`, and those beyond it that
-    /// are read only to be answered `503`.
-    open: usize,
+    /// Connections beyond `max_connections` that are read only to be
+    /// answered `503`.
     overflow: usize,
     /// Set by a stop signal: when the server exits at the latest.
     stopping: Option<Stamp>,
@@ -101,6 +101,11 @@ pub(crate) struct Env<H> {
     pub hasher: Hasher<Token>,
     pub handler: H,
     pub handle: Handle,
+    /// Connections counted in `max_connections` (long-polling sessions
+    /// count too: [`poll::Polls::len`]).
+    pub open: usize,
+    /// The Engine.IO long-polling sessions.
+    pub polls: poll::Polls,
 }
 
 impl<H: Handler> Server<H> {
@@ -143,12 +148,13 @@ impl<H: Handler> Server<H> {
                 hasher,
                 handler,
                 handle,
+                open: 0,
+                polls: poll::Polls::default(),
             },
             clock: Clock::new(),
             acceptor,
             signals: None,
             commands,
-            open: 0,
             overflow: 0,
             stopping: None,
             demo_password: None,
@@ -192,8 +198,8 @@ impl<H: Handler> Server<H> {
                     let revoked: std::collections::HashSet<&str> =
                         reloaded.revoked.iter().map(String::as_str).collect();
                     let stamp = self.clock.now().stamp;
-                    self.close_revoked(stamp, "credentials revoked", |who| {
-                        who.user.as_deref().is_some_and(|u| revoked.contains(u))
+                    self.close_revoked(stamp, "credentials revoked", |user, _| {
+                        user.is_some_and(|u| revoked.contains(u))
                     });
                 }
             }
@@ -380,6 +386,18 @@ impl<H: Handler> Server<H> {
         }
         self.driving = batch;
         self.fire_timers(now);
+        poll::fire(&mut self.env, now.stamp);
+        self.wake_polls();
+    }
+
+    /// Drives the connections whose held long-polling `GET` can be answered.
+    fn wake_polls(&mut self) {
+        if self.env.polls.wake.is_empty() {
+            return;
+        }
+        for token in std::mem::take(&mut self.env.polls.wake) {
+            self.enqueue(token);
+        }
     }
 
     /// Puts a connection in the ready queue (once).
@@ -403,6 +421,7 @@ impl<H: Handler> Server<H> {
         let grace = Duration::from_millis(self.env.shared.config.shutdown_grace_ms);
         self.stopping = Some(now.after(grace));
         self.listeners.stop(&self.poll);
+        poll::end_where(&mut self.env, "server shutting down", |_, _| true);
         let tokens = self.conns.tokens();
         log::info(
             "shutting down",
@@ -434,7 +453,7 @@ impl<H: Handler> Server<H> {
                     false
                 }
                 // Between requests, or a request not answered yet.
-                Phase::Head(_) | Phase::Body(_) | Phase::Verify(_) => true,
+                Phase::Head(_) | Phase::Body(_) | Phase::Verify(_) | Phase::Poll(_) => true,
             };
             if drop_now {
                 self.close(token);
@@ -451,10 +470,14 @@ impl<H: Handler> Server<H> {
         if !self.ready.is_empty() || self.listeners.wants_accept_now() {
             return Some(0);
         }
-        let next = [self.stopping, self.listeners.retry_at]
-            .into_iter()
-            .flatten()
-            .fold(self.timers.next(), |n, t| Some(n.map_or(t, |n| n.min(t))));
+        let next = [
+            self.stopping,
+            self.listeners.retry_at,
+            self.env.polls.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.timers.next(), |n, t| Some(n.map_or(t, |n| n.min(t))));
         next.map(|t| t.millis_since(now.stamp))
     }
 }

@@ -31,16 +31,34 @@ pub(crate) fn process<H: Handler>(conn: &mut Conn, mut input: &mut [u8], ctx: &m
         match &mut conn.phase {
             Phase::Ws(_) => return ws_input(conn, input, ctx),
             Phase::Linger(_) | Phase::Verify(_) => return,
+            Phase::Poll(p) => {
+                // Clients wait for the answer before the next request.
+                log::debug(
+                    "request while a poll is held; closing",
+                    &[("peer", &conn.peer), ("bytes", &input.len())],
+                );
+                let session = p.session;
+                ctx.env.polls.unpark(session, ctx.token);
+                return conn.linger(Vec::new(), ctx.stamp);
+            }
             Phase::Body(b) => {
                 let take = (b.need - b.body.len()).min(input.len());
                 b.body.extend_from_slice(&input[..take]);
                 b.heard = ctx.stamp;
-                if b.body.len() == b.need {
+                if b.body.len() < b.need {
+                    return;
+                }
+                if b.poll.is_none() {
                     // Anything after the body is discarded: the answer
                     // closes the connection.
-                    body_complete(conn, ctx);
+                    return body_complete(conn, ctx);
                 }
-                return;
+                // A long-polling POST: the connection goes on.
+                input = &mut input[take..];
+                super::poll::post_complete(conn, ctx);
+                if input.is_empty() {
+                    return;
+                }
             }
             Phase::Head(_) => {
                 let Some(rest) = head_input(conn, input, ctx) else {
@@ -123,9 +141,11 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
             let out = std::mem::take(&mut h.out);
             open_ws(conn, up, out, ctx);
         }
+        Outcome::Polling(p) => super::poll::request(conn, *p, ctx),
         Outcome::LoginBody { need } => {
             let out = std::mem::take(&mut h.out);
             conn.phase = Phase::Body(Body {
+                poll: None,
                 out,
                 body: Vec::with_capacity(need),
                 need,
@@ -150,15 +170,25 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
         let left = exp.saturating_sub(router::unix_now()).min(1 << 32);
         ws.set_expiry(ctx.stamp.after(std::time::Duration::from_secs(left)));
     }
-    let sio = up
-        .socketio
-        .map(|credential| Box::new(super::sio::Sio::new(ctx.stamp, credential, ctx)));
-    let who = (up.user.is_some() || up.protocol.is_some() || sio.is_some()).then(|| {
+    // A Socket.IO WebSocket: a new session, or a probe to take over a
+    // long-polling one (its session moves here on the client's `5`).
+    let probe = up.probe;
+    let sio = match up.socketio {
+        Some(credential) if probe.is_none() => {
+            let sid = super::sio::random_id();
+            let sio = super::sio::Sio::new(ctx.stamp, credential, ctx.conn_id(), &sid, &[], ctx);
+            Some(Box::new(sio))
+        }
+        _ => None,
+    };
+    let socketio = up.socketio.is_some();
+    let who = (up.user.is_some() || up.protocol.is_some() || socketio).then(|| {
         Box::new(Who {
             user: up.user.map(String::into_boxed_str),
             token: up.token,
             protocol: up.protocol,
             sio,
+            probe,
         })
     });
     let rate = ctx.env.shared.config.rate.messages_per_conn_per_s;
@@ -167,10 +197,12 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
         rate: MessageRate::new(rate.saturating_mul(2), ctx.stamp),
         who,
     };
-    if let Some(sio) = w.who.as_deref_mut().and_then(|w| w.sio.as_deref_mut()) {
+    if socketio {
         // Socket.IO: the open packet now; the handler sees the connection
         // open when the client has joined `/`.
-        super::sio::write_out(sio, &mut w.ws, ctx.stamp, limits);
+        if let Some(sio) = w.who.as_deref_mut().and_then(|w| w.sio.as_deref_mut()) {
+            super::sio::write_out(sio, &mut w.ws, ctx.stamp, limits);
+        }
         conn.io.set(Io::SOCKETIO, true);
         conn.phase = Phase::Ws(w);
         return;
@@ -423,7 +455,7 @@ pub(crate) fn on_eof<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After
             );
             After::Close
         }
-        Phase::Verify(_) | Phase::Linger(_) => After::Close,
+        Phase::Verify(_) | Phase::Linger(_) | Phase::Poll(_) => After::Close,
     }
 }
 
@@ -455,6 +487,11 @@ pub(super) fn timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> Afte
             }
         },
         Phase::Head(h) if now >= h.deadline => head_timeout(conn, ctx),
+        Phase::Poll(p) if now >= p.head.deadline => {
+            super::poll::answer_parked(conn, true, ctx);
+            let _ = flush(conn);
+            After::Keep
+        }
         Phase::Body(b) if now >= b.deadline => body_timeout(conn, ctx),
         Phase::Verify(Verify { deadline, .. })
         | Phase::Linger(super::conn::Linger { deadline, .. })
@@ -502,6 +539,9 @@ fn body_timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After {
     let Phase::Body(b) = &mut conn.phase else {
         return After::Keep;
     };
+    if let Some(pp) = &b.poll {
+        ctx.env.polls.unpost(pp.session);
+    }
     let detail = format!("{} of {} body bytes", b.body.len(), b.need);
     log::limited(
         log::LogLevel::Info,

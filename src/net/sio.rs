@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::conn::{Conn, Phase, Who, Ws};
 use super::drive::Ctx;
-use crate::handler::{Context, Handler, Message, Outbound, SendError, Text};
+use crate::handler::{ConnId, Context, Handler, Message, Outbound, SendError, Text};
 use crate::log;
 use crate::proto::conn::{Event as WsEvent, Sender, WebSocket};
 use crate::proto::error::code;
@@ -34,15 +34,27 @@ use crate::socketio::session::{Ended, Event, Out, Session, Settings};
 /// The Socket.IO side of a WebSocket.
 pub(crate) struct Sio {
     pub session: Session,
+    /// The connection as the handler knows it (a session that moved from
+    /// long-polling keeps the id it had there).
+    pub id: ConnId,
+    /// Whether the handler saw it open (it sees the close only then).
+    pub opened: bool,
     credential: HandshakeCredential,
     /// The user name of a CONNECT whose password is being checked.
     checking: Option<String>,
 }
 
 impl Sio {
-    /// A session opened at `now` over a WebSocket; its open packet is
-    /// queued.
-    pub fn new<H>(now: Stamp, credential: HandshakeCredential, ctx: &Ctx<'_, H>) -> Sio {
+    /// A session `id` opened at `now`; its open packet (with `upgrades`:
+    /// `["websocket"]` on long-polling) is queued.
+    pub fn new<H>(
+        now: Stamp,
+        credential: HandshakeCredential,
+        id: ConnId,
+        sid: &str,
+        upgrades: &[&str],
+        ctx: &Ctx<'_, H>,
+    ) -> Sio {
         let config = &ctx.env.shared.config;
         let s = &config.socketio;
         let settings = Settings {
@@ -53,7 +65,9 @@ impl Sio {
             max_attachments: s.max_attachments,
         };
         Sio {
-            session: Session::new(now, settings, &random_id(), &[]),
+            session: Session::new(now, settings, sid, upgrades),
+            id,
+            opened: false,
             credential,
             checking: None,
         }
@@ -61,7 +75,7 @@ impl Sio {
 }
 
 /// 128 random bits, base64url: a session id.
-fn random_id() -> String {
+pub(super) fn random_id() -> String {
     use base64::Engine;
     use ring::rand::SecureRandom;
     let mut raw = [0u8; 16];
@@ -81,19 +95,56 @@ fn flush(session: &mut Session, tx: &mut Sender<'_>) {
     }
 }
 
-/// Ends the WebSocket when the session ended.
-fn close_if_ended(session: &Session, tx: &mut Sender<'_>, peer: &std::net::SocketAddr) {
-    let Some(why) = session.ended() else {
-        return;
-    };
+/// Where a session's packets go: a WebSocket writes them as frames at
+/// once; a long-polling session keeps them for its next `GET`.
+pub(super) trait Wire {
+    /// Sends what the session queued.
+    fn flush(&mut self, session: &mut Session);
+    /// Ends the transport with `code` (a WebSocket's close) and `reason`.
+    fn close(&mut self, session: &mut Session, code: u16, reason: &'static str);
+}
+
+impl Wire for Sender<'_> {
+    fn flush(&mut self, session: &mut Session) {
+        flush(session, self);
+    }
+
+    fn close(&mut self, _: &mut Session, code: u16, reason: &'static str) {
+        Sender::close(self, code, reason);
+    }
+}
+
+/// The wire of a long-polling session: packets wait in the session.
+pub(super) struct Held;
+
+impl Wire for Held {
+    fn flush(&mut self, _: &mut Session) {}
+
+    fn close(&mut self, session: &mut Session, _: u16, reason: &'static str) {
+        session.end_by_server(reason);
+    }
+}
+
+/// Logs the end of a session.
+pub(super) fn log_ended(why: Ended, peer: &std::net::SocketAddr) {
     log::limited(
         log::LogLevel::Info,
         "socket.io session closed",
         ("reason", why.reason()),
         &[("peer", peer), ("reason", &why.reason())],
     );
+}
+
+/// Ends the WebSocket when the session ended.
+fn close_if_ended(session: &Session, tx: &mut Sender<'_>, peer: &std::net::SocketAddr) {
+    let Some(why) = session.ended() else {
+        return;
+    };
+    log_ended(why, peer);
     let code = match why {
-        Ended::ClientClosed | Ended::PingTimeout | Ended::ConnectTimeout => code::NORMAL,
+        Ended::ClientClosed | Ended::PingTimeout | Ended::ConnectTimeout | Ended::Server(_) => {
+            code::NORMAL
+        }
         Ended::Malformed(_) | Ended::Transport(_) | Ended::Protocol(_) | Ended::TooLarge => {
             code::POLICY_VIOLATION
         }
@@ -106,17 +157,18 @@ pub(super) fn write_out(sio: &mut Sio, ws: &mut WebSocket, now: Stamp, limits: &
     ws.with_sender(now, limits, |tx| flush(&mut sio.session, tx));
 }
 
-/// A Socket.IO connection's pieces, borrowed apart.
-struct Parts<'c> {
-    ws: &'c mut WebSocket,
-    rate: &'c mut MessageRate,
-    user: &'c mut Option<Box<str>>,
-    token: &'c mut Option<crate::security::jwt::TokenId>,
-    sio: &'c mut Sio,
-    peer: &'c std::net::SocketAddr,
+/// A Socket.IO client's pieces, borrowed apart: over a WebSocket from its
+/// connection, over long-polling from the loop's session table.
+pub(super) struct Client<'c> {
+    pub sio: &'c mut Sio,
+    pub user: &'c mut Option<Box<str>>,
+    pub token: &'c mut Option<crate::security::jwt::TokenId>,
+    pub rate: &'c mut MessageRate,
+    pub peer: &'c std::net::SocketAddr,
 }
 
-fn parts(conn: &mut Conn) -> Option<Parts<'_>> {
+/// A WebSocket's Socket.IO pieces (None: not one, or still probing).
+fn parts(conn: &mut Conn) -> Option<(&mut WebSocket, Client<'_>)> {
     let Conn { phase, peer, .. } = conn;
     let Phase::Ws(Ws { ws, rate, who }) = phase else {
         return None;
@@ -124,89 +176,118 @@ fn parts(conn: &mut Conn) -> Option<Parts<'_>> {
     let Who {
         user, token, sio, ..
     } = who.as_deref_mut()?;
-    Some(Parts {
+    Some((
         ws,
-        rate,
-        user,
-        token,
-        sio: sio.as_deref_mut()?,
-        peer,
-    })
+        Client {
+            sio: sio.as_deref_mut()?,
+            user,
+            token,
+            rate,
+            peer,
+        },
+    ))
 }
 
 /// A Socket.IO WebSocket's input.
 pub(super) fn input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut Ctx<'_, H>) {
-    let Some(Parts {
-        ws,
-        rate,
-        user,
-        token,
-        sio,
-        peer,
-    }) = parts(conn)
-    else {
+    if conn_probing(conn) {
+        return super::poll::probe_input(conn, input, ctx);
+    }
+    let Some((ws, mut c)) = parts(conn) else {
         return;
     };
     let stamp = ctx.stamp;
     let limits = ctx.env.shared.limits.clone();
-    let per_s = ctx.env.shared.config.rate.messages_per_conn_per_s;
     let mut expiry = None;
     ws.handle_input(stamp, input, &limits, |event, tx| {
-        let heard = match event {
-            WsEvent::Text(t) => sio.session.handle_text(stamp, t.as_str()),
-            WsEvent::Binary(b) => sio.session.handle_binary(b),
-            _ => None,
-        };
-        match heard {
-            Some(Event::Connect { nsp, auth }) => {
-                let id = Identity { user, token };
-                expiry = connect(sio, id, &nsp, &auth, peer, tx, ctx);
-            }
-            Some(Event::Event {
-                name, args, ack, ..
-            }) => {
-                use crate::security::ratelimit::Verdict;
-                match rate.check(per_s, stamp) {
-                    Verdict::Allowed => deliver(sio, user.as_deref(), &name, args, ack, tx, ctx),
-                    Verdict::Refused { .. } => {}
-                    Verdict::StrikeOut => tx.close(code::POLICY_VIOLATION, "message rate exceeded"),
-                }
-            }
-            // The client left `/`: the session has nothing more to carry.
-            Some(Event::Disconnect { .. }) => tx.close(code::NORMAL, "disconnected"),
-            Some(Event::Ack { .. }) | None => {}
+        if let Some(at) = on_frame(&mut c, event, tx, ctx) {
+            expiry = Some(at);
         }
-        flush(&mut sio.session, tx);
-        close_if_ended(&sio.session, tx, peer);
     });
     if let Some(at) = expiry {
         ws.set_expiry(at);
     }
 }
 
-/// Where a CONNECT's credentials land: the connection's identity.
-struct Identity<'a> {
-    user: &'a mut Option<Box<str>>,
-    token: &'a mut Option<crate::security::jwt::TokenId>,
+/// One WebSocket event of a Socket.IO client: to the session, what it
+/// heard acted on, its packets written. Returns when an accepted token
+/// expires.
+pub(super) fn on_frame<H: Handler>(
+    c: &mut Client<'_>,
+    event: WsEvent<'_>,
+    tx: &mut Sender<'_>,
+    ctx: &mut Ctx<'_, H>,
+) -> Option<Stamp> {
+    let heard = match event {
+        WsEvent::Text(t) => c.sio.session.handle_text(ctx.stamp, t.as_str()),
+        WsEvent::Binary(b) => c.sio.session.handle_binary(b),
+        _ => None,
+    };
+    let expiry = dispatch(c, heard, tx, ctx);
+    flush(&mut c.sio.session, tx);
+    close_if_ended(&c.sio.session, tx, c.peer);
+    expiry
+}
+
+/// Whether a Socket.IO WebSocket is still probing for a polling session.
+fn conn_probing(conn: &Conn) -> bool {
+    matches!(&conn.phase, Phase::Ws(Ws { who: Some(w), .. }) if w.probe.is_some())
+}
+
+/// What the session heard, acted on: a CONNECT checked, an event to the
+/// handler (within the message rate), a DISCONNECT. Returns when an
+/// accepted token expires.
+pub(super) fn dispatch<H: Handler>(
+    c: &mut Client<'_>,
+    heard: Option<Event>,
+    wire: &mut dyn Wire,
+    ctx: &mut Ctx<'_, H>,
+) -> Option<Stamp> {
+    match heard {
+        Some(Event::Connect { nsp, auth }) => return connect(c, &nsp, &auth, wire, ctx),
+        Some(Event::Event {
+            name, args, ack, ..
+        }) => {
+            use crate::security::ratelimit::Verdict;
+            let per_s = ctx.env.shared.config.rate.messages_per_conn_per_s;
+            match c.rate.check(per_s, ctx.stamp) {
+                Verdict::Allowed => {
+                    deliver(c.sio, c.user.as_deref(), &name, args, ack, wire, ctx);
+                }
+                Verdict::Refused { .. } => {}
+                Verdict::StrikeOut => {
+                    wire.close(
+                        &mut c.sio.session,
+                        code::POLICY_VIOLATION,
+                        "message rate exceeded",
+                    );
+                }
+            }
+        }
+        // The client left `/`: the session has nothing more to carry.
+        Some(Event::Disconnect { .. }) => {
+            wire.close(&mut c.sio.session, code::NORMAL, "disconnected");
+        }
+        Some(Event::Ack { .. }) | None => {}
+    }
+    None
 }
 
 /// A CONNECT: `/` only, with credentials; the handler sees the
 /// connection open. Returns when the token expires, if one was accepted.
 fn connect<H: Handler>(
-    sio: &mut Sio,
-    id: Identity<'_>,
+    c: &mut Client<'_>,
     nsp: &str,
     auth: &Value,
-    peer: &std::net::SocketAddr,
-    tx: &mut Sender<'_>,
+    wire: &mut dyn Wire,
     ctx: &mut Ctx<'_, H>,
 ) -> Option<Stamp> {
     if nsp != "/" {
-        sio.session.refuse(nsp, "Invalid namespace", None);
+        c.sio.session.refuse(nsp, "Invalid namespace", None);
         return None;
     }
     let mut expiry = None;
-    let outcome: Result<(), &'static str> = match (auth.get("token"), sio.credential) {
+    let outcome: Result<(), &'static str> = match (auth.get("token"), c.sio.credential) {
         (_, HandshakeCredential::NotRequired) => Ok(()),
         (Some(Value::String(token)), _) => match ctx.env.auth.verify_token(token, unix_now()) {
             Ok(crate::security::Identity::User {
@@ -214,8 +295,8 @@ fn connect<H: Handler>(
                 expires_at,
                 token,
             }) => {
-                *id.user = Some(name.into_boxed_str());
-                *id.token = token;
+                *c.user = Some(name.into_boxed_str());
+                *c.token = token;
                 if let Some(exp) = expires_at {
                     let left = exp.saturating_sub(unix_now()).min(1 << 32);
                     expiry = Some(ctx.stamp.after(std::time::Duration::from_secs(left)));
@@ -229,8 +310,8 @@ fn connect<H: Handler>(
         (None, HandshakeCredential::Verified) => Ok(()),
         (None, _) if auth.get("username").is_some() || auth.get("password").is_some() => {
             // Checked off the loop like /login; the answer comes later.
-            if let Err(reason) = check_password(sio, auth, peer, ctx) {
-                refuse(sio, nsp, reason, peer);
+            if let Err(reason) = check_password(c.sio, auth, c.peer, ctx) {
+                refuse(c.sio, nsp, reason, c.peer);
             }
             return None;
         }
@@ -238,10 +319,10 @@ fn connect<H: Handler>(
         (None, HandshakeCredential::Refused(reason)) => Err(reason),
     };
     if let Err(reason) = outcome {
-        refuse(sio, nsp, reason, peer);
+        refuse(c.sio, nsp, reason, c.peer);
         return None;
     }
-    joined(sio, id.user.as_deref(), peer, tx, ctx);
+    joined(c.sio, c.user.as_deref(), c.peer, wire, ctx);
     expiry
 }
 
@@ -284,7 +365,9 @@ fn check_password<H: Handler>(
     }
     let (hash, known) = ctx.env.auth.password_check(username);
     let job = crate::security::hasher::Job {
-        tag: ctx.token,
+        // The session's id says where the answer goes (a connection, or
+        // a long-polling session).
+        tag: mio::Token(sio.id.0 as usize),
         hash,
         password: password.as_bytes().to_vec(),
         known,
@@ -296,36 +379,38 @@ fn check_password<H: Handler>(
     Ok(())
 }
 
-/// The password of a CONNECT was checked: the client joins `/`, or gets
-/// `invalid_credentials`.
+/// The password of a CONNECT over a WebSocket was checked.
 pub(super) fn login_checked<H: Handler>(conn: &mut Conn, ok: bool, ctx: &mut Ctx<'_, H>) {
-    let Some(Parts {
-        ws,
-        user,
-        token,
-        sio,
-        peer,
-        ..
-    }) = parts(conn)
-    else {
-        return;
-    };
-    let Some(username) = sio.checking.take() else {
+    let Some((ws, mut c)) = parts(conn) else {
         return;
     };
     let limits = ctx.env.shared.limits.clone();
     ws.with_sender(ctx.stamp, &limits, |tx| {
-        if ok {
-            log::info("login succeeded", &[("peer", peer), ("user", &username)]);
-            *user = Some(username.into_boxed_str());
-            *token = None;
-            joined(sio, user.as_deref(), peer, tx, ctx);
-        } else {
-            refuse(sio, "/", "invalid_credentials", peer);
-        }
-        flush(&mut sio.session, tx);
-        close_if_ended(&sio.session, tx, peer);
+        password_checked(&mut c, ok, tx, ctx);
+        flush(&mut c.sio.session, tx);
+        close_if_ended(&c.sio.session, tx, c.peer);
     });
+}
+
+/// The password of a CONNECT was checked: the client joins `/`, or gets
+/// `invalid_credentials`.
+pub(super) fn password_checked<H: Handler>(
+    c: &mut Client<'_>,
+    ok: bool,
+    wire: &mut dyn Wire,
+    ctx: &mut Ctx<'_, H>,
+) {
+    let Some(username) = c.sio.checking.take() else {
+        return;
+    };
+    if ok {
+        log::info("login succeeded", &[("peer", c.peer), ("user", &username)]);
+        *c.user = Some(username.into_boxed_str());
+        *c.token = None;
+        joined(c.sio, c.user.as_deref(), c.peer, wire, ctx);
+    } else {
+        refuse(c.sio, "/", "invalid_credentials", c.peer);
+    }
 }
 
 /// The client joined `/`: `40{"sid"}`, and the handler sees it open.
@@ -333,22 +418,23 @@ fn joined<H: Handler>(
     sio: &mut Sio,
     user: Option<&str>,
     peer: &std::net::SocketAddr,
-    tx: &mut Sender<'_>,
+    wire: &mut dyn Wire,
     ctx: &mut Ctx<'_, H>,
 ) {
     sio.session.accept("/", &random_id());
+    sio.opened = true;
     log::info(
         "socket.io connected",
         &[("peer", peer), ("user", &user.unwrap_or("-"))],
     );
-    let (conn_id, handle, handler) = (ctx.conn_id(), &ctx.env.handle, &mut ctx.env.handler);
+    let (handle, handler) = (&ctx.env.handle, &mut ctx.env.handler);
     let mut out = Bridge {
         session: &mut sio.session,
-        tx,
+        wire,
         ack: None,
     };
     let mut cx = Context {
-        id: conn_id,
+        id: sio.id,
         user,
         protocol: None,
         out: &mut out,
@@ -364,7 +450,7 @@ fn deliver<H: Handler>(
     name: &str,
     mut args: Vec<Value>,
     ack: Option<u64>,
-    tx: &mut Sender<'_>,
+    wire: &mut dyn Wire,
     ctx: &mut Ctx<'_, H>,
 ) {
     let mut message = serde_json::Map::new();
@@ -382,14 +468,14 @@ fn deliver<H: Handler>(
         message.insert("id".into(), Value::from(id));
     }
     let text = Value::Object(message).to_string();
-    let (id, handle, handler) = (ctx.conn_id(), &ctx.env.handle, &mut ctx.env.handler);
+    let (handle, handler) = (&ctx.env.handle, &mut ctx.env.handler);
     let mut out = Bridge {
         session: &mut sio.session,
-        tx,
+        wire,
         ack,
     };
     let mut cx = Context {
-        id,
+        id: sio.id,
         user,
         protocol: None,
         out: &mut out,
@@ -398,15 +484,29 @@ fn deliver<H: Handler>(
     handler.on_message(&mut cx, Message::Text(Text::from(text.as_str())));
 }
 
+/// A message from a [`crate::handler::Handle`] to a Socket.IO client, sent
+/// as the handler's replies are.
+pub(super) fn push(session: &mut Session, message: &crate::handler::Outgoing, wire: &mut dyn Wire) {
+    let mut out = Bridge {
+        session,
+        wire,
+        ack: None,
+    };
+    let _ = match message {
+        crate::handler::Outgoing::Text(text) => out.text(Text::from(&**text)),
+        crate::handler::Outgoing::Binary(data) => out.binary(data),
+    };
+}
+
 /// The handler's replies, as Socket.IO events (see the module's text).
-struct Bridge<'s, 't, 'x> {
+struct Bridge<'s, 'w> {
     session: &'s mut Session,
-    tx: &'t mut Sender<'x>,
+    wire: &'w mut dyn Wire,
     /// The ack id of the event being answered.
     ack: Option<u64>,
 }
 
-impl Bridge<'_, '_, '_> {
+impl Bridge<'_, '_> {
     fn send_json(&mut self, text: &str) {
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(mut m)) if m.get("event").is_some_and(Value::is_string) => {
@@ -428,11 +528,11 @@ impl Bridge<'_, '_, '_> {
                     .emit("/", "message", &[Value::String(text.to_owned())], false);
             }
         }
-        flush(self.session, self.tx);
+        self.wire.flush(self.session);
     }
 }
 
-impl Outbound for Bridge<'_, '_, '_> {
+impl Outbound for Bridge<'_, '_> {
     fn text(&mut self, text: Text<'_>) -> Result<(), SendError> {
         self.send_json(text.as_str());
         Ok(())
@@ -448,12 +548,12 @@ impl Outbound for Bridge<'_, '_, '_> {
 
     fn binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.session.emit_binary("/", "message", data);
-        flush(self.session, self.tx);
+        self.wire.flush(self.session);
         Ok(())
     }
 
     fn close(&mut self, code: u16, reason: &'static str) {
-        self.tx.close(code, reason);
+        self.wire.close(self.session, code, reason);
     }
 }
 

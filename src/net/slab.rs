@@ -21,6 +21,12 @@ pub struct Slab<T> {
     next_serial: usize,
 }
 
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab::new()
+    }
+}
+
 impl<T> Slab<T> {
     pub fn new() -> Self {
         Slab {

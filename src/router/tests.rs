@@ -50,6 +50,7 @@ impl World {
             auth: &mut self.auth,
             quotas: &mut self.quotas,
             protocols: &["palisade.v1"],
+            sessions: &crate::router::NoSessions,
             now: Instant::now(),
             unix_now: unix_now(),
         };
@@ -144,6 +145,7 @@ fn an_upgrade_writes_the_101_and_names_the_protocol() {
             token: None,
             protocol: Some("palisade.v1"),
             socketio: None,
+            probe: None,
         }
     );
     assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));

@@ -211,6 +211,15 @@ impl Auth {
         credentials::find(request.request(), self.allow_query_token, basic_allowed)
     }
 
+    /// The credentials of a plain request (a Socket.IO long-polling
+    /// session's first request): like a handshake's, without Basic.
+    pub fn request_credential<'b>(
+        &self,
+        request: &crate::proto::handshake::Request<'_, 'b>,
+    ) -> Credential<'b> {
+        credentials::find(request, self.allow_query_token, false)
+    }
+
     /// Verifies a token: its signature and times, then that it was not
     /// revoked: its user still exists with the password it was issued for,
     /// and it was not logged out. Returns the claims or the reason.

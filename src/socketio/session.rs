@@ -105,6 +105,9 @@ pub enum Ended {
     Protocol(&'static str),
     /// Attachments over `max_payload`.
     TooLarge,
+    /// The server ended it (the reason: a transport error, a log-out, the
+    /// application).
+    Server(&'static str),
 }
 
 impl Ended {
@@ -112,7 +115,7 @@ impl Ended {
     pub fn reason(self) -> &'static str {
         match self {
             Ended::Malformed(m) => m.reason(),
-            Ended::Transport(r) | Ended::Protocol(r) => r,
+            Ended::Transport(r) | Ended::Protocol(r) | Ended::Server(r) => r,
             Ended::PingTimeout => "ping timeout",
             Ended::ConnectTimeout => "no CONNECT in time",
             Ended::ClientClosed => "closed by the client",
@@ -403,6 +406,23 @@ impl Session {
     /// Answers the event whose ack id is `id`.
     pub fn ack(&mut self, nsp: &str, id: u64, args: &[Value]) {
         self.send(Kind::Ack, nsp, Some(id), Some(&Value::Array(args.to_vec())));
+    }
+
+    /// Ends the session from the server's side for `reason` (the
+    /// transport says goodbye: a close frame, or `1` to a pending poll).
+    pub fn end_by_server(&mut self, reason: &'static str) {
+        self.end(Ended::Server(reason));
+    }
+
+    /// Queues a `6` (noop): it answers a pending poll while the client
+    /// moves to a WebSocket.
+    pub fn noop(&mut self) {
+        self.out.push_back(Out::Text("6".into()));
+    }
+
+    /// Whether the client joined a namespace.
+    pub fn is_joined(&self) -> bool {
+        !self.joined.is_empty()
     }
 
     /// Leaves `nsp` from the server's side: `41`.

@@ -5,7 +5,7 @@
 Starts the server from $PALISADE_BIN (default target/debug/palisade) on
 127.0.0.1:0 with a users file holding alice (made with `palisade users add`),
 logs in with POST /login, then with each client over the WebSocket transport
-(`transports=["websocket"]`):
+(`transports=TRANSPORTS`):
   - connects with `auth={"token": ...}`, gets `user_authorized` {"username": "alice"};
   - asks `get_name` for every hero with an ack (`call`) and gets the hero's name,
     and with `emit` plus a `name` handler;
@@ -16,7 +16,8 @@ logs in with POST /login, then with each client over the WebSocket transport
   - with `auth={"username", "password"}`: connects (the password is checked on
     the workers, like /login); a wrong password gets `connect_error`
     `invalid_credentials`.
-The default transport (long-polling first) is not served yet.
+  - with the default transports, the client ends up on WebSocket; with
+    `transports=["polling"]` it stays on long-polling and still gets its answers.
 
 Prints one PASS/FAIL line per check; exits non-zero if any failed. The server's
 stderr goes to target/test-output/logs/.
@@ -53,6 +54,10 @@ HEROES = {
 PASSWORD = "sio-alice-Qw3Ez8Rt5y"
 TIMEOUT_S = 10
 results = []
+# Each check runs with the default transports (long-polling, then the move
+# to WebSocket) and with `transports=["websocket"]`.
+TRANSPORTS = None
+MODE = "default"
 
 
 def check(name, ok, detail=""):
@@ -97,7 +102,7 @@ def login(addr):
 
 
 def sync_checks(url, token):
-    label = "socketio.Client"
+    label = f"socketio.Client[{MODE}]"
     sio = socketio.Client(reconnection=False)
     events = []
     authorized = threading.Event()
@@ -105,10 +110,10 @@ def sync_checks(url, token):
     names = {}
     sio.on("name", lambda data: names.__setitem__(data.get("hero"), data.get("hero_name")))
     try:
-        sio.connect(url, transports=["websocket"], auth={"token": token}, wait_timeout=TIMEOUT_S)
-        check(f"{label}: connects over WebSocket with auth", sio.connected)
+        sio.connect(url, transports=TRANSPORTS, auth={"token": token}, wait_timeout=TIMEOUT_S)
+        check(f"{label}: connects with auth", sio.connected)
     except Exception as e:  # noqa: BLE001
-        check(f"{label}: connects over WebSocket with auth", False, repr(e))
+        check(f"{label}: connects with auth", False, repr(e))
         return
     check(f"{label}: user_authorized {{'username': 'alice'}}",
           authorized.wait(TIMEOUT_S) and events[0] == ("user_authorized", {"username": "alice"}), repr(events))
@@ -129,12 +134,12 @@ def sync_checks(url, token):
 
 
 def refused_checks(url):
-    label = "socketio.Client"
+    label = f"socketio.Client[{MODE}]"
     sio = socketio.Client(reconnection=False)
     errors = []
     sio.on("connect_error", lambda data: errors.append(data))
     try:
-        sio.connect(url, transports=["websocket"], auth={"token": "x.y.z"}, wait_timeout=TIMEOUT_S)
+        sio.connect(url, transports=TRANSPORTS, auth={"token": "x.y.z"}, wait_timeout=TIMEOUT_S)
         connected = sio.connected
     except socketio.exceptions.ConnectionError:
         connected = False
@@ -146,12 +151,12 @@ def refused_checks(url):
 
 
 def password_checks(url):
-    label = "socketio.Client"
+    label = f"socketio.Client[{MODE}]"
     sio = socketio.Client(reconnection=False)
     got = threading.Event()
     sio.on("user_authorized", lambda data: got.set() if data == {"username": "alice"} else None)
     try:
-        sio.connect(url, transports=["websocket"], auth={"username": "alice", "password": PASSWORD},
+        sio.connect(url, transports=TRANSPORTS, auth={"username": "alice", "password": PASSWORD},
                     wait_timeout=TIMEOUT_S)
         check(f"{label}: a user name and password in auth connect (checked off the loop)",
               sio.connected and got.wait(TIMEOUT_S))
@@ -162,7 +167,7 @@ def password_checks(url):
     errors = []
     bad.on("connect_error", lambda data: errors.append(data))
     try:
-        bad.connect(url, transports=["websocket"], auth={"username": "alice", "password": "not it"},
+        bad.connect(url, transports=TRANSPORTS, auth={"username": "alice", "password": "not it"},
                     wait_timeout=TIMEOUT_S)
     except socketio.exceptions.ConnectionError:
         pass
@@ -171,12 +176,12 @@ def password_checks(url):
 
 
 def header_checks(url, token):
-    label = "socketio.Client"
+    label = f"socketio.Client[{MODE}]"
     sio = socketio.Client(reconnection=False)
     got = threading.Event()
     sio.on("user_authorized", lambda data: got.set())
     try:
-        sio.connect(url, transports=["websocket"], headers={"Authorization": f"Bearer {token}"},
+        sio.connect(url, transports=TRANSPORTS, headers={"Authorization": f"Bearer {token}"},
                     wait_timeout=TIMEOUT_S)
         check(f"{label}: a token in the Authorization header connects",
               sio.connected and got.wait(TIMEOUT_S))
@@ -186,14 +191,14 @@ def header_checks(url, token):
 
 
 async def async_checks(url, token):
-    label = "socketio.AsyncClient"
+    label = f"socketio.AsyncClient[{MODE}]"
     sio = socketio.AsyncClient(reconnection=False)
     try:
-        await sio.connect(url, transports=["websocket"], auth={"token": token}, wait_timeout=TIMEOUT_S)
+        await sio.connect(url, transports=TRANSPORTS, auth={"token": token}, wait_timeout=TIMEOUT_S)
     except Exception as e:  # noqa: BLE001
-        check(f"{label}: connects over WebSocket with auth", False, repr(e))
+        check(f"{label}: connects with auth", False, repr(e))
         return
-    check(f"{label}: connects over WebSocket with auth", sio.connected)
+    check(f"{label}: connects with auth", sio.connected)
     for hero, real in HEROES.items():
         try:
             ack = await sio.call("get_name", {"hero": hero}, timeout=TIMEOUT_S)
@@ -206,7 +211,36 @@ async def async_checks(url, token):
     await sio.disconnect()
 
 
+def upgrade_checks(url, token):
+    label = "socketio.Client"
+    sio = socketio.Client(reconnection=False)
+    try:
+        sio.connect(url, auth={"token": token}, wait_timeout=TIMEOUT_S)
+        deadline = time.monotonic() + TIMEOUT_S
+        while sio.transport() != "websocket" and time.monotonic() < deadline:
+            sio.sleep(0.05)
+        check(f"{label}: the default transports end up on websocket", sio.transport() == "websocket",
+              sio.transport())
+        ack = sio.call("get_name", {"hero": "hulk"}, timeout=TIMEOUT_S)
+        check(f"{label}: get_name answered after the upgrade", ack == {"hero": "hulk", "hero_name": "Bruce Banner"},
+              repr(ack))
+        sio.disconnect()
+    except Exception as e:  # noqa: BLE001
+        check(f"{label}: the default transports end up on websocket", False, repr(e))
+    sio = socketio.Client(reconnection=False)
+    try:
+        sio.connect(url, transports=["polling"], auth={"token": token}, wait_timeout=TIMEOUT_S)
+        acks = [sio.call("get_name", {"hero": h}, timeout=TIMEOUT_S) for h in HEROES]
+        check(f"{label}: polling only: every get_name acked",
+              acks == [{"hero": h, "hero_name": n} for h, n in HEROES.items()], repr(acks))
+        check(f"{label}: polling only: still on polling", sio.transport() == "polling", sio.transport())
+        sio.disconnect()
+    except Exception as e:  # noqa: BLE001
+        check(f"{label}: polling only: every get_name acked", False, repr(e))
+
+
 def main():
+    global TRANSPORTS, MODE
     with tempfile.TemporaryDirectory(prefix=f"palisade-{NAME}.") as work:
         users = os.path.join(work, "users.json")
         config = os.path.join(work, "config.json")
@@ -220,11 +254,13 @@ def main():
             if check("server starts and reports its address", addr is not None):
                 url = f"http://{addr}"
                 token = login(addr)
-                sync_checks(url, token)
-                refused_checks(url)
-                password_checks(url)
-                header_checks(url, token)
-                asyncio.run(asyncio.wait_for(async_checks(url, token), 60))
+                for TRANSPORTS, MODE in ((None, "default"), (["websocket"], "websocket")):
+                    sync_checks(url, token)
+                    refused_checks(url)
+                    password_checks(url)
+                    header_checks(url, token)
+                    asyncio.run(asyncio.wait_for(async_checks(url, token), 60))
+                upgrade_checks(url, token)
                 check("server still running after the checks", proc.poll() is None)
         finally:
             proc.terminate()

@@ -1,17 +1,19 @@
 #!/usr/bin/env node
 // External client test: the official Node Socket.IO client (`socket.io-client`
-// v4) against palisade's /socket.io/ over the WebSocket transport.
+// v4) against palisade's /socket.io/, with its default transports (long-polling,
+// then the move to WebSocket) and with `transports: ['websocket']`.
 //
 // Makes a users file with alice (`palisade users add`), starts the server from
 // $PALISADE_BIN (default target/debug/palisade) on 127.0.0.1:0, logs in with
 // POST /login, then:
-//   - connects with `auth: { token }` and `transports: ['websocket']`, gets
+//   - connects with `auth: { token }`, gets
 //     `user_authorized` {username: 'alice'};
 //   - asks `get_name` for every hero with an ack and with emit + a `name` handler;
 //   - an unknown hero is acked with the `error` event's data (`unknown_hero`);
 //   - a wrong token: `connect_error` with the server's message and code;
 //   - the token as `extraHeaders: { Authorization }` (the tutorial client's way).
-// Long-polling, the client's default transport, is not served yet.
+//   - the default transports end up on WebSocket; `transports: ['polling']`
+//     stays on long-polling and gets every answer.
 // Prints one PASS/FAIL line per check; exits non-zero if any failed. The
 // server's stderr goes to target/test-output/logs/.
 //
@@ -77,7 +79,8 @@ function startServer(args) {
 }
 
 function connect(url, opts) {
-  const socket = io(url, { transports: ['websocket'], reconnection: false, timeout: TIMEOUT_MS, ...opts });
+  const { transports, ...rest } = opts;
+  const socket = io(url, { reconnection: false, timeout: TIMEOUT_MS, ...(transports ? { transports } : {}), ...rest });
   const authorized = new Promise((resolve) => socket.on('user_authorized', resolve));
   const connected = new Promise((resolve, reject) => {
     socket.on('connect', resolve);
@@ -86,20 +89,21 @@ function connect(url, opts) {
   return { socket, connected, authorized };
 }
 
-async function run(url, token) {
-  const { socket, connected, authorized } = connect(url, { auth: { token } });
+async function run(url, token, transports) {
+  const L = `[${transports ? transports.join(',') : 'default'}] `;
+  const { socket, connected, authorized } = connect(url, { auth: { token }, transports });
   try {
     await withTimeout(connected, TIMEOUT_MS, 'connect');
-    check('connects over WebSocket with auth', socket.connected);
+    check(L + 'connects with auth', socket.connected);
   } catch (e) {
-    check('connects over WebSocket with auth', false, String(e && e.message));
+    check(L + 'connects with auth', false, String(e && e.message));
     return;
   }
   const user = await withTimeout(authorized, TIMEOUT_MS, 'user_authorized').catch((e) => e);
-  check("user_authorized {username: 'alice'}", user && user.username === 'alice', JSON.stringify(user));
+  check(L + "user_authorized {username: 'alice'}", user && user.username === 'alice', JSON.stringify(user));
   for (const [hero, real] of Object.entries(NAMES)) {
     const ack = await socket.timeout(TIMEOUT_MS).emitWithAck('get_name', { hero }).catch((e) => String(e));
-    check(`get_name ${hero} acked with ${real}`, ack && ack.hero === hero && ack.hero_name === real,
+    check(L + `get_name ${hero} acked with ${real}`, ack && ack.hero === hero && ack.hero_name === real,
       JSON.stringify(ack));
   }
   const names = {};
@@ -111,24 +115,47 @@ async function run(url, token) {
   });
   for (const hero of Object.keys(NAMES)) socket.emit('get_name', { hero });
   await withTimeout(all, TIMEOUT_MS, 'name events').catch(() => {});
-  check('emit get_name for every hero: each name event arrives',
+  check(L + 'emit get_name for every hero: each name event arrives',
     JSON.stringify(names) === JSON.stringify(NAMES), JSON.stringify(names));
   const unknown = await socket.timeout(TIMEOUT_MS).emitWithAck('get_name', { hero: 'nobody' }).catch((e) => e);
-  check('an unknown hero is acked with the error event data', unknown && unknown.code === 'unknown_hero',
+  check(L + 'an unknown hero is acked with the error event data', unknown && unknown.code === 'unknown_hero',
     JSON.stringify(unknown));
   socket.disconnect();
 
-  const bad = connect(url, { auth: { token: 'x.y.z' } });
+  const bad = connect(url, { auth: { token: 'x.y.z' }, transports });
   const refused = await withTimeout(bad.connected, TIMEOUT_MS, 'connect_error').then(() => null, (e) => e);
-  check('a wrong token: connect_error with the server\'s message and code',
+  check(L + 'a wrong token: connect_error with the server\'s message and code',
     refused && refused.message === 'unauthorized' && refused.data && refused.data.code === 'malformed',
     refused && JSON.stringify({ message: refused.message, data: refused.data }));
   bad.socket.close();
 
-  const viaHeader = connect(url, { extraHeaders: { Authorization: `Bearer ${token}` } });
+  const viaHeader = connect(url, { extraHeaders: { Authorization: `Bearer ${token}` }, transports });
   const ok = await withTimeout(viaHeader.authorized, TIMEOUT_MS, 'user_authorized').then(() => true, () => false);
-  check('the token as extraHeaders Authorization connects', ok);
+  check(L + 'the token as extraHeaders Authorization connects', ok);
   viaHeader.socket.close();
+}
+
+/// The default transports end up on WebSocket; polling alone still works.
+async function transportsRun(url, token) {
+  const up = connect(url, { auth: { token }, transports: undefined });
+  await withTimeout(up.connected, TIMEOUT_MS, 'connect').catch(() => {});
+  const engine = up.socket.io.engine;
+  const upgraded = engine && engine.transport.name === 'websocket'
+    ? true
+    : await withTimeout(new Promise((resolve) => engine.once('upgrade', () => resolve(true))), TIMEOUT_MS, 'upgrade')
+      .catch(() => false);
+  check('the default transports end up on websocket', upgraded, engine && engine.transport.name);
+  up.socket.close();
+  const only = connect(url, { auth: { token }, transports: ['polling'] });
+  await withTimeout(only.connected, TIMEOUT_MS, 'connect').catch(() => {});
+  const acks = [];
+  for (const hero of Object.keys(NAMES)) {
+    acks.push(await only.socket.timeout(TIMEOUT_MS).emitWithAck('get_name', { hero }).catch((e) => String(e)));
+  }
+  check('polling only: every get_name acked',
+    acks.every((a, i) => a && a.hero_name === Object.values(NAMES)[i]), JSON.stringify(acks));
+  check('polling only: still on polling', only.socket.io.engine.transport.name === 'polling');
+  only.socket.close();
 }
 
 async function main() {
@@ -149,7 +176,10 @@ async function main() {
       body: JSON.stringify({ username: 'alice', password: PASSWORD }),
     });
     const { token } = await res.json();
-    await withTimeout(run(`http://${addr}`, token), 60_000, 'the checks');
+    for (const transports of [undefined, ['websocket']]) {
+      await withTimeout(run(`http://${addr}`, token, transports), 60_000, 'the checks');
+    }
+    await withTimeout(transportsRun(`http://${addr}`, token), 60_000, 'the transport checks');
     check('server still running after the checks', server.child.exitCode === null);
   } catch (e) {
     check('the checks run to the end', false, String(e && e.stack ? e.stack : e));
