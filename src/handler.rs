@@ -76,6 +76,61 @@ pub trait Handler: 'static {
     fn on_close(&mut self, closed: &Closed<'_>) {
         let _ = closed;
     }
+
+    /// Socket.IO namespaces this application serves besides `/` (a CONNECT
+    /// to any other is refused `Invalid namespace`).
+    fn namespaces(&self) -> &[&'static str] {
+        &[]
+    }
+
+    /// A Socket.IO client joined `namespace` (after [`Handler::on_open`]
+    /// for its first one), with its CONNECT's `auth` payload (`{}` when it
+    /// sent none).
+    fn on_join(&mut self, cx: &mut Context<'_>, namespace: &str, auth: &serde_json::Value) {
+        let _ = (cx, namespace, auth);
+    }
+
+    /// A Socket.IO event. [`Context::emit`] answers in its namespace and
+    /// [`Context::ack`] answers its ack. By default it reaches
+    /// [`Handler::on_message`] as the raw protocol's JSON text,
+    /// `{"event":<name>,"data":<the argument, or the array of them>,"id":<ack id>}`,
+    /// and a reply that names the same `id` is also the ack: an application
+    /// written for raw messages serves Socket.IO clients unchanged. Binary
+    /// attachments are in `event.binary` (their placeholders in the
+    /// arguments); the default leaves them out.
+    fn on_event(&mut self, cx: &mut Context<'_>, event: &SocketEvent<'_>) {
+        let mut message = serde_json::Map::new();
+        message.insert("event".into(), serde_json::Value::from(event.name));
+        match event.args {
+            [] => {}
+            [one] => {
+                message.insert("data".into(), one.clone());
+            }
+            many => {
+                message.insert("data".into(), serde_json::Value::from(many.to_vec()));
+            }
+        }
+        if let Some(id) = event.ack {
+            message.insert("id".into(), serde_json::Value::from(id));
+        }
+        let text = serde_json::Value::Object(message).to_string();
+        self.on_message(cx, Message::Text(Text::from(text.as_str())));
+    }
+}
+
+/// A Socket.IO event from a client.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SocketEvent<'a> {
+    /// Its namespace (`/`, or one of [`Handler::namespaces`]).
+    pub namespace: &'a str,
+    /// The event name.
+    pub name: &'a str,
+    /// The arguments after the name.
+    pub args: &'a [serde_json::Value],
+    /// Binary attachments, in the order of their placeholders.
+    pub binary: &'a [Vec<u8>],
+    /// The id of the ack the client asked for.
+    pub ack: Option<u64>,
 }
 
 /// What a transport does with replies: a WebSocket writes frames; another
@@ -90,6 +145,33 @@ pub(crate) trait Outbound {
     fn binary(&mut self, data: &[u8]) -> Result<(), SendError>;
     /// Starts the close.
     fn close(&mut self, code: u16, reason: &'static str);
+    /// Sends an event: on a raw WebSocket the JSON text
+    /// `{"event":<name>,"data":<args>}` (one argument as itself); binary
+    /// attachments go after it as binary messages.
+    fn emit(
+        &mut self,
+        name: &str,
+        args: &[serde_json::Value],
+        binary: &[&[u8]],
+    ) -> Result<(), SendError> {
+        let data = match args {
+            [one] => one.clone(),
+            many => serde_json::Value::from(many.to_vec()),
+        };
+        let text = serde_json::json!({ "event": name, "data": data }).to_string();
+        self.text(Text::from(text.as_str()))?;
+        binary.iter().try_for_each(|b| self.binary(b))
+    }
+    /// Answers the ack of the event being handled; false when there is
+    /// none (a raw WebSocket has none).
+    fn ack(&mut self, args: &[serde_json::Value], binary: &[&[u8]]) -> bool {
+        let _ = (args, binary);
+        false
+    }
+    /// The Socket.IO namespace of the event being handled.
+    fn namespace(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What a handler gets with every call about a connection: who it is, and
@@ -143,6 +225,32 @@ impl<'a> Context<'a> {
     /// Closes the connection with `code` and `reason` (RFC 6455 §7.1.2).
     pub fn close(&mut self, code: u16, reason: &'static str) {
         self.out.close(code, reason)
+    }
+
+    /// Sends the event `name` with `args`: to a Socket.IO client in the
+    /// namespace of the event being handled (`/` otherwise), with `binary`
+    /// as the attachments its args' placeholders
+    /// (`{"_placeholder":true,"num":N}`) name; to a raw WebSocket as
+    /// `{"event":<name>,"data":<args>}` (one argument as itself).
+    pub fn emit(
+        &mut self,
+        name: &str,
+        args: &[serde_json::Value],
+        binary: &[&[u8]],
+    ) -> Result<(), SendError> {
+        self.out.emit(name, args, binary)
+    }
+
+    /// Answers the ack the Socket.IO client asked for with the event being
+    /// handled; false when it asked for none (or on a raw WebSocket).
+    pub fn ack(&mut self, args: &[serde_json::Value], binary: &[&[u8]]) -> bool {
+        self.out.ack(args, binary)
+    }
+
+    /// The Socket.IO namespace of the event being handled (`None` on a raw
+    /// WebSocket).
+    pub fn namespace(&self) -> Option<&str> {
+        self.out.namespace()
     }
 
     /// The server's handle: to reach other connections, now or later.

@@ -208,7 +208,12 @@ pub struct Upgraded {
     pub socketio: Option<HandshakeCredential>,
     /// The long-polling session a Socket.IO WebSocket probes to take over.
     pub probe: Option<Box<str>>,
+    /// Engine.IO without Socket.IO (the conformance echo at `/engine.io/`).
+    pub engine_only: bool,
 }
+
+/// The path of Engine.IO without Socket.IO, with `--app echo`.
+pub const ENGINE_IO_PATH: &str = "/engine.io/";
 
 /// What the router knows of the Engine.IO sessions the loop holds.
 pub trait Sessions {
@@ -394,7 +399,7 @@ impl Router<'_> {
         // SPEC.md §2: on the WebSocket path the request line is checked
         // before the Host; then the Host, on every path.
         let ws_path = req.path() == self.shared.config.ws.path;
-        let sio_path = req.path() == self.shared.config.socketio.path;
+        let sio_path = req.path() == self.shared.config.socketio.path || self.is_engine_path(&req);
         if ws_path {
             if let Err(e) = UpgradeRequest::check_request_line(&req) {
                 return self.refuse_handshake(out, peer, e);
@@ -560,6 +565,12 @@ impl Router<'_> {
         } else {
             Outcome::Final
         }
+    }
+
+    /// Whether `req` is for `/engine.io/`, Engine.IO without Socket.IO,
+    /// served with `--app echo` (the conformance mode).
+    fn is_engine_path(&self, req: &Request<'_, '_>) -> bool {
+        req.path() == ENGINE_IO_PATH && self.shared.config.app == crate::config::AppKind::Echo
     }
 
     /// A request to the Engine.IO path (`socketio.path`): a CORS preflight,
@@ -742,6 +753,7 @@ impl Router<'_> {
                     protocol: None,
                     socketio: Some(credential),
                     probe: None,
+                    engine_only: self.is_engine_path(req),
                 })
             }
             Some(sid) if req.method == "GET" => PollWhat::Get {
@@ -843,6 +855,7 @@ impl Router<'_> {
                     if let Some(sid) = sid {
                         up.probe = Some(sid.into());
                     }
+                    up.engine_only = self.is_engine_path(req);
                     Outcome::Upgrade(up)
                 }
                 other => other,
@@ -977,7 +990,7 @@ impl Router<'_> {
         // Handshakes: on `ws.path`, and the requests that open an Engine.IO
         // session (a long-polling session's later requests are not).
         let path = req.path();
-        let opens_session = path == shared.config.socketio.path
+        let opens_session = (path == shared.config.socketio.path || self.is_engine_path(req))
             && req.method == "GET"
             && !req
                 .query()
@@ -1195,6 +1208,7 @@ fn accepted_upgrade(accepted: Accepted<Identity>, req: &Request<'_, '_>, peer: &
         protocol: accepted.protocol,
         socketio: None,
         probe: None,
+        engine_only: false,
     })
 }
 

@@ -6,6 +6,8 @@
 //! (The official clients are in tests/clients/socketio_client.py.)
 
 mod common;
+#[path = "socketio/conformance.rs"]
+mod conformance;
 #[path = "socketio/polling.rs"]
 mod polling;
 

@@ -6,7 +6,7 @@ pub mod hero;
 
 pub use hero::Heroes;
 
-use crate::handler::{Context, Handler, Message};
+use crate::handler::{Context, Handler, Message, SocketEvent};
 use crate::proto::error::code;
 
 /// The subprotocol both applications confirm when a client offers it.
@@ -59,6 +59,12 @@ impl Handler for Hero {
 
 /// Echo: text as text, binary as binary, and nothing else (not even a
 /// greeting), so that it echoes exactly what it receives.
+///
+/// Socket.IO clients meet the reference server of the Socket.IO protocol's
+/// test suite: on joining `/` or `/custom` the event `auth` carries the
+/// CONNECT's payload; in `/`, `message` comes back as `message-back` with
+/// the same arguments (binary ones included) and `message-with-ack` is
+/// acked with them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Echo;
 
@@ -72,5 +78,26 @@ impl Handler for Echo {
             Message::Text(text) => cx.send_text(text),
             Message::Binary(data) => cx.send_binary(data),
         };
+    }
+
+    fn namespaces(&self) -> &[&'static str] {
+        &["/custom"]
+    }
+
+    fn on_join(&mut self, cx: &mut Context<'_>, _namespace: &str, auth: &serde_json::Value) {
+        let _ = cx.emit("auth", std::slice::from_ref(auth), &[]);
+    }
+
+    fn on_event(&mut self, cx: &mut Context<'_>, event: &SocketEvent<'_>) {
+        let binary: Vec<&[u8]> = event.binary.iter().map(Vec::as_slice).collect();
+        match (event.namespace, event.name) {
+            ("/", "message") => {
+                let _ = cx.emit("message-back", event.args, &binary);
+            }
+            ("/", "message-with-ack") => {
+                cx.ack(event.args, &binary);
+            }
+            _ => {}
+        }
     }
 }

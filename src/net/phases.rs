@@ -176,7 +176,9 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
     let sio = match up.socketio {
         Some(credential) if probe.is_none() => {
             let sid = super::sio::random_id();
-            let sio = super::sio::Sio::new(ctx.stamp, credential, ctx.conn_id(), &sid, &[], ctx);
+            let id = ctx.conn_id();
+            let engine_only = up.engine_only;
+            let sio = super::sio::Sio::new(ctx.stamp, credential, id, &sid, &[], engine_only, ctx);
             Some(Box::new(sio))
         }
         _ => None,

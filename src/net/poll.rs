@@ -414,7 +414,16 @@ fn open<H: Handler>(conn: &mut Conn, up: Upgraded, reply: Reply, ctx: &mut Ctx<'
     let credential = up
         .socketio
         .unwrap_or(crate::router::HandshakeCredential::Missing);
-    let sio = Sio::new(ctx.stamp, credential, ConnId(0), &sid, &["websocket"], ctx);
+    let engine_only = up.engine_only;
+    let sio = Sio::new(
+        ctx.stamp,
+        credential,
+        ConnId(0),
+        &sid,
+        &["websocket"],
+        engine_only,
+        ctx,
+    );
     let expiry = up.expires_at.map(|exp| {
         let left = exp.saturating_sub(crate::router::unix_now()).min(1 << 32);
         ctx.stamp.after(std::time::Duration::from_secs(left))

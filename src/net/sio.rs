@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::conn::{Conn, Phase, Who, Ws};
 use super::drive::Ctx;
-use crate::handler::{ConnId, Context, Handler, Message, Outbound, SendError, Text};
+use crate::handler::{ConnId, Context, Handler, Outbound, SendError, SocketEvent, Text};
 use crate::log;
 use crate::proto::conn::{Event as WsEvent, Sender, WebSocket};
 use crate::proto::error::code;
@@ -40,8 +40,16 @@ pub(crate) struct Sio {
     /// Whether the handler saw it open (it sees the close only then).
     pub opened: bool,
     credential: HandshakeCredential,
-    /// The user name of a CONNECT whose password is being checked.
-    checking: Option<String>,
+    /// A CONNECT whose password is being checked.
+    checking: Option<Box<Checking>>,
+}
+
+/// A CONNECT waiting for its password check.
+struct Checking {
+    username: String,
+    nsp: String,
+    /// Its payload without the password (for [`Handler::on_join`]).
+    auth: Value,
 }
 
 impl Sio {
@@ -53,6 +61,7 @@ impl Sio {
         id: ConnId,
         sid: &str,
         upgrades: &[&str],
+        engine_only: bool,
         ctx: &Ctx<'_, H>,
     ) -> Sio {
         let config = &ctx.env.shared.config;
@@ -65,7 +74,11 @@ impl Sio {
             max_attachments: s.max_attachments,
         };
         Sio {
-            session: Session::new(now, settings, sid, upgrades),
+            session: if engine_only {
+                Session::engine_only(now, settings, sid, upgrades)
+            } else {
+                Session::new(now, settings, sid, upgrades)
+            },
             id,
             opened: false,
             credential,
@@ -246,13 +259,24 @@ pub(super) fn dispatch<H: Handler>(
     match heard {
         Some(Event::Connect { nsp, auth }) => return connect(c, &nsp, &auth, wire, ctx),
         Some(Event::Event {
-            name, args, ack, ..
+            nsp,
+            name,
+            args,
+            binary,
+            ack,
         }) => {
             use crate::security::ratelimit::Verdict;
             let per_s = ctx.env.shared.config.rate.messages_per_conn_per_s;
             match c.rate.check(per_s, ctx.stamp) {
                 Verdict::Allowed => {
-                    deliver(c.sio, c.user.as_deref(), &name, args, ack, wire, ctx);
+                    let event = SocketEvent {
+                        namespace: &nsp,
+                        name: &name,
+                        args: &args,
+                        binary: &binary,
+                        ack,
+                    };
+                    deliver(c.sio, c.user.as_deref(), &event, wire, ctx);
                 }
                 Verdict::Refused { .. } => {}
                 Verdict::StrikeOut => {
@@ -264,17 +288,24 @@ pub(super) fn dispatch<H: Handler>(
                 }
             }
         }
-        // The client left `/`: the session has nothing more to carry.
-        Some(Event::Disconnect { .. }) => {
+        // The client left its last namespace: the session has nothing
+        // more to carry.
+        Some(Event::Disconnect { .. }) if !c.sio.session.is_joined() => {
             wire.close(&mut c.sio.session, code::NORMAL, "disconnected");
         }
+        Some(Event::Disconnect { .. }) => {}
+        // The conformance echo of Engine.IO alone (`/engine.io/`).
+        Some(Event::Message(text)) => c.sio.session.message(Some(&text), None),
+        Some(Event::BinaryMessage(data)) => c.sio.session.message(None, Some(&data)),
         Some(Event::Ack { .. }) | None => {}
     }
     None
 }
 
-/// A CONNECT: `/` only, with credentials; the handler sees the
-/// connection open. Returns when the token expires, if one was accepted.
+/// A CONNECT: `/` or a namespace the handler serves, with credentials (a
+/// client that proved who it is once need not again); the handler sees
+/// the connection open. Returns when the token expires, if one was
+/// accepted.
 fn connect<H: Handler>(
     c: &mut Client<'_>,
     nsp: &str,
@@ -282,13 +313,14 @@ fn connect<H: Handler>(
     wire: &mut dyn Wire,
     ctx: &mut Ctx<'_, H>,
 ) -> Option<Stamp> {
-    if nsp != "/" {
+    if nsp != "/" && !ctx.env.handler.namespaces().contains(&nsp) {
         c.sio.session.refuse(nsp, "Invalid namespace", None);
         return None;
     }
     let mut expiry = None;
     let outcome: Result<(), &'static str> = match (auth.get("token"), c.sio.credential) {
         (_, HandshakeCredential::NotRequired) => Ok(()),
+        (None, _) if c.user.is_some() => Ok(()),
         (Some(Value::String(token)), _) => match ctx.env.auth.verify_token(token, unix_now()) {
             Ok(crate::security::Identity::User {
                 name,
@@ -310,7 +342,7 @@ fn connect<H: Handler>(
         (None, HandshakeCredential::Verified) => Ok(()),
         (None, _) if auth.get("username").is_some() || auth.get("password").is_some() => {
             // Checked off the loop like /login; the answer comes later.
-            if let Err(reason) = check_password(c.sio, auth, c.peer, ctx) {
+            if let Err(reason) = check_password(c.sio, nsp, auth, c.peer, ctx) {
                 refuse(c.sio, nsp, reason, c.peer);
             }
             return None;
@@ -322,7 +354,7 @@ fn connect<H: Handler>(
         refuse(c.sio, nsp, reason, c.peer);
         return None;
     }
-    joined(c.sio, c.user.as_deref(), c.peer, wire, ctx);
+    joined(c.sio, c.user.as_deref(), nsp, auth, c.peer, wire, ctx);
     expiry
 }
 
@@ -342,6 +374,7 @@ fn refuse(sio: &mut Sio, nsp: &str, reason: &'static str, peer: &std::net::Socke
 /// password check on the workers (as `/login`). Err: the refusal's code.
 fn check_password<H: Handler>(
     sio: &mut Sio,
+    nsp: &str,
     auth: &Value,
     peer: &std::net::SocketAddr,
     ctx: &mut Ctx<'_, H>,
@@ -375,7 +408,15 @@ fn check_password<H: Handler>(
     if ctx.env.hasher.submit(job).is_err() {
         return Err("busy");
     }
-    sio.checking = Some(username.clone());
+    let mut shown = auth.clone();
+    if let Value::Object(m) = &mut shown {
+        m.remove("password");
+    }
+    sio.checking = Some(Box::new(Checking {
+        username: username.clone(),
+        nsp: nsp.to_owned(),
+        auth: shown,
+    }));
     Ok(())
 }
 
@@ -400,37 +441,49 @@ pub(super) fn password_checked<H: Handler>(
     wire: &mut dyn Wire,
     ctx: &mut Ctx<'_, H>,
 ) {
-    let Some(username) = c.sio.checking.take() else {
+    let Some(checking) = c.sio.checking.take() else {
         return;
     };
+    let Checking {
+        username,
+        nsp,
+        auth,
+    } = *checking;
     if ok {
         log::info("login succeeded", &[("peer", c.peer), ("user", &username)]);
         *c.user = Some(username.into_boxed_str());
         *c.token = None;
-        joined(c.sio, c.user.as_deref(), c.peer, wire, ctx);
+        joined(c.sio, c.user.as_deref(), &nsp, &auth, c.peer, wire, ctx);
     } else {
-        refuse(c.sio, "/", "invalid_credentials", c.peer);
+        refuse(c.sio, &nsp, "invalid_credentials", c.peer);
     }
 }
 
-/// The client joined `/`: `40{"sid"}`, and the handler sees it open.
+/// The client joined `nsp`: `40<nsp>,{"sid"}`; the handler sees the
+/// connection open (at its first namespace) and the join.
 fn joined<H: Handler>(
     sio: &mut Sio,
     user: Option<&str>,
+    nsp: &str,
+    auth: &Value,
     peer: &std::net::SocketAddr,
     wire: &mut dyn Wire,
     ctx: &mut Ctx<'_, H>,
 ) {
-    sio.session.accept("/", &random_id());
-    sio.opened = true;
+    sio.session.accept(nsp, &random_id());
     log::info(
         "socket.io connected",
-        &[("peer", peer), ("user", &user.unwrap_or("-"))],
+        &[
+            ("peer", peer),
+            ("user", &user.unwrap_or("-")),
+            ("nsp", &nsp),
+        ],
     );
     let (handle, handler) = (&ctx.env.handle, &mut ctx.env.handler);
     let mut out = Bridge {
         session: &mut sio.session,
         wire,
+        nsp,
         ack: None,
     };
     let mut cx = Context {
@@ -440,39 +493,27 @@ fn joined<H: Handler>(
         out: &mut out,
         handle,
     };
-    handler.on_open(&mut cx);
+    if !sio.opened {
+        sio.opened = true;
+        handler.on_open(&mut cx);
+    }
+    handler.on_join(&mut cx, nsp, auth);
 }
 
-/// An event from the client, to the handler as the raw endpoint's JSON.
+/// An event from the client, to the handler.
 fn deliver<H: Handler>(
     sio: &mut Sio,
     user: Option<&str>,
-    name: &str,
-    mut args: Vec<Value>,
-    ack: Option<u64>,
+    event: &SocketEvent<'_>,
     wire: &mut dyn Wire,
     ctx: &mut Ctx<'_, H>,
 ) {
-    let mut message = serde_json::Map::new();
-    message.insert("event".into(), Value::String(name.to_owned()));
-    match args.len() {
-        0 => {}
-        1 => {
-            message.insert("data".into(), args.remove(0));
-        }
-        _ => {
-            message.insert("data".into(), Value::Array(args));
-        }
-    }
-    if let Some(id) = ack {
-        message.insert("id".into(), Value::from(id));
-    }
-    let text = Value::Object(message).to_string();
     let (handle, handler) = (&ctx.env.handle, &mut ctx.env.handler);
     let mut out = Bridge {
         session: &mut sio.session,
         wire,
-        ack,
+        nsp: event.namespace,
+        ack: event.ack,
     };
     let mut cx = Context {
         id: sio.id,
@@ -481,7 +522,7 @@ fn deliver<H: Handler>(
         out: &mut out,
         handle,
     };
-    handler.on_message(&mut cx, Message::Text(Text::from(text.as_str())));
+    handler.on_event(&mut cx, event);
 }
 
 /// A message from a [`crate::handler::Handle`] to a Socket.IO client, sent
@@ -490,6 +531,7 @@ pub(super) fn push(session: &mut Session, message: &crate::handler::Outgoing, wi
     let mut out = Bridge {
         session,
         wire,
+        nsp: "/",
         ack: None,
     };
     let _ = match message {
@@ -499,14 +541,16 @@ pub(super) fn push(session: &mut Session, message: &crate::handler::Outgoing, wi
 }
 
 /// The handler's replies, as Socket.IO events (see the module's text).
-struct Bridge<'s, 'w> {
+struct Bridge<'s, 'w, 'n> {
     session: &'s mut Session,
     wire: &'w mut dyn Wire,
-    /// The ack id of the event being answered.
+    /// The namespace replies go to.
+    nsp: &'n str,
+    /// The ack id of the event being answered (taken once answered).
     ack: Option<u64>,
 }
 
-impl Bridge<'_, '_> {
+impl Bridge<'_, '_, '_> {
     fn send_json(&mut self, text: &str) {
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(mut m)) if m.get("event").is_some_and(Value::is_string) => {
@@ -514,25 +558,25 @@ impl Bridge<'_, '_> {
                     return;
                 };
                 let args: Vec<Value> = m.remove("data").into_iter().collect();
-                self.session.emit("/", &event, &args, false);
+                self.session.emit(self.nsp, &event, &args, false);
                 let id = m.get("id").and_then(Value::as_u64);
                 if let (Some(asked), Some(id)) = (self.ack, id) {
                     if asked == id {
-                        self.session.ack("/", id, &args);
+                        self.session.ack(self.nsp, id, &args);
                         self.ack = None;
                     }
                 }
             }
             _ => {
-                self.session
-                    .emit("/", "message", &[Value::String(text.to_owned())], false);
+                let args = [Value::String(text.to_owned())];
+                self.session.emit(self.nsp, "message", &args, false);
             }
         }
         self.wire.flush(self.session);
     }
 }
 
-impl Outbound for Bridge<'_, '_> {
+impl Outbound for Bridge<'_, '_, '_> {
     fn text(&mut self, text: Text<'_>) -> Result<(), SendError> {
         self.send_json(text.as_str());
         Ok(())
@@ -547,13 +591,32 @@ impl Outbound for Bridge<'_, '_> {
     }
 
     fn binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.session.emit_binary("/", "message", data);
+        self.session.emit_binary(self.nsp, "message", data);
         self.wire.flush(self.session);
         Ok(())
     }
 
     fn close(&mut self, code: u16, reason: &'static str) {
         self.wire.close(self.session, code, reason);
+    }
+
+    fn emit(&mut self, name: &str, args: &[Value], binary: &[&[u8]]) -> Result<(), SendError> {
+        self.session.emit_with(self.nsp, name, args, binary);
+        self.wire.flush(self.session);
+        Ok(())
+    }
+
+    fn ack(&mut self, args: &[Value], binary: &[&[u8]]) -> bool {
+        let Some(id) = self.ack.take() else {
+            return false;
+        };
+        self.session.ack_with(self.nsp, id, args, binary);
+        self.wire.flush(self.session);
+        true
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        Some(self.nsp)
     }
 }
 

@@ -146,6 +146,7 @@ fn an_upgrade_writes_the_101_and_names_the_protocol() {
             protocol: Some("palisade.v1"),
             socketio: None,
             probe: None,
+            engine_only: false,
         }
     );
     assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));

@@ -76,6 +76,11 @@ pub enum Event {
         /// The namespace.
         nsp: String,
     },
+    /// A message of an Engine.IO session without Socket.IO
+    /// ([`Session::engine_only`]): text.
+    Message(String),
+    /// A binary message of such a session.
+    BinaryMessage(Vec<u8>),
 }
 
 /// A packet for the transport: a text packet (with its Engine.IO type
@@ -148,6 +153,8 @@ pub struct Session {
     out: VecDeque<Out>,
     ended: Option<Ended>,
     next_ack: u64,
+    /// Engine.IO alone: messages are not Socket.IO packets.
+    engine_only: bool,
 }
 
 impl Session {
@@ -175,6 +182,27 @@ impl Session {
             out: VecDeque::from([Out::Text(open)]),
             ended: None,
             next_ack: 0,
+            engine_only: false,
+        }
+    }
+
+    /// An Engine.IO session without the Socket.IO layer (the conformance
+    /// echo at `/engine.io/`): its messages arrive as [`Event::Message`]
+    /// and [`Event::BinaryMessage`], and there is no CONNECT to wait for.
+    pub fn engine_only(now: Stamp, settings: Settings, sid: &str, upgrades: &[&str]) -> Session {
+        let mut s = Session::new(now, settings, sid, upgrades);
+        s.engine_only = true;
+        s.connect_by = None;
+        s
+    }
+
+    /// Sends an Engine.IO message: `4<text>`, or a binary message.
+    pub fn message(&mut self, text: Option<&str>, binary: Option<&[u8]>) {
+        if let Some(t) = text {
+            self.out.push_back(Out::Text(format!("4{t}")));
+        }
+        if let Some(b) = binary {
+            self.out.push_back(Out::Binary(b.to_vec()));
         }
     }
 
@@ -226,6 +254,9 @@ impl Session {
         }
         match engineio::decode_text(text) {
             Ok(EioPacket::Text(kind, data)) => self.engine_packet(now, kind, data),
+            Ok(EioPacket::Binary(raw)) if self.engine_only => {
+                Some(Event::BinaryMessage(raw.into_owned()))
+            }
             Ok(EioPacket::Binary(raw)) => self.attachment(&raw),
             Err(e) => self.end(Ended::Transport(e.reason())),
         }
@@ -235,6 +266,9 @@ impl Session {
     pub fn handle_binary(&mut self, raw: &[u8]) -> Option<Event> {
         if self.ended.is_some() {
             return None;
+        }
+        if self.engine_only {
+            return Some(Event::BinaryMessage(raw.to_vec()));
         }
         self.attachment(raw)
     }
@@ -246,6 +280,7 @@ impl Session {
                 self.heartbeat.on_pong(now);
                 None
             }
+            K::Message if self.engine_only => Some(Event::Message(data.to_owned())),
             K::Message => self.socket_packet(data),
             K::Close => self.end(Ended::ClientClosed),
             K::Ping => self.end(Ended::Protocol("ping from the client")),
@@ -403,6 +438,47 @@ impl Session {
         self.out.push_back(Out::Binary(data.to_vec()));
     }
 
+    /// Sends an event whose args name `binary` attachments by their
+    /// placeholders (`{"_placeholder":true,"num":N}`): a BINARY_EVENT, then
+    /// the attachments; without attachments, as [`Session::emit`].
+    pub fn emit_with(&mut self, nsp: &str, name: &str, args: &[Value], binary: &[&[u8]]) {
+        if binary.is_empty() {
+            self.emit(nsp, name, args, false);
+            return;
+        }
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(Value::String(name.to_owned()));
+        all.extend_from_slice(args);
+        self.send_binary(Kind::BinaryEvent, nsp, None, &Value::Array(all), binary);
+    }
+
+    /// Answers the ack `id` with args that may name `binary` attachments
+    /// (a BINARY_ACK then).
+    pub fn ack_with(&mut self, nsp: &str, id: u64, args: &[Value], binary: &[&[u8]]) {
+        if binary.is_empty() {
+            self.ack(nsp, id, args);
+            return;
+        }
+        let data = Value::Array(args.to_vec());
+        self.send_binary(Kind::BinaryAck, nsp, Some(id), &data, binary);
+    }
+
+    fn send_binary(
+        &mut self,
+        kind: Kind,
+        nsp: &str,
+        ack: Option<u64>,
+        data: &Value,
+        binary: &[&[u8]],
+    ) {
+        let mut text = String::from("4");
+        packet::encode(&mut text, kind, binary.len(), nsp, ack, Some(data));
+        self.out.push_back(Out::Text(text));
+        for b in binary {
+            self.out.push_back(Out::Binary(b.to_vec()));
+        }
+    }
+
     /// Answers the event whose ack id is `id`.
     pub fn ack(&mut self, nsp: &str, id: u64, args: &[Value]) {
         self.send(Kind::Ack, nsp, Some(id), Some(&Value::Array(args.to_vec())));
@@ -462,6 +538,48 @@ mod tests {
                 Out::Binary(b) => format!("<{b:?}>"),
             })
             .collect()
+    }
+
+    #[test]
+    fn binary_events_and_acks_from_the_server_carry_their_attachments() {
+        let mut s = Session::new(t(0), SETTINGS, "sid", &[]);
+        let _ = texts(&mut s);
+        let ph = json!({"_placeholder": true, "num": 0});
+        s.emit_with("/", "data", &[ph.clone()], &[&[1, 2]]);
+        s.ack_with("/custom", 3, &[ph], &[&[3]]);
+        s.emit_with("/", "plain", &[json!(1)], &[]);
+        assert_eq!(
+            texts(&mut s),
+            [
+                r#"451-["data",{"_placeholder":true,"num":0}]"#,
+                "<[1, 2]>",
+                r#"461-/custom,3[{"_placeholder":true,"num":0}]"#,
+                "<[3]>",
+                r#"42["plain",1]"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn an_engine_only_session_hands_over_messages_without_a_connect() {
+        let mut s = Session::engine_only(t(0), SETTINGS, "sid", &["websocket"]);
+        let _ = texts(&mut s);
+        assert_eq!(
+            s.handle_text(t(1), "4hello"),
+            Some(Event::Message("hello".into()))
+        );
+        assert_eq!(
+            s.handle_text(t(1), "bAQI="),
+            Some(Event::BinaryMessage(vec![1, 2]))
+        );
+        assert_eq!(s.handle_binary(&[3]), Some(Event::BinaryMessage(vec![3])));
+        s.message(Some("x"), Some(&[7]));
+        // No connect timeout (1000 ms): only the heartbeat.
+        s.poll(t(300));
+        s.handle_text(t(301), "3");
+        s.poll(t(1_100));
+        assert_eq!(s.ended(), None);
+        assert_eq!(texts(&mut s), ["4x", "<[7]>", "2", "2"]);
     }
 
     /// A session that joined `/` (its output drained).

@@ -12,10 +12,10 @@ use crate::common::*;
 
 const POLL: &str = "/socket.io/?EIO=4&transport=polling";
 
-struct Resp {
-    status: String,
+pub(super) struct Resp {
+    pub status: String,
     headers: Vec<(String, String)>,
-    body: String,
+    pub body: String,
 }
 
 impl Resp {
@@ -25,13 +25,19 @@ impl Resp {
 }
 
 /// One request on its own connection (`Connection: close`).
-fn http(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)], body: &str) -> Resp {
+pub(super) fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> Resp {
     let mut s = connect(addr);
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if method == "POST" || !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     for (n, v) in extra {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
