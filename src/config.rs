@@ -77,6 +77,11 @@ pub struct SocketIoConfig {
     pub connect_timeout_ms: u64,
     /// Most binary attachments of one packet.
     pub max_attachments: usize,
+    /// The official `socket.io-client` browser bundle
+    /// (`node_modules/socket.io-client/dist/socket.io.min.js`), read at
+    /// start-up and served at `/socket.io/socket.io.min.js` for the
+    /// `/socketio.html` demo page.
+    pub client_bundle: Option<PathBuf>,
 }
 
 impl Default for SocketIoConfig {
@@ -87,6 +92,7 @@ impl Default for SocketIoConfig {
             ping_timeout_ms: 20_000,
             connect_timeout_ms: 45_000,
             max_attachments: 10,
+            client_bundle: None,
         }
     }
 }

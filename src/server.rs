@@ -107,10 +107,15 @@ impl Builder {
     pub fn build<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
         let config = self.config;
         config.validate().map_err(|e| Error::Config(e.0))?;
-        let files = match &config.static_dir {
+        let mut files = match &config.static_dir {
             Some(dir) => StaticFiles::load_dir(dir).map_err(Error::Config)?,
             None => StaticFiles::embedded(),
         };
+        if let Some(bundle) = &config.socketio.client_bundle {
+            files
+                .add_file(crate::http::SOCKETIO_BUNDLE, bundle)
+                .map_err(Error::Config)?;
+        }
         let acceptor = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => {
                 Some(crate::tls::load(cert, key, config.tls.min_version).map_err(Error::Config)?)

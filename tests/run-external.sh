@@ -67,6 +67,7 @@ run heroes_ws node tests/clients/heroes_ws.mjs
 run http_curl bash tests/clients/http_curl.sh
 run browser_demo node tests/browser/demo.mjs
 run browser_cross_site node tests/browser/cross_site.mjs # plain mode only
+run browser_socketio node tests/browser/socketio.mjs # plain mode only
 run users_cli "$PY" tests/clients/users_cli.py # a terminal and a pipe; no server
 run socketio_client "$PY" tests/clients/socketio_client.py # plain mode only; polling and WebSocket
 run socketio_node node tests/clients/socketio_node.mjs # plain mode only; polling and WebSocket

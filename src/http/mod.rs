@@ -28,6 +28,9 @@ struct Asset {
     content_type: &'static str,
 }
 
+/// Where the Socket.IO client bundle is served (`socketio.client_bundle`).
+pub const SOCKETIO_BUNDLE: &str = "/socket.io/socket.io.min.js";
+
 /// The files the responder serves, keyed by URL path (`/index.html`).
 #[derive(Debug, Clone)]
 pub struct StaticFiles {
@@ -43,17 +46,37 @@ macro_rules! embedded {
 impl StaticFiles {
     /// The demo page compiled into the binary.
     pub fn embedded() -> Self {
-        let files = embedded!["index.html", "index.js", "style.css", "favicon.svg"]
-            .into_iter()
-            .map(|(name, body)| {
-                let asset = Asset {
-                    body: std::borrow::Cow::Borrowed(body),
-                    content_type: content_type(name),
-                };
-                (format!("/{name}"), asset)
-            })
-            .collect();
+        let files = embedded![
+            "index.html",
+            "index.js",
+            "style.css",
+            "favicon.svg",
+            "socketio.html",
+            "socketio.js"
+        ]
+        .into_iter()
+        .map(|(name, body)| {
+            let asset = Asset {
+                body: std::borrow::Cow::Borrowed(body),
+                content_type: content_type(name),
+            };
+            (format!("/{name}"), asset)
+        })
+        .collect();
         StaticFiles { files }
+    }
+
+    /// Adds the file at `path` (read now) as `url`: the Socket.IO client
+    /// bundle (`socketio.client_bundle`).
+    pub fn add_file(&mut self, url: &str, path: &Path) -> Result<(), String> {
+        let body = std::fs::read(path)
+            .map_err(|e| format!("socketio.client_bundle {}: {e}", path.display()))?;
+        let asset = Asset {
+            body: std::borrow::Cow::Owned(body),
+            content_type: content_type(url),
+        };
+        self.files.insert(url.to_owned(), asset);
+        Ok(())
     }
 
     /// Reads every regular file under `dir` (recursively, not following
