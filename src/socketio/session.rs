@@ -545,7 +545,7 @@ mod tests {
         let mut s = Session::new(t(0), SETTINGS, "sid", &[]);
         let _ = texts(&mut s);
         let ph = json!({"_placeholder": true, "num": 0});
-        s.emit_with("/", "data", &[ph.clone()], &[&[1, 2]]);
+        s.emit_with("/", "data", std::slice::from_ref(&ph), &[&[1, 2]]);
         s.ack_with("/custom", 3, &[ph], &[&[3]]);
         s.emit_with("/", "plain", &[json!(1)], &[]);
         assert_eq!(
