@@ -11,4 +11,5 @@ mod common;
 mod handshakes;
 mod messages;
 mod silent;
+mod socketio;
 mod support;
