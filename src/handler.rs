@@ -14,6 +14,8 @@
 //! endpoint and any other transport the server adds.
 
 use std::fmt;
+
+pub use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
@@ -92,45 +94,72 @@ pub trait Handler: 'static {
 
     /// A Socket.IO event. [`Context::emit`] answers in its namespace and
     /// [`Context::ack`] answers its ack. By default it reaches
-    /// [`Handler::on_message`] as the raw protocol's JSON text,
-    /// `{"event":<name>,"data":<the argument, or the array of them>,"id":<ack id>}`,
-    /// and a reply that names the same `id` is also the ack: an application
-    /// written for raw messages serves Socket.IO clients unchanged. Binary
-    /// attachments are in `event.binary` (their placeholders in the
-    /// arguments); the default leaves them out.
+    /// [`Handler::on_message`] as the raw protocol's JSON text
+    /// ([`SocketEvent::to_message`]), and a reply that names the same `id`
+    /// is also the ack: an application written for raw messages serves
+    /// Socket.IO clients unchanged. Binary attachments are in
+    /// `event.binary` (their placeholders in the arguments); the default
+    /// leaves them out.
     fn on_event(&mut self, cx: &mut Context<'_>, event: &SocketEvent<'_>) {
-        let mut message = serde_json::Map::new();
-        message.insert("event".into(), serde_json::Value::from(event.name));
-        match event.args {
-            [] => {}
-            [one] => {
-                message.insert("data".into(), one.clone());
-            }
-            many => {
-                message.insert("data".into(), serde_json::Value::from(many.to_vec()));
-            }
-        }
-        if let Some(id) = event.ack {
-            message.insert("id".into(), serde_json::Value::from(id));
-        }
-        let text = serde_json::Value::Object(message).to_string();
+        let text = event.to_message();
         self.on_message(cx, Message::Text(Text::from(text.as_str())));
     }
 }
 
 /// A Socket.IO event from a client.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 pub struct SocketEvent<'a> {
     /// Its namespace (`/`, or one of [`Handler::namespaces`]).
     pub namespace: &'a str,
     /// The event name.
     pub name: &'a str,
-    /// The arguments after the name.
-    pub args: &'a [serde_json::Value],
+    /// The arguments after the name, each as the JSON text the client sent
+    /// (read one with [`SocketEvent::arg`]; nothing is parsed unless asked).
+    pub args: &'a [&'a RawValue],
     /// Binary attachments, in the order of their placeholders.
     pub binary: &'a [Vec<u8>],
     /// The id of the ack the client asked for.
     pub ack: Option<u64>,
+}
+
+impl<'a> SocketEvent<'a> {
+    /// Argument `i` read as a `T`, if there is one and it is one.
+    pub fn arg<T: serde::Deserialize<'a>>(&self, i: usize) -> Option<T> {
+        serde_json::from_str(self.args.get(i)?.get()).ok()
+    }
+
+    /// The raw protocol's JSON text of this event:
+    /// `{"event":<name>,"data":<the argument, or the array of them>,"id":<ack id>}`.
+    pub fn to_message(&self) -> String {
+        use std::fmt::Write as _;
+        let size =
+            32 + self.name.len() + self.args.iter().map(|a| a.get().len() + 1).sum::<usize>();
+        let mut text = String::with_capacity(size);
+        text.push_str(r#"{"event":"#);
+        text.push_str(&serde_json::to_string(self.name).expect("a string serializes"));
+        match self.args {
+            [] => {}
+            [one] => {
+                text.push_str(r#","data":"#);
+                text.push_str(one.get());
+            }
+            many => {
+                text.push_str(r#","data":["#);
+                for (i, a) in many.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(a.get());
+                }
+                text.push(']');
+            }
+        }
+        if let Some(id) = self.ack {
+            let _ = write!(text, r#","id":{id}"#);
+        }
+        text.push('}');
+        text
+    }
 }
 
 /// What a transport does with replies: a WebSocket writes frames; another
@@ -162,9 +191,27 @@ pub(crate) trait Outbound {
         self.text(Text::from(text.as_str()))?;
         binary.iter().try_for_each(|b| self.binary(b))
     }
+    /// [`Outbound::emit`] with arguments that are JSON texts.
+    fn emit_raw(
+        &mut self,
+        name: &str,
+        args: &[&RawValue],
+        binary: &[&[u8]],
+    ) -> Result<(), SendError> {
+        let values: Vec<serde_json::Value> = args
+            .iter()
+            .filter_map(|a| serde_json::from_str(a.get()).ok())
+            .collect();
+        self.emit(name, &values, binary)
+    }
     /// Answers the ack of the event being handled; false when there is
     /// none (a raw WebSocket has none).
     fn ack(&mut self, args: &[serde_json::Value], binary: &[&[u8]]) -> bool {
+        let _ = (args, binary);
+        false
+    }
+    /// [`Outbound::ack`] with arguments that are JSON texts.
+    fn ack_raw(&mut self, args: &[&RawValue], binary: &[&[u8]]) -> bool {
         let _ = (args, binary);
         false
     }
@@ -241,10 +288,26 @@ impl<'a> Context<'a> {
         self.out.emit(name, args, binary)
     }
 
+    /// [`Context::emit`] with arguments that are JSON texts (those of a
+    /// [`SocketEvent`], or serialized once and kept), written as they are.
+    pub fn emit_raw(
+        &mut self,
+        name: &str,
+        args: &[&RawValue],
+        binary: &[&[u8]],
+    ) -> Result<(), SendError> {
+        self.out.emit_raw(name, args, binary)
+    }
+
     /// Answers the ack the Socket.IO client asked for with the event being
     /// handled; false when it asked for none (or on a raw WebSocket).
     pub fn ack(&mut self, args: &[serde_json::Value], binary: &[&[u8]]) -> bool {
         self.out.ack(args, binary)
+    }
+
+    /// [`Context::ack`] with arguments that are JSON texts.
+    pub fn ack_raw(&mut self, args: &[&RawValue], binary: &[&[u8]]) -> bool {
+        self.out.ack_raw(args, binary)
     }
 
     /// The Socket.IO namespace of the event being handled (`None` on a raw

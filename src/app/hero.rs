@@ -12,6 +12,8 @@ use std::path::Path;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use serde_json::value::RawValue;
+
 use crate::handler::{Context, Text};
 
 /// Longest hero id a request may carry (SPEC.md §6).
@@ -39,6 +41,9 @@ pub struct Heroes {
     /// The `name` reply to a plain `get_name` for each hero, serialized
     /// once (see [`plain_get_name`]).
     replies: HashMap<Box<[u8]>, Box<str>>,
+    /// The data of that reply, `{"hero":…,"hero_name":…}`, as JSON text:
+    /// the `name` event's argument and the ack over Socket.IO.
+    data: HashMap<Box<str>, Box<RawValue>>,
 }
 
 /// The request as the demo page and most clients send it, around the id.
@@ -116,6 +121,7 @@ impl Heroes {
         }
         let mut names = HashMap::with_capacity(pairs.len());
         let mut replies = HashMap::with_capacity(pairs.len());
+        let mut data = HashMap::with_capacity(pairs.len());
         let mut order = Vec::with_capacity(pairs.len());
         for (id, name) in pairs {
             if id.is_empty() || id.len() > MAX_HERO_ID_BYTES {
@@ -139,6 +145,12 @@ impl Heroes {
             };
             let reply = serde_json::to_string(&reply).expect("strings serialize");
             replies.insert(id.as_bytes().into(), reply.into());
+            let raw = serde_json::value::to_raw_value(&NameData {
+                hero: &id,
+                hero_name: &name,
+            })
+            .expect("strings serialize");
+            data.insert(id.clone(), raw);
             if names.insert(id.clone(), name.into()).is_some() {
                 return Err(format!("hero id {id:?} appears twice"));
             }
@@ -148,6 +160,7 @@ impl Heroes {
             order,
             names,
             replies,
+            data,
         })
     }
 
@@ -159,6 +172,11 @@ impl Heroes {
     /// The real name of `id`.
     pub fn name(&self, id: &str) -> Option<&str> {
         self.names.get(id).map(|s| &**s)
+    }
+
+    /// The reply data for `id` as JSON text, `{"hero":…,"hero_name":…}`.
+    pub fn reply_data(&self, id: &str) -> Option<&RawValue> {
+        self.data.get(id).map(|b| &**b)
     }
 
     /// Answers one text message; JSON is parsed from its bytes, so the

@@ -6,7 +6,7 @@ pub mod hero;
 
 pub use hero::Heroes;
 
-use crate::handler::{Context, Handler, Message, SocketEvent};
+use crate::handler::{Context, Handler, Message, SocketEvent, Text};
 use crate::proto::error::code;
 
 /// The subprotocol both applications confirm when a client offers it.
@@ -44,6 +44,29 @@ impl Handler for Hero {
                 out.extend_from_slice(b"}}");
             });
         }
+    }
+
+    /// A Socket.IO `get_name` for a known hero is answered from the reply
+    /// serialized once (the `name` event, and the ack when asked); every
+    /// other event goes to [`Handler::on_message`] as the raw protocol's
+    /// JSON, which answers it the same way the raw endpoint does.
+    fn on_event(&mut self, cx: &mut Context<'_>, event: &SocketEvent<'_>) {
+        #[derive(serde::Deserialize)]
+        struct Ask<'a> {
+            hero: &'a str,
+        }
+        if event.name == "get_name" && event.args.len() == 1 && event.binary.is_empty() {
+            let data = event
+                .arg::<Ask<'_>>(0)
+                .and_then(|a| self.heroes.reply_data(a.hero));
+            if let Some(data) = data {
+                let _ = cx.emit_raw("name", &[data], &[]);
+                cx.ack_raw(&[data], &[]);
+                return;
+            }
+        }
+        let text = event.to_message();
+        self.on_message(cx, Message::Text(Text::from(text.as_str())));
     }
 
     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
@@ -92,10 +115,10 @@ impl Handler for Echo {
         let binary: Vec<&[u8]> = event.binary.iter().map(Vec::as_slice).collect();
         match (event.namespace, event.name) {
             ("/", "message") => {
-                let _ = cx.emit("message-back", event.args, &binary);
+                let _ = cx.emit_raw("message-back", event.args, &binary);
             }
             ("/", "message-with-ack") => {
-                cx.ack(event.args, &binary);
+                cx.ack_raw(event.args, &binary);
             }
             _ => {}
         }

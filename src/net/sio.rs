@@ -19,6 +19,7 @@
 //! the client's `connect_error`.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::conn::{Conn, Phase, Who, Ws};
 use super::drive::Ctx;
@@ -268,16 +269,16 @@ pub(super) fn dispatch<H: Handler>(
             use crate::security::ratelimit::Verdict;
             let per_s = ctx.env.shared.config.rate.messages_per_conn_per_s;
             match c.rate.check(per_s, ctx.stamp) {
-                Verdict::Allowed => {
+                Verdict::Allowed => args.with(|args| {
                     let event = SocketEvent {
                         namespace: &nsp,
                         name: &name,
-                        args: &args,
+                        args,
                         binary: &binary,
                         ack,
                     };
                     deliver(c.sio, c.user.as_deref(), &event, wire, ctx);
-                }
+                }),
                 Verdict::Refused { .. } => {}
                 Verdict::StrikeOut => {
                     wire.close(
@@ -611,6 +612,26 @@ impl Outbound for Bridge<'_, '_, '_> {
             return false;
         };
         self.session.ack_with(self.nsp, id, args, binary);
+        self.wire.flush(self.session);
+        true
+    }
+
+    fn emit_raw(
+        &mut self,
+        name: &str,
+        args: &[&RawValue],
+        binary: &[&[u8]],
+    ) -> Result<(), SendError> {
+        self.session.emit_raw(self.nsp, name, args, binary);
+        self.wire.flush(self.session);
+        Ok(())
+    }
+
+    fn ack_raw(&mut self, args: &[&RawValue], binary: &[&[u8]]) -> bool {
+        let Some(id) = self.ack.take() else {
+            return false;
+        };
+        self.session.ack_raw(self.nsp, id, args, binary);
         self.wire.flush(self.session);
         true
     }

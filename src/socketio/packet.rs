@@ -17,7 +17,10 @@
 //! ACK without an array, an ack id of more than 20 digits, a placeholder
 //! count that differs from the announced attachments.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The digit that starts a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +76,7 @@ pub const RESERVED_EVENTS: &[&str] = &[
 pub const MAX_ACK_DIGITS: usize = 20;
 
 /// A decoded packet.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Packet<'a> {
     /// Its type.
     pub kind: Kind,
@@ -83,8 +86,41 @@ pub struct Packet<'a> {
     pub nsp: &'a str,
     /// The ack id: an EVENT that asks for an answer, or the ACK that gives it.
     pub ack: Option<u64>,
-    /// The JSON payload.
-    pub data: Option<Value>,
+    /// The JSON payload as sent (checked: JSON, of its type's shape).
+    pub data: Option<&'a str>,
+    /// The elements of an EVENT's or ACK's array, as sent: parsed once,
+    /// never into values, so an event costs no allocation per argument.
+    pub items: Vec<&'a RawValue>,
+}
+
+impl PartialEq for Packet<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.kind, self.attachments, self.nsp, self.ack)
+            == (other.kind, other.attachments, other.nsp, other.ack)
+            && self.data == other.data
+    }
+}
+
+impl<'a> Packet<'a> {
+    /// The payload as a value (a CONNECT's `auth`, binary packets).
+    pub fn value(&self) -> Option<Value> {
+        self.data.and_then(|d| serde_json::from_str(d).ok())
+    }
+
+    /// An EVENT's name: its first element, a string (or a number, as its
+    /// text).
+    pub fn name(&self) -> Option<Cow<'a, str>> {
+        let first: &'a str = self.items.first()?.get();
+        match first.as_bytes().first()? {
+            b'"' => match serde_json::from_str::<&'a str>(first) {
+                Ok(s) => Some(Cow::Borrowed(s)),
+                // Escapes: the name is decoded into a string of its own.
+                Err(_) => serde_json::from_str::<String>(first).ok().map(Cow::Owned),
+            },
+            b'-' | b'0'..=b'9' => Some(Cow::Borrowed(first)),
+            _ => None,
+        }
+    }
 }
 
 /// Why a packet is malformed; the session is closed with this reason.
@@ -176,37 +212,47 @@ pub fn decode(text: &str, max_attachments: usize) -> Result<Packet<'_>, Malforme
         Some(id)
     };
     let rest = &text[pos..];
+    let mut items = Vec::new();
     let data = if rest.is_empty() {
         None
+    } else if rest.trim_start().starts_with('[') {
+        // An array (every EVENT and ACK): checked and split into its
+        // elements in one pass.
+        items = serde_json::from_str::<Vec<&RawValue>>(rest).map_err(|_| Malformed::Json)?;
+        Some(rest)
     } else {
-        Some(serde_json::from_str::<Value>(rest).map_err(|_| Malformed::Json)?)
+        serde_json::from_str::<&RawValue>(rest).map_err(|_| Malformed::Json)?;
+        Some(rest)
     };
-    check_payload(kind, data.as_ref())?;
-    if kind.is_binary() && placeholders(data.as_ref(), attachments)? != attachments {
-        return Err(Malformed::AttachmentMismatch);
-    }
-    Ok(Packet {
+    let p = Packet {
         kind,
         attachments,
         nsp,
         ack,
         data,
-    })
+        items,
+    };
+    check_payload(&p)?;
+    if kind.is_binary() && placeholders(p.value().as_ref(), attachments)? != attachments {
+        return Err(Malformed::AttachmentMismatch);
+    }
+    Ok(p)
 }
 
 /// Whether a client's payload has the shape its type needs.
-fn check_payload(kind: Kind, data: Option<&Value>) -> Result<(), Malformed> {
-    match (kind, data) {
-        (Kind::Connect, None | Some(Value::Object(_))) => Ok(()),
+fn check_payload(p: &Packet<'_>) -> Result<(), Malformed> {
+    let first = |d: &str| d.trim_start().bytes().next();
+    let array = p.data.is_some_and(|d| first(d) == Some(b'['));
+    match (p.kind, p.data) {
+        (Kind::Connect, None) => Ok(()),
+        (Kind::Connect, Some(d)) if first(d) == Some(b'{') => Ok(()),
         (Kind::Disconnect, None) => Ok(()),
-        (Kind::Event | Kind::BinaryEvent, Some(Value::Array(args))) => match args.first() {
-            Some(Value::String(name)) if RESERVED_EVENTS.contains(&name.as_str()) => {
-                Err(Malformed::ReservedEvent)
-            }
-            Some(Value::String(_) | Value::Number(_)) => Ok(()),
-            _ => Err(Malformed::Payload),
+        (Kind::Event | Kind::BinaryEvent, _) if array => match p.name() {
+            Some(name) if RESERVED_EVENTS.contains(&&*name) => Err(Malformed::ReservedEvent),
+            Some(_) => Ok(()),
+            None => Err(Malformed::Payload),
         },
-        (Kind::Ack | Kind::BinaryAck, Some(Value::Array(_))) => Ok(()),
+        (Kind::Ack | Kind::BinaryAck, _) if array => Ok(()),
         (Kind::ConnectError, _) => Err(Malformed::ServerOnly),
         _ => Err(Malformed::Payload),
     }
@@ -261,10 +307,77 @@ pub fn encode(
         out.push(',');
     }
     if let Some(id) = ack {
-        let _ = write!(out, "{id}");
+        push_decimal(out, id);
     }
     if let Some(v) = data {
         out.push_str(&v.to_string());
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+}
+
+/// Appends a packet whose payload is an array written from JSON texts:
+/// `[<first>,<items>...]` (an EVENT's name first, or nothing before an
+/// ACK's arguments).
+pub fn encode_raw(
+    out: &mut String,
+    kind: Kind,
+    attachments: usize,
+    nsp: &str,
+    ack: Option<u64>,
+    first: Option<&str>,
+    items: &[&RawValue],
+) {
+    encode(out, kind, attachments, nsp, ack, None);
+    out.push('[');
+    if let Some(name) = first {
+        // An event name: a JSON string (written as it is when nothing in it
+        // needs an escape, the usual case).
+        if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.push('"');
+            out.push_str(name);
+            out.push('"');
+        } else {
+            let _ = serde_json::to_writer(string_writer::StringWriter(out), name);
+        }
+    }
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 || first.is_some() {
+            out.push(',');
+        }
+        out.push_str(item.get());
+    }
+    out.push(']');
+}
+
+/// `io::Write` into a `String` (serde_json writes UTF-8 only).
+mod string_writer {
+    pub struct StringWriter<'s>(pub &'s mut String);
+
+    impl std::io::Write for StringWriter<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let text = std::str::from_utf8(buf)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            self.0.push_str(text);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
 
@@ -281,20 +394,23 @@ mod tests {
     fn the_packets_of_the_protocol_decode() {
         let p = ok("0");
         assert_eq!(
-            (p.kind, p.nsp, p.ack, p.data),
+            (p.kind, p.nsp, p.ack, p.value()),
             (Kind::Connect, "/", None, None)
         );
         let p = ok(r#"0{"token":"123"}"#);
-        assert_eq!(p.data, Some(json!({"token": "123"})));
+        assert_eq!(p.value(), Some(json!({"token": "123"})));
         assert_eq!(ok("0/custom,").nsp, "/custom");
         assert_eq!(ok("0/custom").nsp, "/custom");
         let p = ok(r#"0/custom,{"token":"abc"}"#);
-        assert_eq!((p.nsp, p.data), ("/custom", Some(json!({"token": "abc"}))));
+        assert_eq!(
+            (p.nsp, p.value()),
+            ("/custom", Some(json!({"token": "abc"})))
+        );
         assert_eq!(ok("1").kind, Kind::Disconnect);
         assert_eq!(ok("1/custom,").nsp, "/custom");
         let p = ok(r#"2["hey","Jude"]"#);
         assert_eq!(
-            (p.kind, p.data),
+            (p.kind, p.value()),
             (Kind::Event, Some(json!(["hey", "Jude"])))
         );
         let p = ok(r#"2/admin,12["foo"]"#);
@@ -422,7 +538,7 @@ mod tests {
                 p.attachments,
                 p.nsp,
                 p.ack,
-                p.data.as_ref(),
+                p.value().as_ref(),
             );
             assert_eq!(again, text);
         }

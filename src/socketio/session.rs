@@ -11,9 +11,11 @@
 //! attachments in order, as many as announced, and their total within
 //! `max_payload`; every malformed packet closes the session with its reason.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::packet::{self, Kind, Malformed};
 use crate::proto::Stamp;
@@ -35,14 +37,66 @@ pub struct Settings {
     pub max_attachments: usize,
 }
 
-/// What the application hears.
+/// The arguments of an event or an ack, each as the JSON text the client
+/// sent: borrowed from its packet, or owned (a binary packet, complete only
+/// once its attachments came).
+#[derive(Clone, Debug)]
+pub enum Args<'a> {
+    /// Slices of the packet.
+    Sent(Vec<&'a RawValue>),
+    /// Kept since the packet arrived.
+    Owned(Vec<Box<RawValue>>),
+}
+
+impl Args<'_> {
+    /// How many arguments.
+    pub fn len(&self) -> usize {
+        match self {
+            Args::Sent(v) => v.len(),
+            Args::Owned(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` with the arguments as a slice.
+    pub fn with<R>(&self, f: impl FnOnce(&[&RawValue]) -> R) -> R {
+        match self {
+            Args::Sent(v) => f(v),
+            Args::Owned(v) => {
+                let refs: Vec<&RawValue> = v.iter().map(|b| &**b).collect();
+                f(&refs)
+            }
+        }
+    }
+
+    /// The arguments as values.
+    pub fn values(&self) -> Vec<Value> {
+        self.with(|a| {
+            a.iter()
+                .filter_map(|r| serde_json::from_str(r.get()).ok())
+                .collect()
+        })
+    }
+}
+
+impl PartialEq for Args<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.with(|a| other.with(|b| a.iter().map(|r| r.get()).eq(b.iter().map(|r| r.get()))))
+    }
+}
+
+/// What the application hears (borrowing from the packet it came in).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Event {
+pub enum Event<'a> {
     /// A client asks to join `nsp`, with its `auth` payload (`{}` when it
     /// sent none): answer with [`Session::accept`] or [`Session::refuse`].
     Connect {
         /// The namespace.
-        nsp: String,
+        nsp: Cow<'a, str>,
         /// The CONNECT payload.
         auth: Value,
     },
@@ -50,11 +104,11 @@ pub enum Event {
     /// their placeholders, and the ack id when the client wants an answer.
     Event {
         /// The namespace.
-        nsp: String,
+        nsp: Cow<'a, str>,
         /// The event name.
-        name: String,
+        name: Cow<'a, str>,
         /// The arguments after the name.
-        args: Vec<Value>,
+        args: Args<'a>,
         /// The binary attachments.
         binary: Vec<Vec<u8>>,
         /// The ack id to answer with [`Session::ack`].
@@ -63,22 +117,22 @@ pub enum Event {
     /// The answer to an event the server sent with an ack id.
     Ack {
         /// The namespace.
-        nsp: String,
+        nsp: Cow<'a, str>,
         /// The ack id.
         id: u64,
         /// The arguments.
-        args: Vec<Value>,
+        args: Args<'a>,
         /// The binary attachments.
         binary: Vec<Vec<u8>>,
     },
     /// The client left `nsp`.
     Disconnect {
         /// The namespace.
-        nsp: String,
+        nsp: Cow<'a, str>,
     },
     /// A message of an Engine.IO session without Socket.IO
     /// ([`Session::engine_only`]): text.
-    Message(String),
+    Message(Cow<'a, str>),
     /// A binary message of such a session.
     BinaryMessage(Vec<u8>),
 }
@@ -135,7 +189,8 @@ struct Partial {
     kind: Kind,
     nsp: String,
     ack: Option<u64>,
-    data: Vec<Value>,
+    /// The array's elements (an event's name first).
+    items: Vec<Box<RawValue>>,
     need: usize,
     got: Vec<Vec<u8>>,
     bytes: u64,
@@ -248,7 +303,7 @@ impl Session {
 
     /// One Engine.IO text packet from the client (a WebSocket text frame,
     /// or one packet of a polling payload).
-    pub fn handle_text(&mut self, now: Stamp, text: &str) -> Option<Event> {
+    pub fn handle_text<'a>(&mut self, now: Stamp, text: &'a str) -> Option<Event<'a>> {
         if self.ended.is_some() {
             return None;
         }
@@ -263,7 +318,7 @@ impl Session {
     }
 
     /// One binary message from the client (a WebSocket binary frame).
-    pub fn handle_binary(&mut self, raw: &[u8]) -> Option<Event> {
+    pub fn handle_binary(&mut self, raw: &[u8]) -> Option<Event<'static>> {
         if self.ended.is_some() {
             return None;
         }
@@ -273,14 +328,19 @@ impl Session {
         self.attachment(raw)
     }
 
-    fn engine_packet(&mut self, now: Stamp, kind: engineio::Kind, data: &str) -> Option<Event> {
+    fn engine_packet<'a>(
+        &mut self,
+        now: Stamp,
+        kind: engineio::Kind,
+        data: &'a str,
+    ) -> Option<Event<'a>> {
         use engineio::Kind as K;
         match kind {
             K::Pong => {
                 self.heartbeat.on_pong(now);
                 None
             }
-            K::Message if self.engine_only => Some(Event::Message(data.to_owned())),
+            K::Message if self.engine_only => Some(Event::Message(Cow::Borrowed(data))),
             K::Message => self.socket_packet(data),
             K::Close => self.end(Ended::ClientClosed),
             K::Ping => self.end(Ended::Protocol("ping from the client")),
@@ -288,7 +348,7 @@ impl Session {
         }
     }
 
-    fn socket_packet(&mut self, text: &str) -> Option<Event> {
+    fn socket_packet<'a>(&mut self, text: &'a str) -> Option<Event<'a>> {
         if self.partial.is_some() {
             return self.end(Ended::Protocol("a packet before the attachments"));
         }
@@ -300,44 +360,67 @@ impl Session {
         if self.joined.is_empty() && p.kind != Kind::Connect {
             return self.end(Ended::Protocol("a packet before CONNECT"));
         }
+        let nsp = Cow::Borrowed(p.nsp);
         match p.kind {
             Kind::Connect if joined => self.end(Ended::Protocol("a second CONNECT")),
             Kind::Connect => Some(Event::Connect {
-                nsp: p.nsp.to_owned(),
-                auth: p.data.unwrap_or_else(|| Value::Object(Default::default())),
+                nsp,
+                auth: p
+                    .value()
+                    .unwrap_or_else(|| Value::Object(Default::default())),
             }),
             _ if !joined => self.end(Ended::Protocol("a packet for a namespace not joined")),
             Kind::Disconnect => {
                 self.joined.retain(|n| n != p.nsp);
-                Some(Event::Disconnect {
-                    nsp: p.nsp.to_owned(),
-                })
+                Some(Event::Disconnect { nsp })
             }
-            Kind::Event | Kind::Ack | Kind::BinaryEvent | Kind::BinaryAck => {
-                let Some(Value::Array(data)) = p.data else {
-                    return self.end(Ended::Malformed(Malformed::Payload));
-                };
-                let partial = Partial {
+            Kind::Event | Kind::BinaryEvent | Kind::Ack | Kind::BinaryAck if p.attachments > 0 => {
+                let items = p
+                    .items
+                    .iter()
+                    .map(|r| (*r).to_owned())
+                    .collect::<Vec<Box<RawValue>>>();
+                self.partial = Some(Partial {
                     kind: p.kind,
                     nsp: p.nsp.to_owned(),
                     ack: p.ack,
-                    data,
+                    items,
                     need: p.attachments,
                     got: Vec::new(),
                     bytes: 0,
+                });
+                None
+            }
+            Kind::Event | Kind::BinaryEvent => {
+                let Some(name) = p.name() else {
+                    return self.end(Ended::Malformed(Malformed::Payload));
                 };
-                if p.attachments > 0 {
-                    self.partial = Some(partial);
-                    None
-                } else {
-                    self.complete(partial)
-                }
+                let mut items = p.items;
+                items.remove(0);
+                Some(Event::Event {
+                    nsp,
+                    name,
+                    args: Args::Sent(items),
+                    binary: Vec::new(),
+                    ack: p.ack,
+                })
+            }
+            Kind::Ack | Kind::BinaryAck => {
+                let Some(id) = p.ack else {
+                    return self.end(Ended::Malformed(Malformed::AckId));
+                };
+                Some(Event::Ack {
+                    nsp,
+                    id,
+                    args: Args::Sent(p.items),
+                    binary: Vec::new(),
+                })
             }
             Kind::ConnectError => self.end(Ended::Malformed(Malformed::ServerOnly)),
         }
     }
 
-    fn attachment(&mut self, raw: &[u8]) -> Option<Event> {
+    fn attachment(&mut self, raw: &[u8]) -> Option<Event<'static>> {
         let Some(partial) = self.partial.as_mut() else {
             return self.end(Ended::Protocol("binary data without a binary packet"));
         };
@@ -353,20 +436,25 @@ impl Session {
         self.complete(partial)
     }
 
-    fn complete(&mut self, p: Partial) -> Option<Event> {
-        let mut data = p.data;
+    fn complete(&mut self, p: Partial) -> Option<Event<'static>> {
+        let mut items = p.items;
         match p.kind {
             Kind::Event | Kind::BinaryEvent => {
-                let name = match data.first() {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Number(n)) => n.to_string(),
-                    _ => return self.end(Ended::Malformed(Malformed::Payload)),
+                let name = match items.first().map(|r| r.get()) {
+                    Some(t) if t.starts_with('"') => serde_json::from_str::<String>(t).ok(),
+                    Some(t) if t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+                        Some(t.to_owned())
+                    }
+                    _ => None,
                 };
-                data.remove(0);
+                let Some(name) = name else {
+                    return self.end(Ended::Malformed(Malformed::Payload));
+                };
+                items.remove(0);
                 Some(Event::Event {
-                    nsp: p.nsp,
-                    name,
-                    args: data,
+                    nsp: Cow::Owned(p.nsp),
+                    name: Cow::Owned(name),
+                    args: Args::Owned(items),
                     binary: p.got,
                     ack: p.ack,
                 })
@@ -376,16 +464,16 @@ impl Session {
                     return self.end(Ended::Malformed(Malformed::AckId));
                 };
                 Some(Event::Ack {
-                    nsp: p.nsp,
+                    nsp: Cow::Owned(p.nsp),
                     id,
-                    args: data,
+                    args: Args::Owned(items),
                     binary: p.got,
                 })
             }
         }
     }
 
-    fn end(&mut self, why: Ended) -> Option<Event> {
+    fn end<'a>(&mut self, why: Ended) -> Option<Event<'a>> {
         if self.ended.is_none() {
             self.ended = Some(why);
             self.partial = None;
@@ -479,6 +567,44 @@ impl Session {
         }
     }
 
+    /// Sends an event whose arguments are JSON texts (as received, or
+    /// serialized once by the application); `binary` as with
+    /// [`Session::emit_with`].
+    pub fn emit_raw(&mut self, nsp: &str, name: &str, args: &[&RawValue], binary: &[&[u8]]) {
+        let kind = if binary.is_empty() {
+            Kind::Event
+        } else {
+            Kind::BinaryEvent
+        };
+        let size =
+            8 + nsp.len() + name.len() + args.iter().map(|a| a.get().len() + 1).sum::<usize>();
+        let mut text = String::with_capacity(size);
+        text.push('4');
+        packet::encode_raw(&mut text, kind, binary.len(), nsp, None, Some(name), args);
+        self.push_packet(text, binary);
+    }
+
+    /// Answers the ack `id` with arguments that are JSON texts.
+    pub fn ack_raw(&mut self, nsp: &str, id: u64, args: &[&RawValue], binary: &[&[u8]]) {
+        let kind = if binary.is_empty() {
+            Kind::Ack
+        } else {
+            Kind::BinaryAck
+        };
+        let size = 24 + nsp.len() + args.iter().map(|a| a.get().len() + 1).sum::<usize>();
+        let mut text = String::with_capacity(size);
+        text.push('4');
+        packet::encode_raw(&mut text, kind, binary.len(), nsp, Some(id), None, args);
+        self.push_packet(text, binary);
+    }
+
+    fn push_packet(&mut self, text: String, binary: &[&[u8]]) {
+        self.out.push_back(Out::Text(text));
+        for b in binary {
+            self.out.push_back(Out::Binary(b.to_vec()));
+        }
+    }
+
     /// Answers the event whose ack id is `id`.
     pub fn ack(&mut self, nsp: &str, id: u64, args: &[Value]) {
         self.send(Kind::Ack, nsp, Some(id), Some(&Value::Array(args.to_vec())));
@@ -529,6 +655,15 @@ mod tests {
 
     fn t(ms: u64) -> Stamp {
         Stamp::from_millis(ms)
+    }
+
+    fn raw(values: &[Value]) -> Args<'static> {
+        Args::Owned(
+            values
+                .iter()
+                .map(|v| serde_json::value::to_raw_value(v).unwrap())
+                .collect(),
+        )
     }
 
     fn texts(s: &mut Session) -> Vec<String> {
@@ -643,7 +778,7 @@ mod tests {
             Some(Event::Event {
                 nsp: "/".into(),
                 name: "message".into(),
-                args: vec![json!(1), json!("2"), json!({"3": [true]})],
+                args: raw(&[json!(1), json!("2"), json!({"3": [true]})]),
                 binary: vec![],
                 ack: None
             })
@@ -653,7 +788,7 @@ mod tests {
             Some(Event::Event {
                 nsp: "/".into(),
                 name: "message-with-ack".into(),
-                args: vec![json!(1)],
+                args: raw(&[json!(1)]),
                 binary: vec![],
                 ack: Some(456)
             })
@@ -691,7 +826,7 @@ mod tests {
             Some(Event::Ack {
                 nsp: "/".into(),
                 id: 1,
-                args: vec![json!("yes")],
+                args: raw(&[json!("yes")]),
                 binary: vec![]
             })
         );
