@@ -41,6 +41,14 @@ pub const HERO_REPLY: &[u8] =
     br#"{"event":"name","data":{"hero":"ironMan","hero_name":"Tony Stark"}}"#;
 /// A hero server may greet an authenticated user before any request.
 const GREETING: &[u8] = br#"{"event":"user_authorized""#;
+/// `--socketio`: the acked `get_name` event (an Engine.IO message of a
+/// Socket.IO EVENT with ack id `10000000`..`99999999`, the counter), its
+/// ack, and the `name` event the hero application also sends (skipped).
+pub const SIO_REQUEST: &[u8] = br#"4210000000["get_name",{"hero":"ironMan"}]"#;
+pub const SIO_REPLY: &[u8] = br#"4310000000[{"hero":"ironMan","hero_name":"Tony Stark"}]"#;
+const SIO_NAME_EVENT: &[u8] = br#"42["name",{"hero":"ironMan","hero_name":"Tony Stark"}]"#;
+/// Where the ack id starts in both.
+const SIO_COUNTER_OFF: usize = 2;
 const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Bytes of the per-message sequence counter at the start of echo payloads.
 const COUNTER_LEN: usize = 8;
@@ -71,6 +79,8 @@ enum State {
     /// Upgrade request sent (or queued), waiting for the 101.
     Upgrading,
     Open,
+    /// `--socketio`: `40` sent, waiting for the server's `40{"sid"}`.
+    Joining,
     /// connect mode: our close frame is queued, waiting for the server's.
     Closing,
     /// connect mode: close handshake done, waiting for the server's FIN.
@@ -187,9 +197,11 @@ struct Proto {
 struct Global {
     mode: Mode,
     /// The expected reply; in echo mode also the message payload, whose
-    /// first `counter` bytes are replaced by the sequence counter.
+    /// `ctr.len` bytes at `ctr.off` are replaced by the sequence counter.
     reply: Vec<u8>,
-    counter: usize,
+    ctr: Ctr,
+    /// `--socketio`: the Socket.IO join after the upgrade, pings answered.
+    sio: bool,
     sending: bool,
     /// Messages go out on the pacing schedule, not to keep a window full.
     paced: bool,
@@ -244,6 +256,29 @@ fn token(i: usize, generation: u32) -> Token {
     Token((generation as usize) << 32 | i)
 }
 
+/// Where and how the sequence counter is written in messages and replies.
+#[derive(Clone, Copy)]
+struct Ctr {
+    len: usize,
+    off: usize,
+    /// Decimal from 10000000 (a Socket.IO ack id, no leading zero), else hex.
+    decimal: bool,
+}
+
+impl Ctr {
+    fn digits(self, seq: u32, out: &mut [u8; COUNTER_LEN]) {
+        if self.decimal {
+            let mut n = 10_000_000 + seq % 90_000_000;
+            for o in out.iter_mut().take(self.len).rev() {
+                *o = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        } else {
+            hex_counter(seq, self.len, out);
+        }
+    }
+}
+
 fn hex_counter(seq: u32, len: usize, out: &mut [u8; COUNTER_LEN]) {
     for (i, o) in out.iter_mut().enumerate().take(len) {
         *o = HEX[((seq >> (4 * (len - 1 - i))) & 0xf) as usize];
@@ -263,7 +298,7 @@ fn io_reason(e: &io::Error) -> String {
 /// `out`; large plain messages are staged for `writev` instead (only their
 /// prefix is copied), and TLS messages of a record or more are handed to the
 /// session directly (small ones are batched into one record).
-fn fill(io: &mut Io, p: &mut Proto, counter: usize, now: Instant) -> Result<(), String> {
+fn fill(io: &mut Io, p: &mut Proto, ctr: Ctr, now: Instant) -> Result<(), String> {
     if p.in_flight >= p.window {
         return Ok(());
     }
@@ -283,14 +318,14 @@ fn fill(io: &mut Io, p: &mut Proto, counter: usize, now: Instant) -> Result<(), 
     }
     while p.in_flight < p.window {
         let mut digits = [0u8; COUNTER_LEN];
-        hex_counter(p.send_seq, counter, &mut digits);
-        let at = p.pay_off;
-        for (i, (o, d)) in p.template[at..at + counter]
+        ctr.digits(p.send_seq, &mut digits);
+        let at = p.pay_off + ctr.off;
+        for (i, (o, d)) in p.template[at..at + ctr.len]
             .iter_mut()
             .zip(digits)
             .enumerate()
         {
-            *o = d ^ p.mask[i & 3];
+            *o = d ^ p.mask[(ctr.off + i) & 3];
         }
         if p.vectored {
             p.prefixes.extend_from_slice(&p.template[..p.prefix_len]);
@@ -357,7 +392,8 @@ fn start_frame(p: &mut Proto, g: &Global) -> Result<(), String> {
     rx.len = len;
     rx.pos = 0;
     rx.in_frame = true;
-    let replies = matches!(g.mode, Mode::Echo | Mode::Hero) && p.state == State::Open;
+    let replies = matches!(g.mode, Mode::Echo | Mode::Hero) && p.state == State::Open
+        || p.state == State::Joining;
     match op {
         OP_CLOSE | OP_PING | OP_PONG => {
             if !fin || len > 125 {
@@ -374,8 +410,12 @@ fn start_frame(p: &mut Proto, g: &Global) -> Result<(), String> {
             }
             rx.kind = Kind::Reply;
             rx.ok_reply = p.in_flight > 0 && len == g.reply.len() as u64;
-            rx.ok_greet = g.mode == Mode::Hero && p.answered == 0 && len >= GREETING.len() as u64;
-            hex_counter(p.recv_seq, g.counter, &mut rx.expect);
+            rx.ok_greet = if g.sio {
+                len == SIO_NAME_EVENT.len() as u64
+            } else {
+                g.mode == Mode::Hero && p.answered == 0 && len >= GREETING.len() as u64
+            };
+            g.ctr.digits(p.recv_seq, &mut rx.expect);
             rx.got = [b'.'; COUNTER_LEN];
         }
         0 => return Err("continuation frame without a message".into()),
@@ -398,18 +438,28 @@ fn body(p: &mut Proto, g: &Global, chunk: &[u8]) {
                 rx.got[pos..pos + k].copy_from_slice(&chunk[..k]);
             }
             if rx.ok_reply {
+                // Before the counter, the counter, after it.
+                let (a, b) = (g.ctr.off, g.ctr.off + g.ctr.len);
+                let expect = rx.expect;
                 let mut i = 0;
-                if pos < g.counter {
-                    i = (g.counter - pos).min(chunk.len());
-                    rx.ok_reply = same(&chunk[..i], &rx.expect[pos..pos + i]);
-                }
-                if rx.ok_reply && i < chunk.len() {
-                    rx.ok_reply = same(&chunk[i..], &g.reply[pos + i..pos + chunk.len()]);
+                while rx.ok_reply && i < chunk.len() {
+                    let at = pos + i;
+                    let (end, want): (usize, &[u8]) = if at < a {
+                        (a, &g.reply[at..a])
+                    } else if at < b {
+                        (b, &expect[at - a..b - a])
+                    } else {
+                        (pos + chunk.len(), &g.reply[at..pos + chunk.len()])
+                    };
+                    let k = (end - at).min(chunk.len() - i);
+                    rx.ok_reply = same(&chunk[i..i + k], &want[..k]);
+                    i += k;
                 }
             }
-            if rx.ok_greet && pos < GREETING.len() {
-                let k = (GREETING.len() - pos).min(chunk.len());
-                rx.ok_greet = chunk[..k] == GREETING[pos..pos + k];
+            let skip = if g.sio { SIO_NAME_EVENT } else { GREETING };
+            if rx.ok_greet && pos < skip.len() {
+                let k = (skip.len() - pos).min(chunk.len());
+                rx.ok_greet = chunk[..k] == skip[pos..pos + k];
             }
         }
     }
@@ -446,6 +496,23 @@ fn end_frame(p: &mut Proto, g: &mut Global, now: Instant) -> Result<(), String> 
             }
         },
         Kind::Reply => {
+            if g.sio {
+                let head = &p.rx.got[..n.min(COUNTER_LEN)];
+                if p.state == State::Joining {
+                    // The open packet comes first, then the join.
+                    if head.starts_with(b"40") {
+                        p.state = State::Open;
+                        p.up = true;
+                    } else if head.starts_with(b"44") {
+                        return Err("the server refused the Socket.IO CONNECT".into());
+                    }
+                    return Ok(());
+                }
+                if head == b"2" {
+                    ws::push_frame(OP_TEXT, b"3", p.mask, &mut p.out);
+                    return Ok(());
+                }
+            }
             if p.rx.ok_reply {
                 on_reply(p, g, now);
                 Ok(())
@@ -460,10 +527,13 @@ fn end_frame(p: &mut Proto, g: &mut Global, now: Instant) -> Result<(), String> 
                         "reply of {n} bytes (starts {got:?}), expected {} bytes",
                         g.reply.len()
                     )
-                } else if g.counter > 0 && p.rx.got[..g.counter] != p.rx.expect[..g.counter] {
+                } else if g.ctr.len > 0
+                    && g.ctr.off == 0
+                    && p.rx.got[..g.ctr.len] != p.rx.expect[..g.ctr.len]
+                {
                     format!(
                         "stale or reordered reply: counter {got:?}, expected {:?}",
-                        String::from_utf8_lossy(&p.rx.expect[..g.counter])
+                        String::from_utf8_lossy(&p.rx.expect[..g.ctr.len])
                     )
                 } else {
                     format!("reply of {n} bytes differs from the message sent")
@@ -489,10 +559,15 @@ fn whole_reply(p: &Proto, g: &Global, data: &[u8]) -> Option<usize> {
     if len != g.reply.len() {
         return None;
     }
-    let (counter, rest) = payload.split_at(g.counter);
+    let Ctr { len: n, off, .. } = g.ctr;
+    let (before, rest) = payload.split_at(off);
+    let (counter, rest) = rest.split_at(n);
     let mut expect = [0u8; COUNTER_LEN];
-    hex_counter(p.recv_seq, g.counter, &mut expect);
-    (same(counter, &expect[..g.counter]) && same(rest, &g.reply[g.counter..])).then_some(hdr + len)
+    g.ctr.digits(p.recv_seq, &mut expect);
+    (same(before, &g.reply[..off])
+        && same(counter, &expect[..n])
+        && same(rest, &g.reply[off + n..]))
+    .then_some(hdr + len)
 }
 
 /// `a == b`, eight bytes at a time without an early exit: inlined, where
@@ -574,6 +649,17 @@ fn on_bytes(p: &mut Proto, g: &mut Global, mut data: &[u8], now: Instant) -> Res
         };
         ws::check_response(&p.head[..end], &p.accept)?;
         data = &data[end - old..];
+        if g.sio && g.mode != Mode::Connect {
+            // Join `/`; the connection counts as up once the server says so.
+            ws::push_frame(OP_TEXT, b"40", p.mask, &mut p.out);
+            p.head = Vec::new();
+            p.state = State::Joining;
+            return if data.is_empty() {
+                Ok(())
+            } else {
+                on_frames(p, g, data, now)
+            };
+        }
         p.up = true;
         if g.mode == Mode::Connect {
             p.head.clear();
@@ -831,7 +917,7 @@ fn drive(
         }
     }
     if p.state == State::Open && g.sending && !g.paced {
-        fill(io, p, g.counter, now)?;
+        fill(io, p, g.ctr, now)?;
     }
     flush(io, p)?;
     Ok(Outcome::Nothing)
@@ -1024,7 +1110,7 @@ impl Engine<'_> {
             return;
         }
         let io = &mut self.io[i];
-        let r = fill(io, p, self.g.counter, now)
+        let r = fill(io, p, self.g.ctr, now)
             .and_then(|()| flush(io, p))
             .map(|()| Outcome::Nothing);
         self.after(i, r, now);
@@ -1128,18 +1214,31 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         _ => None,
     };
     let mut rng = sys::Rng::new();
-    let (reply, counter, request_bytes) = match o.mode {
+    let hex = |len, off| Ctr {
+        len,
+        off,
+        decimal: false,
+    };
+    let (reply, ctr, request_bytes) = match o.mode {
         Mode::Echo => {
             let payload: Vec<u8> = (0..o.size).map(|i| b'a' + (i % 26) as u8).collect();
-            (payload, o.size.min(COUNTER_LEN), o.size)
+            (payload, hex(o.size.min(COUNTER_LEN), 0), o.size)
         }
-        Mode::Hero => (HERO_REPLY.to_vec(), 0, HERO_REQUEST.len()),
-        Mode::Connect | Mode::Idle => (Vec::new(), 0, 0),
+        Mode::Hero if o.sio => {
+            let ctr = Ctr {
+                len: COUNTER_LEN,
+                off: SIO_COUNTER_OFF,
+                decimal: true,
+            };
+            (SIO_REPLY.to_vec(), ctr, SIO_REQUEST.len())
+        }
+        Mode::Hero => (HERO_REPLY.to_vec(), hex(0, 0), HERO_REQUEST.len()),
+        Mode::Connect | Mode::Idle => (Vec::new(), hex(0, 0), 0),
     };
-    let message: &[u8] = if o.mode == Mode::Hero {
-        HERO_REQUEST
-    } else {
-        &reply
+    let message: &[u8] = match o.mode {
+        Mode::Hero if o.sio => SIO_REQUEST,
+        Mode::Hero => HERO_REQUEST,
+        _ => &reply,
     };
     let (request, key_at) = ws::request_template(&o.path, &o.authority, o.origin.as_deref());
     let total = o.conns;
@@ -1163,7 +1262,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
             pay_off = ws::push_frame(OP_TEXT, message, mask, &mut template);
         }
         let vectored = o.tls.is_none() && template.len() >= VECTORED_MIN;
-        let prefix_len = pay_off + counter;
+        let prefix_len = pay_off + ctr.off + ctr.len;
         let tail = if vectored {
             let tail = shared_tail
                 .get_or_insert_with(|| Rc::from(&template[prefix_len..]))
@@ -1226,7 +1325,8 @@ pub fn run(o: &Opts) -> Result<Report, String> {
         g: Global {
             mode: o.mode,
             reply,
-            counter,
+            ctr,
+            sio: o.sio,
             sending: false,
             measuring: false,
             done: None,

@@ -38,7 +38,7 @@ const USAGE: &str = "\
 usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--origin ORIGIN]
   --mode echo|hero|connect|idle  [--conns N] [--inflight W] [--size S]
   [--duration SECS] [--warmup SECS] [--count N] [--pid PID] [--probe] [--timeout SECS]
-  [--settle SECS] [--interval-ms MS]
+  [--settle SECS] [--interval-ms MS] [--socketio]
 
   --url URL        server to load; wss:// needs --ca
   --ca FILE        PEM file of the CA(s) that signed the server certificate; a
@@ -64,6 +64,12 @@ usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--origin ORIGIN]
   --timeout SECS   abort the run with an error after this long (default 60)
   --settle SECS    idle: wait this long after all upgrades before reading RSS
                    (default 2)
+  --socketio       hero/idle: Socket.IO over the WebSocket transport (the URL's path
+                   is the Engine.IO one, /socket.io/?EIO=4&transport=websocket):
+                   each connection joins `/` after the upgrade and counts as up once
+                   joined; hero sends acked get_name events (42<id>[...]) and
+                   checks each ack (43<id>[...]) byte for byte, skipping the
+                   `name` event, and answers the server's pings
   --interval-ms MS echo/hero: instead of keeping messages in flight, each
                    connection sends one message every MS milliseconds (the sends
                    of all connections spread evenly over the interval), and
@@ -117,6 +123,8 @@ pub struct Opts {
     pub settle: Duration,
     /// Paced sending: one message per connection per interval.
     pub interval: Option<Duration>,
+    /// `--socketio`.
+    pub sio: bool,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -144,6 +152,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
     let mut count = None;
     let mut pid = None;
     let mut probe = false;
+    let mut sio = false;
     let mut timeout = Duration::from_secs(60);
     let mut settle = Duration::from_secs(2);
     let mut interval = None;
@@ -180,6 +189,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
             "--count" => count = Some(number(&flag, &val()?)?),
             "--pid" => pid = Some(number(&flag, &val()?)?),
             "--probe" if inline.is_none() => probe = true,
+            "--socketio" if inline.is_none() => sio = true,
             "--timeout" => timeout = seconds(&flag, &val()?)?,
             "--settle" => settle = seconds(&flag, &val()?)?,
             "--interval-ms" => {
@@ -258,6 +268,9 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
             "--interval-ms needs --mode echo or hero, --inflight 1 and more than 0 ms".into(),
         );
     }
+    if sio && !matches!(mode, Mode::Hero | Mode::Idle) {
+        return Err("--socketio applies to hero and idle modes".into());
+    }
     if probe && !matches!(mode, Mode::Echo | Mode::Hero) {
         return Err("--probe applies to echo and hero modes".into());
     }
@@ -287,6 +300,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
         count,
         pid,
         probe,
+        sio,
         timeout,
         settle,
         interval,
@@ -489,6 +503,9 @@ fn us(ns: u64) -> u64 {
 fn report_line(o: &Opts, r: &engine::Report) -> String {
     use std::fmt::Write as _;
     let mut s = format!("mode={} tls={}", o.mode.name(), o.tls.is_some());
+    if o.sio {
+        s.push_str(" socketio=true");
+    }
     let w = r.window_s;
     let per_s = |n: f64| if w > 0.0 { n / w } else { 0.0 };
     match o.mode {
