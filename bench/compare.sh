@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: palisade against minimal echo servers on
-# tokio-tungstenite, fastwebsockets, Node ws and Python websockets
-# (bench/peers/), all driven by the same load generator (palisade-bench).
+# tokio-tungstenite, fastwebsockets, Node ws and Python websockets, and (the
+# sio_* cases) against the hero application on socketioxide, the reference
+# Node socket.io server and python-socketio under uvicorn (bench/peers/), all
+# driven by the same load generator (palisade-bench).
 #
 # Every measurement gets a fresh server process pinned to CPU 0; the generator
 # runs on CPU 1. Each case runs --runs rounds, and every round runs palisade
@@ -23,7 +25,9 @@ OPTIONS:
     --duration S      seconds measured per echo, hero or connect run [default: 5]
     --cases A,B,...   only these cases [default: all]
     --servers A,B,... only these servers [default: all]:
-                      palisade,tokio-tungstenite,fastwebsockets,node-ws,python-websockets
+                      palisade,tokio-tungstenite,fastwebsockets,node-ws,python-websockets,
+                      socketioxide,node-socketio,python-socketio (the last three run
+                      the sio_* cases only, and only they and palisade run those)
     --smoke           palisade only, every case once: echo, hero and connect for
                       1 s, idle with 200 connections; exit 1 if any run fails
     --no-build        use the binaries and packages already in place
@@ -42,6 +46,10 @@ CASES:
     echo64_1x1_busy (palisade with --busy-poll-us 200)
     hero_100x16 flood tls_echo64_100x16 tls_echo16k_100x1 tls_connect tls_idle10k
     (palisade only)
+    sio_hero_100x1 sio_hero_100x16 (acked get_name round trips over Socket.IO's
+    WebSocket transport; every ack compared byte for byte, so every server's
+    answers are the same) sio_idle10k (RSS per idle joined Socket.IO connection):
+    palisade, socketioxide, node-socketio, python-socketio
 
 EXIT STATUS:
     0 when every run succeeded, 1 when a run failed (generator error or lost
@@ -50,8 +58,11 @@ EOF
 }
 
 all_cases=(echo64_100x1 echo64_100x16 echo16k_100x1 echo16k_100x16 echo64_1x1 echo64_1x1_busy connect
-    sporadic10k hero_100x16 idle10k flood tls_echo64_100x16 tls_echo16k_100x1 tls_connect tls_idle10k)
-all_servers=(palisade tokio-tungstenite fastwebsockets node-ws python-websockets)
+    sporadic10k hero_100x16 idle10k flood tls_echo64_100x16 tls_echo16k_100x1 tls_connect tls_idle10k
+    sio_hero_100x1 sio_hero_100x16 sio_idle10k)
+all_servers=(palisade tokio-tungstenite fastwebsockets node-ws python-websockets
+    socketioxide node-socketio python-socketio)
+sio_servers=" socketioxide node-socketio python-socketio "
 
 runs=3 duration=5 smoke=0 build=1 out="" baseline=""
 cases=("${all_cases[@]}") servers=("${all_servers[@]}")
@@ -107,24 +118,36 @@ venv=target/bench-venv
 node_dir=bench/peers/node
 websockets_pin=15.0.1
 uvloop_pin=0.23.0
+socketio_pin=5.18.1
+uvicorn_pin=0.55.0
+httptools_pin=0.7.1
 
 # --- build -------------------------------------------------------------------
 
 if [[ $build == 1 ]]; then
     echo "building palisade and palisade-bench" >&2
     cargo build --release -q -p palisade -p palisade-bench
-    if has_server tokio-tungstenite || has_server fastwebsockets; then
+    if has_server tokio-tungstenite || has_server fastwebsockets || has_server socketioxide; then
         echo "building the rust peers" >&2
         CARGO_TARGET_DIR="$PWD/target/peers" cargo build --release -q --locked \
             --manifest-path bench/peers/rust/Cargo.toml
     fi
-    if has_server node-ws; then
-        command -v node >/dev/null || die "node not found (leave node-ws out with --servers)"
-        want=$(node -p "require('./$node_dir/package.json').dependencies.ws")
-        have=$(node -p "try { require('./$node_dir/node_modules/ws/package.json').version } catch { '' }")
+    if has_server node-ws || has_server node-socketio; then
+        command -v node >/dev/null || die "node not found (leave node-ws and node-socketio out with --servers)"
+        want=$(node -p "const d = require('./$node_dir/package.json').dependencies; d.ws + ' ' + d['socket.io']")
+        have=$(node -p "const v = (m) => { try { return require('./$node_dir/node_modules/' + m + '/package.json').version } catch { return '' } }; v('ws') + ' ' + v('socket.io')")
         if [[ $have != "$want" ]]; then
-            echo "installing ws $want" >&2
+            echo "installing ws and socket.io ($want)" >&2
             npm install --prefix "$node_dir" --no-audit --no-fund --silent
+        fi
+    fi
+    if has_server python-socketio; then
+        have=$("$venv/bin/python" -c 'import socketio, uvicorn; from importlib.metadata import version; print(version("python-socketio"), uvicorn.__version__)' 2>/dev/null || true)
+        if [[ $have != "$socketio_pin $uvicorn_pin" ]]; then
+            echo "installing python-socketio $socketio_pin and uvicorn $uvicorn_pin into $venv" >&2
+            [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+            "$venv/bin/pip" install -q "python-socketio==$socketio_pin" "uvicorn==$uvicorn_pin" "httptools==$httptools_pin"
+            "$venv/bin/pip" install -q "uvloop==$uvloop_pin" || warn "uvloop not installed: uvicorn runs on asyncio's own loop"
         fi
     fi
     if has_server python-websockets; then
@@ -144,6 +167,9 @@ has_server tokio-tungstenite && { [[ -x $peer_dir/tokio-tungstenite-echo ]] || d
 has_server fastwebsockets && { [[ -x $peer_dir/fastwebsockets-echo ]] || die "$peer_dir/fastwebsockets-echo is missing"; }
 has_server node-ws && { [[ -d $node_dir/node_modules/ws ]] || die "$node_dir/node_modules/ws is missing"; }
 has_server python-websockets && { [[ -x $venv/bin/python ]] || die "$venv is missing"; }
+has_server socketioxide && { [[ -x $peer_dir/socketioxide-hero ]] || die "$peer_dir/socketioxide-hero is missing"; }
+has_server node-socketio && { [[ -d $node_dir/node_modules/socket.io ]] || die "$node_dir/node_modules/socket.io is missing"; }
+has_server python-socketio && { "$venv/bin/python" -c 'import socketio, uvicorn' 2>/dev/null || die "python-socketio is missing from $venv"; }
 
 # --- machine -----------------------------------------------------------------
 
@@ -172,6 +198,12 @@ git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || machine+="+dir
 has_server tokio-tungstenite && machine+=", tokio-tungstenite $(lock_version tokio-tungstenite) (tokio $(lock_version tokio))"
 has_server fastwebsockets && machine+=", fastwebsockets $(lock_version fastwebsockets) (hyper $(lock_version hyper))"
 has_server node-ws && machine+=", node $(node --version) ws $(node -p "require('./$node_dir/node_modules/ws/package.json').version")"
+has_server socketioxide && machine+=", socketioxide $(lock_version socketioxide)"
+has_server node-socketio && machine+=", node $(node --version) socket.io $(node -p "require('./$node_dir/node_modules/socket.io/package.json').version")"
+has_server python-socketio && machine+=", $("$venv/bin/python" -c 'import sys, uvicorn
+from importlib.metadata import version
+v = version("python-socketio")
+print(f"python {sys.version.split()[0]} python-socketio {v} uvicorn {uvicorn.__version__}")')"
 if has_server python-websockets; then
     machine+=", $("$venv/bin/python" -c 'import sys, websockets
 try:
@@ -206,6 +238,9 @@ start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
         fastwebsockets) cmd=("$peer_dir/fastwebsockets-echo" "$port"); exe=${cmd[0]} ;;
         node-ws) cmd=(node "$node_dir/echo.mjs" "$port"); exe=$(command -v node) ;;
         python-websockets) cmd=("$venv/bin/python" bench/peers/python/echo.py "$port"); exe=$venv/bin/python ;;
+        socketioxide) cmd=("$peer_dir/socketioxide-hero" "$port"); exe=${cmd[0]} ;;
+        node-socketio) cmd=(node "$node_dir/sio.mjs" "$port"); exe=$(command -v node) ;;
+        python-socketio) cmd=("$venv/bin/python" bench/peers/python/sio.py "$port"); exe=$venv/bin/python ;;
     esac
     echo "== $(date -u +%T) $server: ${cmd[*]}" >>"$out/servers.log"
     "${pin_srv[@]}" "${cmd[@]}" >>"$out/servers.log" 2>&1 &
@@ -235,7 +270,7 @@ start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
 # Sets c_args (generator arguments), c_app, c_tls and c_everyone (1 when every
 # server runs the case, 0 for palisade only, or the list of servers that do).
 case_spec() {
-    c_app=echo c_tls=0 c_everyone=1 c_srv=()
+    c_app=echo c_tls=0 c_everyone=1 c_srv=() c_sio=0
     local timed=1
     case $1 in
         echo64_100x1) c_args=(--mode echo --conns 100 --inflight 1 --size 64) ;;
@@ -255,6 +290,10 @@ case_spec() {
         tls_echo16k_100x1) c_args=(--mode echo --conns 100 --inflight 1 --size 16384); c_tls=1 c_everyone=0 ;;
         tls_connect) c_args=(--mode connect --conns 8); c_tls=1 c_everyone=0 ;;
         tls_idle10k) c_args=(--mode idle --conns "$idle_conns" --settle 2 --timeout 120); c_tls=1 c_everyone=0 timed=0 ;;
+        sio_hero_100x1) c_args=(--mode hero --socketio --conns 100 --inflight 1); c_app=hero c_sio=1 ;;
+        sio_hero_100x16) c_args=(--mode hero --socketio --conns 100 --inflight 16); c_app=hero c_sio=1 ;;
+        sio_idle10k) c_args=(--mode idle --socketio --conns "$idle_conns" --settle 2 --timeout 120)
+                     c_app=hero c_sio=1 timed=0 ;;
     esac
     if [[ $timed == 1 ]]; then c_args+=(--duration "$duration"); fi
 }
@@ -265,6 +304,14 @@ for case_id in "${cases[@]}"; do
     case_spec "$case_id"
     case_servers=()
     for s in "${servers[@]}"; do
+        # The Socket.IO peers run the sio_* cases, and only they and palisade.
+        is_sio_peer=0
+        [[ $sio_servers == *" $s "* ]] && is_sio_peer=1
+        if [[ $c_sio == 1 ]]; then
+            [[ $is_sio_peer == 1 || $s == palisade || $s == palisade-base ]] && case_servers+=("$s")
+            continue
+        fi
+        [[ $is_sio_peer == 1 ]] && continue
         [[ $c_everyone == 1 || $s == palisade || $s == palisade-base || " $c_everyone " == *" $s "* ]] \
             && case_servers+=("$s")
     done
@@ -274,6 +321,8 @@ for case_id in "${cases[@]}"; do
             port=$(free_port)
             if [[ $c_tls == 1 ]]; then
                 url=(--url "wss://localhost:$port/ws" --ca certs/ca.pem)
+            elif [[ $c_sio == 1 ]]; then
+                url=(--url "ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket")
             else
                 url=(--url "ws://127.0.0.1:$port/ws")
             fi
@@ -333,6 +382,11 @@ FIGURES = {
     "tls_connect": [("per_server_cpu_s", "handshakes per server-CPU-s", "higher"),
                     ("rate", "handshakes/s", "higher")],
     "tls_idle10k": [("rss_per_conn_bytes", "bytes per connection", "lower")],
+    "sio_hero_100x1": [("per_server_cpu_s", "acked round trips per server-CPU-s", "higher"),
+                       ("rate", "acked round trips/s", "higher")],
+    "sio_hero_100x16": [("per_server_cpu_s", "acked round trips per server-CPU-s", "higher"),
+                        ("rate", "acked round trips/s", "higher")],
+    "sio_idle10k": [("rss_per_conn_bytes", "bytes per connection", "lower")],
 }
 
 runs = defaultdict(list)  # (case, server) -> [dict of one successful run]
@@ -443,6 +497,10 @@ if not smoke:
                     ratio(hero, echo) if hero_ok is not None else "—", hero_ok))
     targets.append(absolute("idle10k", "rss_per_conn_bytes", 256, "bytes"))
     targets.append(absolute("flood", "probe_p99_us", 5000, "µs", strict=True))
+    for case in ("sio_hero_100x1", "sio_hero_100x16"):
+        targets.append(vs(case, "socketioxide", "per_server_cpu_s", 3))
+        targets.append(vs(case, "node-socketio", "per_server_cpu_s", 10))
+    targets.append(absolute("sio_idle10k", "rss_per_conn_bytes", 1024, "bytes", strict=True))
 
     lines += ["", "| case | target | measured | result |", "|---|---|---:|---|"]
     for case, text, measured, ok in (t for t in targets if t[0] in order):

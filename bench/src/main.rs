@@ -562,7 +562,7 @@ fn report_line(o: &Opts, r: &engine::Report) -> String {
     if let Some(i) = o.interval {
         let _ = write!(s, " interval_ms={} late={}", i.as_millis(), r.late);
     }
-    let per_cpu = o.mode == Mode::Connect || o.interval.is_some();
+    let per_cpu = o.mode == Mode::Connect || o.interval.is_some() || o.sio;
     if let (true, Some(cpu)) = (per_cpu, r.server_cpu_s) {
         let per = if cpu > 0.0 {
             r.counted as f64 / cpu
