@@ -385,6 +385,7 @@ fn new_conn(
             deadline,
             received: 0,
             heard,
+            parked: None,
         }),
         tls,
         via,

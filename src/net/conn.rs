@@ -57,15 +57,11 @@ pub(crate) enum Phase {
     Linger(Linger),
     /// An open WebSocket.
     Ws(Ws),
-    /// A long-polling `GET` held until its session has packets to send.
-    Poll(Box<Parked>),
 }
 
-/// A held long-polling `GET`: the connection's request state, and whose
-/// packets it waits for.
+/// A long-polling `GET` held (in [`Head::parked`]) until its session has
+/// packets to send: whose packets it waits for, and how to answer.
 pub(crate) struct Parked {
-    /// The connection between requests (its deadline is the poll's).
-    pub head: Head,
     /// The session (a token of the loop's polling sessions).
     pub session: mio::Token,
     pub reply: Reply,
@@ -100,6 +96,9 @@ pub(crate) struct Head {
     /// When it last sent a byte (or was accepted): its place among the
     /// pending handshakes (`limits.max_pending_handshakes`).
     pub heard: Stamp,
+    /// A long-polling `GET` answered only when its session has packets (its
+    /// deadline is the poll's; it is no pending handshake).
+    pub parked: Option<Box<Parked>>,
 }
 
 /// Reading a login body, or a long-polling `POST`'s.
@@ -231,18 +230,20 @@ impl Io {
 
 impl Phase {
     /// Bytes waiting to be written.
+    #[inline]
     pub fn output(&self) -> &[u8] {
         match self {
             Phase::Head(Head { out, .. })
             | Phase::Body(Body { out, .. })
             | Phase::Verify(Verify { out, .. })
             | Phase::Linger(Linger { out, .. }) => out,
-            Phase::Poll(p) => &p.head.out,
             Phase::Ws(w) => w.ws.output(),
         }
     }
 
-    /// Marks `n` bytes of [`Phase::output`] as written.
+    /// Marks `n` bytes of [`Phase::output`] as written (inlined into the
+    /// write of every message).
+    #[inline(always)]
     pub fn consume(&mut self, n: usize) {
         match self {
             Phase::Head(Head { out, .. })
@@ -250,9 +251,6 @@ impl Phase {
             | Phase::Verify(Verify { out, .. })
             | Phase::Linger(Linger { out, .. }) => {
                 out.drain(..n);
-            }
-            Phase::Poll(p) => {
-                p.head.out.drain(..n);
             }
             Phase::Ws(w) => w.ws.consume_output(n),
         }
@@ -268,7 +266,7 @@ impl Conn {
     /// Its key among the pending handshakes, while it has not finished one.
     pub fn pending_key(&self) -> Option<Stamp> {
         match &self.phase {
-            Phase::Head(h) => Some(h.heard),
+            Phase::Head(h) if h.parked.is_none() => Some(h.heard),
             Phase::Body(b) => Some(b.heard),
             _ => None,
         }
@@ -283,8 +281,6 @@ impl Conn {
             Phase::Head(h) => h.out.len() < HTTP_OUT_HIGH,
             Phase::Body(_) | Phase::Linger(_) => true,
             Phase::Verify(_) => false,
-            // Read, to see the client go (input is not expected).
-            Phase::Poll(_) => true,
             Phase::Ws(w) => w.ws.wants_read(limits),
         }
     }
@@ -296,7 +292,6 @@ impl Conn {
             Phase::Body(b) => b.deadline,
             Phase::Verify(v) => v.deadline,
             Phase::Linger(l) => l.deadline,
-            Phase::Poll(p) => p.head.deadline,
             Phase::Ws(w) => {
                 let ws = w.ws.poll_timeout(limits);
                 let sio = w.who.as_deref().and_then(|w| w.sio.as_deref());
@@ -313,7 +308,6 @@ impl Conn {
             | Phase::Body(Body { out, .. })
             | Phase::Verify(Verify { out, .. })
             | Phase::Linger(Linger { out, .. }) => std::mem::take(out),
-            Phase::Poll(p) => std::mem::take(&mut p.head.out),
             Phase::Ws(_) => Vec::new(),
         }
     }

@@ -100,10 +100,6 @@ impl<H: Handler> Server<H> {
         let was_ws = matches!(conn.phase, Phase::Ws(_));
         let before = if was_ws { None } else { conn.pending_key() };
         let mut ctx = ctx!(self, token, now);
-        if !was_ws && matches!(conn.phase, Phase::Poll(_)) {
-            // A held long-polling GET, woken: its session may have packets.
-            super::poll::answer_parked(conn, false, &mut ctx);
-        }
         let mut after = pump(conn, &mut self.bufs, &mut ctx);
         // Whether the connection is an open WebSocket: nothing to settle
         // (it is neither finished nor failed), and its deadline only moves
@@ -180,7 +176,11 @@ impl<H: Handler> Server<H> {
             Slot::Counted => self.env.open -= 1,
         }
         match &conn.phase {
-            Phase::Poll(p) => self.env.polls.unpark(p.session, token),
+            Phase::Head(h) => {
+                if let Some(p) = &h.parked {
+                    self.env.polls.unpark(p.session, token);
+                }
+            }
             Phase::Body(b) => {
                 if let Some(pp) = &b.poll {
                     self.env.polls.unpost(pp.session);

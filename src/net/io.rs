@@ -160,7 +160,7 @@ pub(super) fn settle(conn: &mut Conn) -> After {
             }
             w.ws.wants_shutdown_write()
         }
-        Phase::Head(_) | Phase::Body(_) | Phase::Verify(_) | Phase::Poll(_) => false,
+        Phase::Head(_) | Phase::Body(_) | Phase::Verify(_) => false,
     };
     if !shut_now || conn.io.has(Io::WRITE_SHUT) {
         return After::Keep;

@@ -386,16 +386,28 @@ impl<H: Handler> Server<H> {
         }
         self.driving = batch;
         self.fire_timers(now);
-        poll::fire(&mut self.env, now.stamp);
-        self.wake_polls();
+        if self.env.polls.has_work() {
+            poll::fire(&mut self.env, now.stamp);
+            self.wake_polls(now);
+            self.env.polls.recheck();
+        }
     }
 
-    /// Drives the connections whose held long-polling `GET` can be answered.
-    fn wake_polls(&mut self) {
-        if self.env.polls.wake.is_empty() {
-            return;
-        }
+    /// Answers the held long-polling `GET`s whose sessions have packets
+    /// now; each is written on its next turn.
+    fn wake_polls(&mut self, now: Now) {
         for token in std::mem::take(&mut self.env.polls.wake) {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            let before = conn.pending_key();
+            let mut ctx = drive::Ctx {
+                env: &mut self.env,
+                token,
+                stamp: now.stamp,
+            };
+            poll::answer_parked(conn, false, &mut ctx);
+            self.pending.update(token, before, conn.pending_key());
             self.enqueue(token);
         }
     }
@@ -453,7 +465,7 @@ impl<H: Handler> Server<H> {
                     false
                 }
                 // Between requests, or a request not answered yet.
-                Phase::Head(_) | Phase::Body(_) | Phase::Verify(_) | Phase::Poll(_) => true,
+                Phase::Head(_) | Phase::Body(_) | Phase::Verify(_) => true,
             };
             if drop_now {
                 self.close(token);
@@ -470,14 +482,18 @@ impl<H: Handler> Server<H> {
         if !self.ready.is_empty() || self.listeners.wants_accept_now() {
             return Some(0);
         }
-        let next = [
-            self.stopping,
-            self.listeners.retry_at,
-            self.env.polls.next(),
-        ]
-        .into_iter()
-        .flatten()
-        .fold(self.timers.next(), |n, t| Some(n.map_or(t, |n| n.min(t))));
+        let mut next = self.timers.next();
+        // Rarely any: a shutdown, an accept retry, long-polling sessions.
+        if self.stopping.is_some() | self.listeners.retry_at.is_some() | self.env.polls.has_work() {
+            next = [
+                self.stopping,
+                self.listeners.retry_at,
+                self.env.polls.next(),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(next, |n, t| Some(n.map_or(t, |n| n.min(t))));
+        }
         next.map(|t| t.millis_since(now.stamp))
     }
 }

@@ -31,7 +31,9 @@ pub(crate) fn process<H: Handler>(conn: &mut Conn, mut input: &mut [u8], ctx: &m
         match &mut conn.phase {
             Phase::Ws(_) => return ws_input(conn, input, ctx),
             Phase::Linger(_) | Phase::Verify(_) => return,
-            Phase::Poll(p) => {
+            Phase::Head(Head {
+                parked: Some(p), ..
+            }) => {
                 // Clients wait for the answer before the next request.
                 log::debug(
                     "request while a poll is held; closing",
@@ -406,6 +408,7 @@ pub(super) fn verified<H: Handler>(
                 deadline: ctx.after(ctx.env.shared.config.limits.handshake_timeout()),
                 received,
                 heard: ctx.stamp,
+                parked: None,
             });
             handle_head(conn, ctx, Some(basic_result(ok, username)));
             if !early.is_empty() {
@@ -457,7 +460,7 @@ pub(crate) fn on_eof<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After
             );
             After::Close
         }
-        Phase::Verify(_) | Phase::Linger(_) | Phase::Poll(_) => After::Close,
+        Phase::Verify(_) | Phase::Linger(_) => After::Close,
     }
 }
 
@@ -488,12 +491,12 @@ pub(super) fn timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> Afte
                 After::Keep
             }
         },
-        Phase::Head(h) if now >= h.deadline => head_timeout(conn, ctx),
-        Phase::Poll(p) if now >= p.head.deadline => {
+        Phase::Head(h) if h.parked.is_some() && now >= h.deadline => {
             super::poll::answer_parked(conn, true, ctx);
             let _ = flush(conn);
             After::Keep
         }
+        Phase::Head(h) if now >= h.deadline => head_timeout(conn, ctx),
         Phase::Body(b) if now >= b.deadline => body_timeout(conn, ctx),
         Phase::Verify(Verify { deadline, .. })
         | Phase::Linger(super::conn::Linger { deadline, .. })

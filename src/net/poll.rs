@@ -34,10 +34,10 @@ use super::slab::Slab;
 use crate::handler::{Closed, ConnId, Handler, Outgoing};
 use crate::http::response;
 use crate::log;
+use crate::proto::Stamp;
 use crate::proto::conn::Event as WsEvent;
 use crate::proto::engineio::EioError;
 use crate::proto::error::code;
-use crate::proto::{Stamp, handshake::HeadReader};
 use crate::router::{PollWhat, Polling, Upgraded, cors_headers};
 use crate::security::client_ip::canonical;
 use crate::security::jwt::TokenId;
@@ -63,6 +63,8 @@ pub(crate) struct Polls {
     unjoined: usize,
     /// Sessions that moved to a WebSocket: the handler's id → connection.
     moved: HashMap<u64, Token>,
+    /// Deadlines or woken `GET`s wait: the loop's one test per turn.
+    pub active: bool,
 }
 
 /// One session.
@@ -100,7 +102,20 @@ impl Polls {
         self.by_sid.len()
     }
 
+    /// Whether there are deadlines or held `GET`s to see to (one test per
+    /// turn of the loop while no client uses long-polling).
+    #[inline]
+    pub fn has_work(&self) -> bool {
+        self.active
+    }
+
+    /// After deadlines were fired or `GET`s woken.
+    pub fn recheck(&mut self) {
+        self.active = !self.timers.is_empty() || !self.wake.is_empty();
+    }
+
     /// The earliest deadline.
+    #[inline]
     pub fn next(&self) -> Option<Stamp> {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
@@ -195,9 +210,11 @@ impl Polls {
         }
         if let Some(w) = wake {
             self.wake.push(w);
+            self.active = true;
         }
         if arm {
             self.timers.push(Reverse((at, token)));
+            self.active = true;
         }
     }
 }
@@ -521,20 +538,9 @@ fn get<H: Handler>(conn: &mut Conn, sid: &str, reply: Reply, ctx: &mut Ctx<'_, H
     // safety net.
     let s = &ctx.env.shared.config.socketio;
     let wait = std::time::Duration::from_millis(s.ping_interval_ms + s.ping_timeout_ms);
-    let mut head = std::mem::replace(
-        h,
-        Head {
-            reader: HeadReader::new(),
-            out: Vec::new(),
-            deadline: ctx.stamp,
-            received: 0,
-            heard: ctx.stamp,
-        },
-    );
-    head.reader.clear();
-    head.deadline = ctx.after(wait);
-    conn.phase = Phase::Poll(Box::new(Parked {
-        head,
+    h.reader.clear();
+    h.deadline = ctx.after(wait);
+    h.parked = Some(Box::new(Parked {
         session: token,
         reply,
     }));
@@ -543,7 +549,11 @@ fn get<H: Handler>(conn: &mut Conn, sid: &str, reply: Reply, ctx: &mut Ctx<'_, H
 /// A held `GET` whose session may have packets now (woken, or its
 /// deadline came): answered if so, or when `force`d.
 pub(super) fn answer_parked<H: Handler>(conn: &mut Conn, force: bool, ctx: &mut Ctx<'_, H>) {
-    let Phase::Poll(parked) = &mut conn.phase else {
+    let Phase::Head(Head {
+        parked: Some(parked),
+        ..
+    }) = &mut conn.phase
+    else {
         return;
     };
     let token = parked.session;
@@ -559,26 +569,14 @@ pub(super) fn answer_parked<H: Handler>(conn: &mut Conn, force: bool, ctx: &mut 
         // Gone (moved to a WebSocket, or another GET took over).
         _ => b"6".to_vec(),
     };
-    let Phase::Poll(parked) = std::mem::replace(
-        &mut conn.phase,
-        Phase::Linger(super::conn::Linger {
-            out: Vec::new(),
-            deadline: ctx.stamp,
-        }),
-    ) else {
+    let Phase::Head(h) = &mut conn.phase else {
         return;
     };
-    let Parked {
-        mut head, reply, ..
-    } = *parked;
-    write(
-        &mut head.out,
-        200,
-        "text/plain; charset=UTF-8",
-        &body,
-        &reply,
-    );
-    conn.phase = Phase::Head(head);
+    let Some(parked) = h.parked.take() else {
+        return;
+    };
+    let reply = parked.reply;
+    write(&mut h.out, 200, "text/plain; charset=UTF-8", &body, &reply);
     settle(ctx.env, token);
     answered(conn, reply.keep_alive, ctx);
 }
@@ -638,6 +636,7 @@ pub(super) fn post_complete<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) {
         deadline: ctx.stamp,
         received,
         heard: ctx.stamp,
+        parked: None,
     });
     let peer = conn.peer;
     let Phase::Head(h) = &mut conn.phase else {
@@ -895,6 +894,7 @@ pub(super) fn probe_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &m
                 polls.moved.insert(p.sio.id.0, me);
                 if let Some(w) = p.waiting {
                     polls.wake.push(w);
+                    polls.active = true;
                 }
                 // The WebSocket counts as a connection itself.
                 ctx.env.quotas.conns.release(p.charge);
