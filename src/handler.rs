@@ -104,6 +104,25 @@ pub trait Handler: 'static {
         let text = event.to_message();
         self.on_message(cx, Message::Text(Text::from(text.as_str())));
     }
+
+    /// A Socket.IO client answered an event sent with
+    /// [`Context::emit_with_ack`] (`ack.id` is the id that returned).
+    fn on_ack(&mut self, cx: &mut Context<'_>, ack: &SocketAck<'_>) {
+        let _ = (cx, ack);
+    }
+}
+
+/// A Socket.IO client's answer to an event the server asked an ack for.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketAck<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// The id [`Context::emit_with_ack`] returned.
+    pub id: u64,
+    /// The answer's arguments, each as the JSON text the client sent.
+    pub args: &'a [&'a RawValue],
+    /// Binary attachments, in the order of their placeholders.
+    pub binary: &'a [Vec<u8>],
 }
 
 /// A Socket.IO event from a client.
@@ -204,6 +223,16 @@ pub(crate) trait Outbound {
             .collect();
         self.emit(name, &values, binary)
     }
+    /// [`Outbound::emit_raw`] asking for an ack; its id (none on a raw
+    /// WebSocket, which sends the event without one).
+    fn emit_with_ack(
+        &mut self,
+        name: &str,
+        args: &[&RawValue],
+        binary: &[&[u8]],
+    ) -> Result<Option<u64>, SendError> {
+        self.emit_raw(name, args, binary).map(|()| None)
+    }
     /// Answers the ack of the event being handled; false when there is
     /// none (a raw WebSocket has none).
     fn ack(&mut self, args: &[serde_json::Value], binary: &[&[u8]]) -> bool {
@@ -297,6 +326,18 @@ impl<'a> Context<'a> {
         binary: &[&[u8]],
     ) -> Result<(), SendError> {
         self.out.emit_raw(name, args, binary)
+    }
+
+    /// [`Context::emit_raw`] asking a Socket.IO client for an ack: the id
+    /// its answer comes back with, in [`Handler::on_ack`] (`None` on a raw
+    /// WebSocket, which gets the event as `{"event","data"}` without one).
+    pub fn emit_with_ack(
+        &mut self,
+        name: &str,
+        args: &[&RawValue],
+        binary: &[&[u8]],
+    ) -> Result<Option<u64>, SendError> {
+        self.out.emit_with_ack(name, args, binary)
     }
 
     /// Answers the ack the Socket.IO client asked for with the event being

@@ -67,7 +67,7 @@ pub use app::{Echo, Hero, Heroes};
 pub use config::Config;
 pub use handler::{
     COMMAND_QUEUE, Closed, ConnId, Context, Handle, HandleError, Handler, Message, Outgoing,
-    SendError, SocketEvent, Target, Text,
+    RawValue, SendError, SocketAck, SocketEvent, Target, Text,
 };
 pub use server::{Builder, Error, Server, check_config};
 

@@ -1,6 +1,8 @@
-//! `examples/echo.rs` and `examples/chat.rs`, built by cargo test, run as
-//! processes and spoken to by tungstenite: the custom handler answers, and
-//! the chat pushes every message and a thread's ticks to every connection.
+//! `examples/echo.rs`, `examples/chat.rs` and `examples/quiz.rs`, built by
+//! cargo test, run as processes and spoken to by tungstenite: the custom
+//! handler answers, the chat pushes every message and a thread's ticks to
+//! every connection, and the Socket.IO quiz asks a client for an ack and
+//! hears the answer.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -142,4 +144,42 @@ fn next_not_tick(ws: &mut Ws) -> String {
             return m;
         }
     }
+}
+
+/// A Socket.IO client of `examples/quiz.rs`, speaking the protocol's frames.
+fn sio(addr: SocketAddr) -> Ws {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, response) = tungstenite::connect(url).unwrap();
+    assert_eq!(response.status(), 101);
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
+    let open = text(&mut ws);
+    assert!(open.starts_with(r#"0{"sid":""#), "{open}");
+    ws
+}
+
+#[test]
+fn the_quiz_example_asks_for_an_ack_and_hears_it() {
+    let (_server, addr) = start("quiz", &["127.0.0.1:0"]);
+    let mut ws = sio(addr);
+    ws.send(Message::text("40/quiz,")).unwrap();
+    assert!(text(&mut ws).starts_with(r#"40/quiz,{"sid":""#));
+    // The server's event asks for ack 0; the client's answer comes back
+    // to the handler's on_ack.
+    assert_eq!(text(&mut ws), r#"42/quiz,0["question","2 + 2?"]"#);
+    ws.send(Message::text("43/quiz,0[4]")).unwrap();
+    assert_eq!(text(&mut ws), r#"42/quiz,["verdict","right"]"#);
+    // An event with an ack, in another namespace.
+    ws.send(Message::text("40")).unwrap();
+    assert!(text(&mut ws).starts_with(r#"40{"sid":""#));
+    ws.send(Message::text(r#"427["ping"]"#)).unwrap();
+    assert_eq!(text(&mut ws), r#"437["pong"]"#);
+    // A wrong answer on a second connection.
+    let mut other = sio(addr);
+    other.send(Message::text("40/quiz,")).unwrap();
+    let _joined = text(&mut other);
+    assert_eq!(text(&mut other), r#"42/quiz,0["question","2 + 2?"]"#);
+    other.send(Message::text("43/quiz,0[5]")).unwrap();
+    assert_eq!(text(&mut other), r#"42/quiz,["verdict","wrong"]"#);
 }

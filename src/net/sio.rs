@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 
 use super::conn::{Conn, Phase, Who, Ws};
 use super::drive::Ctx;
-use crate::handler::{ConnId, Context, Handler, Outbound, SendError, SocketEvent, Text};
+use crate::handler::{ConnId, Context, Handler, Outbound, SendError, SocketAck, SocketEvent, Text};
 use crate::log;
 use crate::proto::conn::{Event as WsEvent, Sender, WebSocket};
 use crate::proto::error::code;
@@ -298,7 +298,35 @@ pub(super) fn dispatch<H: Handler>(
         // The conformance echo of Engine.IO alone (`/engine.io/`).
         Some(Event::Message(text)) => c.sio.session.message(Some(&text), None),
         Some(Event::BinaryMessage(data)) => c.sio.session.message(None, Some(&data)),
-        Some(Event::Ack { .. }) | None => {}
+        Some(Event::Ack {
+            nsp,
+            id,
+            args,
+            binary,
+        }) => args.with(|args| {
+            let ack = SocketAck {
+                namespace: &nsp,
+                id,
+                args,
+                binary: &binary,
+            };
+            let (handle, handler) = (&ctx.env.handle, &mut ctx.env.handler);
+            let mut out = Bridge {
+                session: &mut c.sio.session,
+                wire,
+                nsp: &nsp,
+                ack: None,
+            };
+            let mut cx = Context {
+                id: c.sio.id,
+                user: c.user.as_deref(),
+                protocol: None,
+                out: &mut out,
+                handle,
+            };
+            handler.on_ack(&mut cx, &ack);
+        }),
+        None => {}
     }
     None
 }
@@ -625,6 +653,17 @@ impl Outbound for Bridge<'_, '_, '_> {
         self.session.emit_raw(self.nsp, name, args, binary);
         self.wire.flush(self.session);
         Ok(())
+    }
+
+    fn emit_with_ack(
+        &mut self,
+        name: &str,
+        args: &[&RawValue],
+        binary: &[&[u8]],
+    ) -> Result<Option<u64>, SendError> {
+        let id = self.session.emit_raw_with_ack(self.nsp, name, args, binary);
+        self.wire.flush(self.session);
+        Ok(Some(id))
     }
 
     fn ack_raw(&mut self, args: &[&RawValue], binary: &[&[u8]]) -> bool {

@@ -571,16 +571,42 @@ impl Session {
     /// serialized once by the application); `binary` as with
     /// [`Session::emit_with`].
     pub fn emit_raw(&mut self, nsp: &str, name: &str, args: &[&RawValue], binary: &[&[u8]]) {
+        self.emit_raw_as(nsp, name, args, binary, None);
+    }
+
+    /// [`Session::emit_raw`] asking the client for an ack: its id, which
+    /// comes back in [`Event::Ack`].
+    pub fn emit_raw_with_ack(
+        &mut self,
+        nsp: &str,
+        name: &str,
+        args: &[&RawValue],
+        binary: &[&[u8]],
+    ) -> u64 {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        self.emit_raw_as(nsp, name, args, binary, Some(id));
+        id
+    }
+
+    fn emit_raw_as(
+        &mut self,
+        nsp: &str,
+        name: &str,
+        args: &[&RawValue],
+        binary: &[&[u8]],
+        ack: Option<u64>,
+    ) {
         let kind = if binary.is_empty() {
             Kind::Event
         } else {
             Kind::BinaryEvent
         };
         let size =
-            8 + nsp.len() + name.len() + args.iter().map(|a| a.get().len() + 1).sum::<usize>();
+            28 + nsp.len() + name.len() + args.iter().map(|a| a.get().len() + 1).sum::<usize>();
         let mut text = String::with_capacity(size);
         text.push('4');
-        packet::encode_raw(&mut text, kind, binary.len(), nsp, None, Some(name), args);
+        packet::encode_raw(&mut text, kind, binary.len(), nsp, ack, Some(name), args);
         self.push_packet(text, binary);
     }
 
