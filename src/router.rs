@@ -733,8 +733,16 @@ impl Router<'_> {
                 return self.refuse_eio(req, peer, EioError::Forbidden, None, out);
             }
         };
-        let keep_alive =
-            req.version == 1 && !req.has_token("connection", "close") && out.len() < HTTP_OUT_HIGH;
+        if req.header_values("transfer-encoding").next().is_some() {
+            // Bodies come with a Content-Length (the clients send one):
+            // nothing else frames them here.
+            return self.refuse_eio(req, peer, EioError::BadRequest, cors.as_deref(), out);
+        }
+        // A GET with a body: its bytes are not read as the next request.
+        let keep_alive = req.version == 1
+            && !req.has_token("connection", "close")
+            && (req.method == "POST" || !req.has_body())
+            && out.len() < HTTP_OUT_HIGH;
         let what = match sid {
             None => {
                 let (identity, credential) = self.sio_credential(req);
@@ -991,12 +999,14 @@ impl Router<'_> {
         // session (a long-polling session's later requests are not).
         let path = req.path();
         let opens_session = (path == shared.config.socketio.path || self.is_engine_path(req))
-            && req.method == "GET"
-            && !req
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .any(|p| p.starts_with("sid="));
+            && matches!(
+                crate::proto::engineio::route(
+                    req.query().unwrap_or(""),
+                    req.method,
+                    req.has_token("upgrade", "websocket")
+                ),
+                Ok(crate::proto::engineio::Route::Handshake(_))
+            );
         if path == shared.config.ws.path || opens_session {
             if let Err(l) = self.quotas.handshakes.check(client, self.now) {
                 limited("rate.handshakes_per_ip_per_s");

@@ -33,6 +33,15 @@ impl<H: Handler> Server<H> {
                     }
                 }
                 Command::Close(to, code, reason) => {
+                    // Socket.IO clients on long-polling.
+                    let ids: Vec<ConnId> = match &to {
+                        Target::Conn(id) => vec![*id],
+                        Target::Conns(ids) => ids.clone(),
+                        Target::All => self.env.polls.ids(),
+                    };
+                    for id in ids {
+                        super::poll::close(&mut self.env, id, reason);
+                    }
                     let stamp = now.stamp;
                     for token in self.targets(&to) {
                         if let Some(Phase::Ws(w)) = self.conns.get_mut(token).map(|c| &mut c.phase)

@@ -178,12 +178,12 @@ impl<H: Handler> Server<H> {
         match &conn.phase {
             Phase::Head(h) => {
                 if let Some(p) = &h.parked {
-                    self.env.polls.unpark(p.session, token);
+                    super::poll::unpark(&mut self.env, p.session, token);
                 }
             }
             Phase::Body(b) => {
                 if let Some(pp) = &b.poll {
-                    self.env.polls.unpost(pp.session);
+                    super::poll::unpost(&mut self.env, pp.session);
                 }
             }
             _ => {}

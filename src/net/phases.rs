@@ -40,7 +40,7 @@ pub(crate) fn process<H: Handler>(conn: &mut Conn, mut input: &mut [u8], ctx: &m
                     &[("peer", &conn.peer), ("bytes", &input.len())],
                 );
                 let session = p.session;
-                ctx.env.polls.unpark(session, ctx.token);
+                super::poll::unpark(ctx.env, session, ctx.token);
                 return conn.linger(Vec::new(), ctx.stamp);
             }
             Phase::Body(b) => {
@@ -545,7 +545,7 @@ fn body_timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After {
         return After::Keep;
     };
     if let Some(pp) = &b.poll {
-        ctx.env.polls.unpost(pp.session);
+        super::poll::unpost(ctx.env, pp.session);
     }
     let detail = format!("{} of {} body bytes", b.body.len(), b.need);
     log::limited(

@@ -134,23 +134,6 @@ impl Polls {
         }
     }
 
-    /// A connection that held a `GET` is gone.
-    pub fn unpark(&mut self, session: Token, conn: Token) {
-        if let Some(p) = self.get(session) {
-            if p.waiting == Some(conn) {
-                p.waiting = None;
-            }
-        }
-    }
-
-    /// A `POST` body that will not complete (the connection timed out or
-    /// went away).
-    pub fn unpost(&mut self, session: Token) {
-        if let Some(p) = self.get(session) {
-            p.posting = false;
-        }
-    }
-
     /// A WebSocket that probed, or carried a moved session, is gone.
     pub fn ws_gone(&mut self, conn: Token, sio_id: Option<ConnId>, probe: Option<&str>) {
         if let Some(id) = sio_id {
@@ -192,13 +175,17 @@ impl Polls {
         if joined_now {
             p.counted_unjoined = false;
         }
-        let ready = p.sio.session.has_output() || p.sio.session.ended().is_some();
+        let ended = p.sio.session.ended().is_some();
+        let ready = ended || p.sio.session.has_output();
         let wake = p.waiting.filter(|_| ready);
         let mut at = p.sio.session.next_deadline();
         if let Some(e) = p.expiry {
             at = at.min(e);
         }
+        // An ended session waits only for its held GET to say `1`: no
+        // deadline (it would be in the past).
         let arm = match p.armed {
+            _ if ended => false,
             Some(armed) if armed <= at => false,
             _ => {
                 p.armed = Some(at);
@@ -461,13 +448,14 @@ fn open<H: Handler>(conn: &mut Conn, up: Upgraded, reply: Reply, ctx: &mut Ctx<'
         posting: false,
         probe: None,
         armed: None,
-        counted_unjoined: true,
+        // Engine.IO alone has no namespace to join.
+        counted_unjoined: !engine_only,
     });
     p.sio.id = id_of(token);
     let body = payload(&mut p);
     polls.put(token, p);
     polls.by_sid.insert(sid.as_str().into(), token);
-    polls.unjoined += 1;
+    polls.unjoined += usize::from(!engine_only);
     polls.settle_one(token);
     log::debug(
         "socket.io session opened",
@@ -648,6 +636,7 @@ pub(super) fn post_complete<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) {
     };
     p.posting = false;
     let was_ended = p.sio.session.ended().is_some();
+    let mut unreadable = false;
     match std::str::from_utf8(&body) {
         Ok(text) if !text.is_empty() => {
             for packet in text.split('\x1e') {
@@ -676,18 +665,26 @@ pub(super) fn post_complete<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) {
                 }
             }
         }
-        _ => p
-            .sio
-            .session
-            .end_by_server("a payload that is not UTF-8 text"),
+        _ => {
+            unreadable = true;
+            p.sio
+                .session
+                .end_by_server("an empty payload, or one not UTF-8 text");
+        }
     }
     // A packet that broke the protocol gets `400`; a client that closed or
     // left gets its `ok`.
     let bad = !was_ended
-        && matches!(
-            p.sio.session.ended(),
-            Some(Ended::Malformed(_) | Ended::Transport(_) | Ended::Protocol(_) | Ended::TooLarge)
-        );
+        && (unreadable
+            || matches!(
+                p.sio.session.ended(),
+                Some(
+                    Ended::Malformed(_)
+                        | Ended::Transport(_)
+                        | Ended::Protocol(_)
+                        | Ended::TooLarge
+                )
+            ));
     ctx.env.polls.put(token, p);
     settle(ctx.env, token);
     if bad {
@@ -698,12 +695,39 @@ pub(super) fn post_complete<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) {
     answered(conn, reply.keep_alive, ctx);
 }
 
+/// A connection that held a `GET` of `session` is gone: a session that
+/// ended meanwhile is removed now.
+pub(super) fn unpark<H: Handler>(env: &mut Env<H>, session: Token, conn: Token) {
+    if let Some(p) = env.polls.get(session) {
+        if p.waiting == Some(conn) {
+            p.waiting = None;
+            settle(env, session);
+        }
+    }
+}
+
+/// A `POST` body of `session` that will not complete (the connection timed
+/// out or went away).
+pub(super) fn unpost<H: Handler>(env: &mut Env<H>, session: Token) {
+    if let Some(p) = env.polls.get(session) {
+        p.posting = false;
+    }
+}
+
 /// After a change to session `token`: a held `GET` is woken, a session
 /// that ended with nobody to tell is removed.
 fn settle<H: Handler>(env: &mut Env<H>, token: Token) {
+    let max = env.shared.limits.max_outbound_bytes;
     let Some(p) = env.polls.get(token) else {
         return;
     };
+    if p.sio.session.queued_bytes() > max {
+        // A client that stopped collecting its packets (as a WebSocket
+        // reader that stops reading is closed).
+        p.sio
+            .session
+            .end_by_server("packets not collected (over limits.max_outbound_bytes)");
+    }
     if p.sio.session.ended().is_some() && p.waiting.is_none() {
         return finish(env, token);
     }
@@ -741,11 +765,16 @@ fn finish<H: Handler>(env: &mut Env<H>, token: Token) {
 /// The sessions whose deadlines came: pings queued, silent or expired
 /// ones ended.
 pub(super) fn fire<H: Handler>(env: &mut Env<H>, now: Stamp) {
+    // What comes due now; what is armed meanwhile waits for the next turn.
+    let mut due = Vec::new();
     while let Some(&Reverse((at, token))) = env.polls.timers.peek() {
         if at > now {
             break;
         }
         env.polls.timers.pop();
+        due.push((at, token));
+    }
+    for (at, token) in due {
         let Some(p) = env.polls.get(token) else {
             continue;
         };
@@ -807,6 +836,21 @@ pub(super) fn push<H: Handler>(env: &mut Env<H>, id: ConnId, message: &Outgoing)
         return true;
     }
     sio::push(&mut p.sio.session, message, &mut Held);
+    settle(env, token);
+    true
+}
+
+/// Ends the polling session the handler knows as `id` (a
+/// [`crate::handler::Handle`]'s close); false when there is none.
+pub(super) fn close<H: Handler>(env: &mut Env<H>, id: ConnId, reason: &'static str) -> bool {
+    if id.0 as usize & POLL_BIT == 0 {
+        return false;
+    }
+    let token = Token(id.0 as usize & !POLL_BIT);
+    let Some(p) = env.polls.get(token) else {
+        return false;
+    };
+    p.sio.session.end_by_server(reason);
     settle(env, token);
     true
 }

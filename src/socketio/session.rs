@@ -206,6 +206,8 @@ pub struct Session {
     joined: Vec<String>,
     partial: Option<Partial>,
     out: VecDeque<Out>,
+    /// Bytes in `out`.
+    out_bytes: usize,
     ended: Option<Ended>,
     next_ack: u64,
     /// Engine.IO alone: messages are not Socket.IO packets.
@@ -234,6 +236,7 @@ impl Session {
             connect_by: Some(now.plus_millis(settings.connect_timeout_ms)),
             joined: Vec::new(),
             partial: None,
+            out_bytes: open.len(),
             out: VecDeque::from([Out::Text(open)]),
             ended: None,
             next_ack: 0,
@@ -254,10 +257,10 @@ impl Session {
     /// Sends an Engine.IO message: `4<text>`, or a binary message.
     pub fn message(&mut self, text: Option<&str>, binary: Option<&[u8]>) {
         if let Some(t) = text {
-            self.out.push_back(Out::Text(format!("4{t}")));
+            self.queue(Out::Text(format!("4{t}")));
         }
         if let Some(b) = binary {
-            self.out.push_back(Out::Binary(b.to_vec()));
+            self.queue(Out::Binary(b.to_vec()));
         }
     }
 
@@ -268,7 +271,21 @@ impl Session {
 
     /// The packets to send, in order.
     pub fn take_output(&mut self) -> impl Iterator<Item = Out> + '_ {
+        self.out_bytes = 0;
         self.out.drain(..)
+    }
+
+    /// Bytes of the packets waiting to be sent.
+    pub fn queued_bytes(&self) -> usize {
+        self.out_bytes
+    }
+
+    fn queue(&mut self, packet: Out) {
+        self.out_bytes += match &packet {
+            Out::Text(t) => t.len(),
+            Out::Binary(b) => b.len(),
+        };
+        self.out.push_back(packet);
     }
 
     /// Whether packets wait to be sent.
@@ -294,7 +311,7 @@ impl Session {
         }
         match self.heartbeat.poll(now) {
             Beat::Wait => {}
-            Beat::Ping => self.out.push_back(Out::Text("2".into())),
+            Beat::Ping => self.queue(Out::Text("2".into())),
             Beat::TimedOut => {
                 self.end(Ended::PingTimeout);
             }
@@ -522,8 +539,8 @@ impl Session {
         let args = serde_json::json!([name, {"_placeholder": true, "num": 0}]);
         let mut text = String::from("4");
         packet::encode(&mut text, Kind::BinaryEvent, 1, nsp, None, Some(&args));
-        self.out.push_back(Out::Text(text));
-        self.out.push_back(Out::Binary(data.to_vec()));
+        self.queue(Out::Text(text));
+        self.queue(Out::Binary(data.to_vec()));
     }
 
     /// Sends an event whose args name `binary` attachments by their
@@ -561,9 +578,9 @@ impl Session {
     ) {
         let mut text = String::from("4");
         packet::encode(&mut text, kind, binary.len(), nsp, ack, Some(data));
-        self.out.push_back(Out::Text(text));
+        self.queue(Out::Text(text));
         for b in binary {
-            self.out.push_back(Out::Binary(b.to_vec()));
+            self.queue(Out::Binary(b.to_vec()));
         }
     }
 
@@ -625,9 +642,9 @@ impl Session {
     }
 
     fn push_packet(&mut self, text: String, binary: &[&[u8]]) {
-        self.out.push_back(Out::Text(text));
+        self.queue(Out::Text(text));
         for b in binary {
-            self.out.push_back(Out::Binary(b.to_vec()));
+            self.queue(Out::Binary(b.to_vec()));
         }
     }
 
@@ -645,7 +662,7 @@ impl Session {
     /// Queues a `6` (noop): it answers a pending poll while the client
     /// moves to a WebSocket.
     pub fn noop(&mut self) {
-        self.out.push_back(Out::Text("6".into()));
+        self.queue(Out::Text("6".into()));
     }
 
     /// Whether the client joined a namespace.
@@ -662,7 +679,7 @@ impl Session {
     fn send(&mut self, kind: Kind, nsp: &str, ack: Option<u64>, data: Option<&Value>) {
         let mut text = String::from("4");
         packet::encode(&mut text, kind, 0, nsp, ack, data);
-        self.out.push_back(Out::Text(text));
+        self.queue(Out::Text(text));
     }
 }
 

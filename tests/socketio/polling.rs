@@ -345,3 +345,83 @@ fn a_probe_websocket_that_sends_anything_else_is_closed() {
     // The session is still on polling.
     assert_eq!(post(addr, &sid, "3").body, "ok");
 }
+
+#[test]
+fn a_session_that_ends_while_a_get_is_held_answers_it_with_close() {
+    let server = Server::start_with_config(super::CONFIG, &[]);
+    let addr = server.addr();
+    let sid = joined(addr);
+    assert_eq!(poll(addr, &sid).body, "2");
+    // No pong: the ping timeout ends the session while this GET is held.
+    let start = Instant::now();
+    let r = poll(addr, &sid);
+    assert_eq!(r.body, "1");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(server.wait_for_log("reason=\"ping timeout\"", Duration::from_secs(5)));
+    // The loop goes on serving.
+    let r = http(addr, "GET", "/healthz", &[], "");
+    assert_eq!(r.status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        poll(addr, &sid).body,
+        r#"{"code":1,"message":"Session ID unknown"}"#
+    );
+    // The same with a session that never joined (the connect timeout).
+    let sid = open_session(addr);
+    let mut bodies = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        let r = poll(addr, &sid);
+        bodies.push(r.body.clone());
+        if r.body != "2" {
+            break;
+        }
+        assert_eq!(post(addr, &sid, "3").body, "ok");
+    }
+    assert_eq!(bodies.last().map(String::as_str), Some("1"), "{bodies:?}");
+    assert!(server.wait_for_log("reason=\"no CONNECT in time\"", Duration::from_secs(5)));
+}
+
+#[test]
+fn bodies_framed_otherwise_than_by_content_length_are_refused() {
+    let server = Server::start_with_config(super::CONFIG, &[]);
+    let addr = server.addr();
+    let sid = joined(addr);
+    let r = http(
+        addr,
+        "POST",
+        &target(&sid),
+        &[("Transfer-Encoding", "chunked")],
+        "",
+    );
+    assert_eq!(r.status, "HTTP/1.1 400 Bad Request");
+    assert_eq!(r.body, r#"{"code":3,"message":"Bad request"}"#);
+    // An empty POST ends the session with a 400.
+    let r = post(addr, &sid, "");
+    assert_eq!(r.status, "HTTP/1.1 400 Bad Request");
+    assert_eq!(
+        poll(addr, &sid).body,
+        r#"{"code":1,"message":"Session ID unknown"}"#
+    );
+}
+
+#[test]
+fn a_client_that_stops_collecting_its_packets_is_ended() {
+    let config = r#"{"auth":{"mode":"none"},"limits":{"max_outbound_bytes":4096},"socketio":{"ping_interval_ms":300,"ping_timeout_ms":200,"connect_timeout_ms":1000}}"#;
+    let server = Server::start_with_config(config, &[]);
+    let addr = server.addr();
+    let sid = joined(addr);
+    // Each acked get_name queues about 110 bytes; nobody GETs them.
+    let events = "421[\"get_name\",{\"hero\":\"hulk\"}]\x1e".repeat(60);
+    let r = post(addr, &sid, events.trim_end_matches('\x1e'));
+    assert_eq!(r.body, "ok");
+    assert!(server.wait_for_log("packets not collected", Duration::from_secs(5)));
+    // Ended and removed (a held GET would have got its `1`).
+    assert_eq!(
+        poll(addr, &sid).body,
+        r#"{"code":1,"message":"Session ID unknown"}"#
+    );
+}
