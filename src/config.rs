@@ -465,7 +465,13 @@ impl Config {
             .map_err(|e| ConfigError(format!("{origin}: not valid JSON: {e}")))?;
         let defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
         check_keys(&value, &defaults, "", origin)?;
-        serde_json::from_value(value).map_err(|e| ConfigError(format!("{origin}: {e}")))
+        serde_json::from_value(value.clone()).map_err(|e| {
+            // Name the setting: the first one that fails on its own.
+            match culprit(&value, &defaults, "") {
+                Some((path, why)) => ConfigError(format!("{origin}: {path}: {why}")),
+                None => ConfigError(format!("{origin}: {e}")),
+            }
+        })
     }
 
     /// The listen address as a socket address.
@@ -538,6 +544,101 @@ fn range(name: &str, v: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The first setting in `value` that does not deserialize when it alone
+/// replaces its default: its dotted path and why, in words.
+fn culprit(value: &Value, defaults: &Value, prefix: &str) -> Option<(String, String)> {
+    let Value::Object(map) = value else {
+        return None;
+    };
+    for (key, v) in map {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let default = path.split('.').fold(defaults, |d, k| &d[k]);
+        if v.is_object() && default.is_object() {
+            if let Some(found) = culprit(v, defaults, &path) {
+                return Some(found);
+            }
+            continue;
+        }
+        let mut trial = defaults.clone();
+        let mut slot = &mut trial;
+        for k in path.split('.') {
+            slot = &mut slot[k];
+        }
+        *slot = v.clone();
+        if let Err(e) = serde_json::from_value::<Config>(trial) {
+            return Some((path, plain_type_error(&e.to_string())));
+        }
+    }
+    None
+}
+
+/// serde's `invalid type: string "big", expected usize` in words a
+/// settings file's author reads: `expected a whole number (0 or more), got
+/// the string "big"`.
+fn plain_type_error(e: &str) -> String {
+    let Some(rest) = e.strip_prefix("invalid type: ") else {
+        return e.to_owned();
+    };
+    let (got, expected) = rest.split_once(", expected ").unwrap_or((rest, "?"));
+    let expected = match expected {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number (0 or more)",
+        "i64" | "i32" => "a whole number",
+        "a boolean" | "bool" => "true or false",
+        "a string" => "a string",
+        "f64" | "f32" => "a number",
+        other => other,
+    };
+    let got = got
+        .strip_prefix("string ")
+        .map_or_else(|| got.to_owned(), |s| format!("the string {s}"));
+    format!("expected {expected}, got {got}")
+}
+
+/// The known setting nearest to `path`: a typo of a few edits (one per
+/// five characters).
+fn nearest(path: &str, defaults: &Value) -> Option<String> {
+    fn paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        if let Value::Object(m) = v {
+            for (k, v) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                paths(v, &p, out);
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    paths(defaults, "", &mut all);
+    all.into_iter()
+        .map(|p| (edit_distance(path, &p), p))
+        .filter(|(d, _)| *d <= (path.len() / 5).max(1))
+        .min()
+        .map(|(_, p)| p)
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
 /// Refuses keys the defaults do not have, naming them with their dotted path.
 fn check_keys(
     value: &Value,
@@ -562,7 +663,15 @@ fn check_keys(
             format!("{prefix}.{key}")
         };
         match defaults.get(key) {
-            None => return Err(ConfigError(format!("{origin}: unknown setting `{path}`"))),
+            None => {
+                let root = serde_json::to_value(Config::default()).expect("defaults serialize");
+                let hint = nearest(&path, &root)
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                return Err(ConfigError(format!(
+                    "{origin}: unknown setting `{path}`{hint}"
+                )));
+            }
             Some(d @ Value::Object(_)) => check_keys(v, d, &path, origin)?,
             Some(_) => {}
         }
@@ -573,6 +682,27 @@ fn check_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_name_the_setting_and_suggest_the_nearest_one() {
+        let e = Config::from_json(r#"{"limits":{"max_connections":"big"}}"#, "c.json").unwrap_err();
+        assert_eq!(
+            e.0,
+            r#"c.json: limits.max_connections: expected a whole number (0 or more), got the string "big""#
+        );
+        let e = Config::from_json(r#"{"tls":{"hsts":"yes"}}"#, "c.json").unwrap_err();
+        assert_eq!(
+            e.0,
+            r#"c.json: tls.hsts: expected true or false, got the string "yes""#
+        );
+        let e = Config::from_json(r#"{"limits":{"max_conections":5}}"#, "c.json").unwrap_err();
+        assert_eq!(
+            e.0,
+            "c.json: unknown setting `limits.max_conections` (did you mean `limits.max_connections`?)"
+        );
+        let e = Config::from_json(r#"{"colour":1}"#, "c.json").unwrap_err();
+        assert_eq!(e.0, "c.json: unknown setting `colour`");
+    }
 
     #[test]
     fn defaults_match_the_spec() {
@@ -610,7 +740,7 @@ mod tests {
         assert_eq!(c.limits.max_message_bytes, 65536);
         assert_eq!(c.app, AppKind::Echo);
         let e = Config::from_json(r#"{"limits":{"max_frame_byte":1}}"#, "f.json").unwrap_err();
-        assert_eq!(e.0, "f.json: unknown setting `limits.max_frame_byte`");
+        assert_eq!(e.0, "f.json: unknown setting `limits.max_frame_byte` (did you mean `limits.max_frame_bytes`?)");
         let e = Config::from_json(r#"{"nope":1}"#, "f.json").unwrap_err();
         assert_eq!(e.0, "f.json: unknown setting `nope`");
         assert!(Config::from_json(r#"{"limits":{"max_frame_bytes":"x"}}"#, "f").is_err());
