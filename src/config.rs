@@ -632,7 +632,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let here = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
             prev = here;
         }
     }
@@ -740,7 +742,10 @@ mod tests {
         assert_eq!(c.limits.max_message_bytes, 65536);
         assert_eq!(c.app, AppKind::Echo);
         let e = Config::from_json(r#"{"limits":{"max_frame_byte":1}}"#, "f.json").unwrap_err();
-        assert_eq!(e.0, "f.json: unknown setting `limits.max_frame_byte` (did you mean `limits.max_frame_bytes`?)");
+        assert_eq!(
+            e.0,
+            "f.json: unknown setting `limits.max_frame_byte` (did you mean `limits.max_frame_bytes`?)"
+        );
         let e = Config::from_json(r#"{"nope":1}"#, "f.json").unwrap_err();
         assert_eq!(e.0, "f.json: unknown setting `nope`");
         assert!(Config::from_json(r#"{"limits":{"max_frame_bytes":"x"}}"#, "f").is_err());

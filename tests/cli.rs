@@ -289,3 +289,26 @@ fn bad_auth_files_stop_the_start_with_exit_code_2() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_taken_port_is_named_and_no_demo_password_is_shown() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, out, err) = run(&["--listen", &addr]);
+    assert_ne!(code, 0, "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("palisade: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(
+        line,
+        format!(
+            "palisade: cannot listen: listen {addr}: Address already in use (os error 98) (another process listens there: stop it, or choose another port)"
+        )
+    );
+    // Bound first, so nothing was printed for a server that never ran.
+    assert!(
+        !out.contains("password") && !err.contains("password"),
+        "{out}{err}"
+    );
+}

@@ -55,7 +55,18 @@ impl Listeners {
             .listen_addr()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
         let backlog = config.limits.listen_backlog;
-        let mut main = listen(addr, backlog)?;
+        // The error names the address (and the setting) that failed.
+        let named = |what: &'static str, addr: SocketAddr| {
+            move |e: io::Error| {
+                let hint = if e.kind() == io::ErrorKind::AddrInUse {
+                    " (another process listens there: stop it, or choose another port)"
+                } else {
+                    ""
+                };
+                io::Error::new(e.kind(), format!("{what} {addr}: {e}{hint}"))
+            }
+        };
+        let mut main = listen(addr, backlog).map_err(named("listen", addr))?;
         let mut redirect = match (&config.tls.redirect_listen, tls) {
             (Some(r), true) => {
                 let addr: SocketAddr = r.parse().map_err(|_| {
@@ -64,7 +75,7 @@ impl Listeners {
                         format!("tls.redirect_listen: {r:?} is not an address"),
                     )
                 })?;
-                Some(listen(addr, backlog)?)
+                Some(listen(addr, backlog).map_err(named("tls.redirect_listen", addr))?)
             }
             _ => None,
         };
