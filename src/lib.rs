@@ -69,6 +69,7 @@ pub use handler::{
     COMMAND_QUEUE, Closed, ConnId, Context, Handle, HandleError, Handler, Message, Outgoing,
     RawValue, SendError, SocketAck, SocketEvent, Target, Text,
 };
+pub use log::demo_login_line;
 pub use server::{Builder, Error, Server, check_config};
 
 /// Users files and tokens: what `palisade users` and a login flow of your

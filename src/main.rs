@@ -75,8 +75,9 @@ fn serve<H: Handler>(builder: Builder, handler: H) -> Result<(), (u8, String)> {
         .build(handler)
         .map_err(|e| (e.exit_code(), e.to_string()))?;
     if let Some(password) = server.demo_password() {
-        // Shown once, on stderr directly: never through the log.
-        eprintln!("demo login: demo / {password}");
+        // Shown once, on stderr directly: never through the log (in the
+        // log's format, so a JSON reader can parse it).
+        eprintln!("{}", palisade::demo_login_line(password));
     }
     server
         .run()

@@ -312,3 +312,45 @@ fn a_taken_port_is_named_and_no_demo_password_is_shown() {
         "{out}{err}"
     );
 }
+
+#[test]
+fn json_logs_write_numbers_as_numbers_and_the_demo_line_as_json() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let listening = v["msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("listening on"));
+        seen.push(v);
+        if listening {
+            break;
+        }
+    }
+    // SIGTERM: the shutdown line carries numbers.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    for line in lines {
+        seen.push(serde_json::from_str(&line.unwrap()).unwrap());
+    }
+    let _ = child.wait();
+    let demo = seen
+        .iter()
+        .find(|v| v["msg"] == "demo login")
+        .expect("a demo login line");
+    assert_eq!(demo["username"], "demo");
+    assert_eq!(demo["password"].as_str().map(str::len), Some(24));
+    let stop = seen
+        .iter()
+        .find(|v| v["msg"] == "shutting down")
+        .expect("a shutdown line");
+    assert_eq!(stop["grace_ms"], 5000);
+    assert_eq!(stop["connections"], 0);
+}

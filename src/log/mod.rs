@@ -187,13 +187,51 @@ pub fn format_line(
             );
             obj.insert("msg".into(), msg.into());
             for (k, v) in fields {
-                obj.insert((*k).into(), v.to_string().into());
+                obj.insert((*k).into(), json_value(v.to_string()));
             }
             line = serde_json::Value::Object(obj).to_string();
         }
     }
     line.push('\n');
     line
+}
+
+/// A field's text as JSON: a number when it is written as one (counts,
+/// milliseconds, status codes, ids), else a string.
+fn json_value(text: String) -> serde_json::Value {
+    let b = text.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let integer = !digits.is_empty()
+        && digits.len() <= 15
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits.len() == 1 || digits[0] != b'0');
+    if integer {
+        if let Ok(n) = text.parse::<i64>() {
+            return n.into();
+        }
+    }
+    text.into()
+}
+
+/// The format lines are written in (text before [`init`]).
+pub fn format() -> LogFormat {
+    LOGGER.get().map_or(LogFormat::Text, |l| l.format)
+}
+
+/// The line that shows the demo user's password once (written to stderr
+/// directly, never through the log), in the log's format.
+pub fn demo_login_line(password: &str) -> String {
+    match format() {
+        LogFormat::Json => serde_json::json!({
+            "ts": timestamp().to_string(),
+            "level": "info",
+            "msg": "demo login",
+            "username": "demo",
+            "password": password,
+        })
+        .to_string(),
+        LogFormat::Text => format!("demo login: demo / {password}"),
+    }
 }
 
 /// UTC time as RFC 3339 with milliseconds.
@@ -275,5 +313,20 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["level"], "warn");
         assert_eq!(v["k"], "v\"");
+        // Numbers as numbers; what only looks like one stays a string.
+        let fields: [(&str, &dyn Display); 5] = [
+            ("grace_ms", &5000),
+            ("code", &-1),
+            ("user", &"007"),
+            ("peer", &"127.0.0.1:80"),
+            ("big", &"12345678901234567890"),
+        ];
+        let j = format_line(LogFormat::Json, LogLevel::Info, "m", &fields);
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["grace_ms"], 5000);
+        assert_eq!(v["code"], -1);
+        assert_eq!(v["user"], "007");
+        assert_eq!(v["peer"], "127.0.0.1:80");
+        assert_eq!(v["big"], "12345678901234567890");
     }
 }
