@@ -674,7 +674,10 @@ fn sighup_reloads_the_users_file_and_keeps_it_on_error() {
         10_000,
     );
     hup(server.pid());
-    assert!(server.wait_for_log("users file reloaded users=2", Duration::from_secs(5)));
+    assert!(server.wait_for_log(
+        "reloaded users=reloaded user_count=2 ",
+        Duration::from_secs(5)
+    ));
     assert_eq!(
         login(addr, "carol", "carol's password").0,
         "HTTP/1.1 200 OK"
@@ -684,7 +687,7 @@ fn sighup_reloads_the_users_file_and_keeps_it_on_error() {
     // A broken file is logged and the current users stay.
     fs::write(f.users_file(), "{\"users\": [").unwrap();
     hup(server.pid());
-    assert!(server.wait_for_log("users reload failed", Duration::from_secs(5)));
+    assert!(server.wait_for_log("users=failed users_error=", Duration::from_secs(5)));
     assert_eq!(
         login(addr, "carol", "carol's password").0,
         "HTTP/1.1 200 OK"

@@ -176,7 +176,7 @@ fn removing_a_user_closes_their_connections_within_a_second() {
     assert!(took < Duration::from_secs(1), "{took:?}");
     expect_hero_round_trip(&mut b);
     assert!(server.wait_for_log("credentials revoked user=alice", Duration::from_secs(5)));
-    assert!(server.wait_for_log("users=1 revoked_users=1", Duration::from_secs(5)));
+    assert!(server.wait_for_log("user_count=1 revoked_users=1", Duration::from_secs(5)));
     expect_401(&server, &format!("/ws?token={alice}"), &[], "revoked");
     close_normally(&mut b);
 }
