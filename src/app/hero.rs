@@ -191,13 +191,12 @@ impl Heroes {
             Ok(r) => r,
             Err(e) => {
                 let (code, message, id) = match e.classify() {
-                    // Valid JSON of the wrong shape: answer with its id when it
-                    // has a usable one (this path may allocate; it is an error).
-                    serde_json::error::Category::Data => (
-                        "invalid_message",
-                        "message does not match the schema",
-                        lenient_id(text),
-                    ),
+                    // Valid JSON of the wrong shape: say which field, and answer
+                    // with its id when it has a usable one (this path may
+                    // allocate; it is an error).
+                    serde_json::error::Category::Data => {
+                        ("invalid_message", wrong_field(text), lenient_id(text))
+                    }
                     _ => ("invalid_json", "message is not valid JSON", None),
                 };
                 return send(tx, "error", &ErrorData { code, message }, id);
@@ -251,6 +250,34 @@ impl Heroes {
 }
 
 /// The `id` of a message that failed the schema, when it is a u32.
+/// Which field of a JSON message has the wrong type (SPEC.md §6:
+/// `{"event": <string>, "data": <object>, "id": <u32>}`).
+fn wrong_field(text: &[u8]) -> &'static str {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(text) else {
+        return "message does not match the schema";
+    };
+    let Some(m) = v.as_object() else {
+        return "a message must be a JSON object";
+    };
+    match (m.get("event"), m.get("data"), m.get("id")) {
+        (None, _, _) => "event is missing",
+        (Some(e), _, _) if !e.is_string() => "event must be a string",
+        (_, _, Some(id))
+            if !id.is_null() && id.as_u64().is_none_or(|n| n > u64::from(u32::MAX)) =>
+        {
+            "id must be a whole number from 0 to 4294967295"
+        }
+        (_, Some(d), _) if !d.is_null() && !d.is_object() => "data must be an object",
+        (_, Some(d), _)
+            if d.get("hero")
+                .is_some_and(|h| !h.is_null() && !h.is_string()) =>
+        {
+            "data.hero must be a string"
+        }
+        _ => "message does not match the schema",
+    }
+}
+
 fn lenient_id(text: &[u8]) -> Option<u32> {
     let v: serde_json::Value = serde_json::from_slice(text).ok()?;
     u32::try_from(v.get("id")?.as_u64()?).ok()
@@ -399,6 +426,32 @@ mod tests {
             "a".repeat(65)
         );
         assert_eq!(ask(&h, &long)["data"]["code"], "invalid_message");
+        // The message names the field of the wrong type.
+        for (text, message) in [
+            (
+                r#"{"event":"get_name","id":"7"}"#,
+                "id must be a whole number from 0 to 4294967295",
+            ),
+            (
+                r#"{"event":"get_name","id":4294967296}"#,
+                "id must be a whole number from 0 to 4294967295",
+            ),
+            (r#"{"event":3}"#, "event must be a string"),
+            (r#"{"id":1}"#, "event is missing"),
+            (
+                r#"{"event":"get_name","data":[1]}"#,
+                "data must be an object",
+            ),
+            (
+                r#"{"event":"get_name","data":{"hero":5}}"#,
+                "data.hero must be a string",
+            ),
+            (r#"[1,2]"#, "a message must be a JSON object"),
+        ] {
+            let v = ask(&h, text);
+            assert_eq!(v["data"]["code"], "invalid_message", "{text}");
+            assert_eq!(v["data"]["message"], message, "{text}");
+        }
     }
 
     #[test]
