@@ -515,7 +515,7 @@ pub fn http_request(data: &[u8]) {
         }
     } else {
         let files = StaticFiles::embedded();
-        let outcome = http::respond(&req, &files, &mut out, true, true);
+        let outcome = http::respond(&req, &files, &mut out, true, true, data.len() % 2 == 0);
         assert!((200..600).contains(&outcome.status));
     }
     assert!(out.is_empty() || out.starts_with(b"HTTP/1.1 "));

@@ -344,6 +344,8 @@ pub struct Router<'a> {
     pub protocols: &'a [&'static str],
     /// The Engine.IO sessions of the loop.
     pub sessions: &'a dyn Sessions,
+    /// A graceful shutdown is under way (`/readyz` answers `503`).
+    pub stopping: bool,
     /// Now, for the rate limits.
     pub now: Instant,
     /// Now in Unix seconds, for tokens.
@@ -434,7 +436,14 @@ impl Router<'_> {
         // discarded) instead of queueing without bound.
         let keep_alive_ok = out.len() < HTTP_OUT_HIGH;
         let hsts = self.hsts(peer);
-        let outcome = http::respond(req, &self.shared.files, out, hsts, keep_alive_ok);
+        let outcome = http::respond(
+            req,
+            &self.shared.files,
+            out,
+            hsts,
+            keep_alive_ok,
+            self.stopping,
+        );
         log::debug(
             "http request",
             &[

@@ -72,3 +72,29 @@ fn sigint_without_clients_exits_at_once() {
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     assert!(server.wait_for_log("stopped connections_dropped=0", Duration::from_secs(2)));
 }
+
+#[test]
+fn readyz_is_200_until_a_shutdown_and_503_during_it() {
+    let mut server = Server::start_with_config(r#"{"shutdown_grace_ms":1500}"#, &[]);
+    let addr = server.addr();
+    let mut s = connect(addr);
+    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (status, _, body) = read_response_head(&mut s);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.is_empty() || body == b"ready", "{body:?}");
+    // A probe whose request is on its way when the shutdown starts.
+    let mut probe = connect(addr);
+    probe
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    server.terminate();
+    assert!(server.wait_for_log("shutting down", Duration::from_secs(2)));
+    probe.write_all(b"\r\n").unwrap();
+    let (status, headers, _) = read_response_head(&mut probe);
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(header(&headers, "Retry-After"), Some("1"));
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success(), "{status}");
+}

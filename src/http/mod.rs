@@ -213,13 +213,15 @@ pub struct Outcome {
 
 /// Answers a request that is not for the WebSocket path; `hsts` adds
 /// `Strict-Transport-Security` (only ever set over TLS); without
-/// `allow_keep_alive` the response ends the connection.
+/// `allow_keep_alive` the response ends the connection. `/readyz` is `200`
+/// `ready` unless the server is `stopping` (`503`).
 pub fn respond(
     req: &Request<'_, '_>,
     files: &StaticFiles,
     out: &mut Vec<u8>,
     hsts: bool,
     allow_keep_alive: bool,
+    stopping: bool,
 ) -> Outcome {
     let keep_alive = allow_keep_alive
         && req.version == 1
@@ -233,8 +235,14 @@ pub fn respond(
         return error(400, "invalid path", &[], hsts, out);
     };
     let head_only = req.method == "HEAD";
+    if path == "/readyz" && stopping && (req.method == "GET" || head_only) {
+        return error(503, "shutting down", &[("Retry-After", "1")], hsts, out);
+    }
     let (content_type, body): (&str, &[u8]) = if path == "/healthz" {
         ("text/plain; charset=utf-8", b"ok")
+    } else if path == "/readyz" {
+        // Built means listening, with the certificate and users loaded.
+        ("text/plain; charset=utf-8", b"ready")
     } else if let Some(asset) = files.files.get(&path) {
         (asset.content_type, &asset.body)
     } else {
@@ -291,7 +299,7 @@ mod tests {
         let mut storage = [httparse::EMPTY_HEADER; 16];
         let req = parse_request(head.as_bytes(), &mut storage).unwrap();
         let mut out = Vec::new();
-        let o = respond(&req, files, &mut out, false, true);
+        let o = respond(&req, files, &mut out, false, true, false);
         (o, String::from_utf8_lossy(&out).into_owned())
     }
 

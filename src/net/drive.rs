@@ -69,6 +69,7 @@ impl<'a, H: Handler> Ctx<'a, H> {
             quotas: &mut self.env.quotas,
             protocols: self.env.handler.protocols(),
             sessions: &self.env.polls,
+            stopping: self.env.stopping,
             now: Instant::now(),
             unix_now: unix_now(),
         }

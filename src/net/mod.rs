@@ -106,6 +106,8 @@ pub(crate) struct Env<H> {
     pub open: usize,
     /// The Engine.IO long-polling sessions.
     pub polls: poll::Polls,
+    /// A graceful shutdown is under way.
+    pub stopping: bool,
 }
 
 impl<H: Handler> Server<H> {
@@ -150,6 +152,7 @@ impl<H: Handler> Server<H> {
                 handle,
                 open: 0,
                 polls: poll::Polls::default(),
+                stopping: false,
             },
             clock: Clock::new(),
             acceptor,
@@ -441,6 +444,7 @@ impl<H: Handler> Server<H> {
     fn shut_down(&mut self, now: Now) {
         let grace = Duration::from_millis(self.env.shared.config.shutdown_grace_ms);
         self.stopping = Some(now.after(grace));
+        self.env.stopping = true;
         self.listeners.stop(&self.poll);
         poll::end_where(&mut self.env, "server shutting down", |_, _| true);
         let tokens = self.conns.tokens();
@@ -473,6 +477,9 @@ impl<H: Handler> Server<H> {
                     conn.linger(out, close_at);
                     false
                 }
+                // A request on its way (a readiness probe, say): it is
+                // answered (`/readyz`: 503), then the connection closes.
+                Phase::Head(h) if !h.reader.is_empty() && h.parked.is_none() => false,
                 // Between requests, or a request not answered yet.
                 Phase::Head(_) | Phase::Body(_) | Phase::Verify(_) => true,
             };

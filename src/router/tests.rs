@@ -51,6 +51,7 @@ impl World {
             quotas: &mut self.quotas,
             protocols: &["palisade.v1"],
             sessions: &crate::router::NoSessions,
+            stopping: false,
             now: Instant::now(),
             unix_now: unix_now(),
         };
