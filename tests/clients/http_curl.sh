@@ -583,4 +583,16 @@ n=0
 [ "$n" -eq 0 ] && { [ -z "$DEMO_TOKEN" ] || ! grep -qF -- "$DEMO_TOKEN" "$WORK/server.log"; }
 check "the demo password appears only in its start-up line, the token nowhere" $? "$n other lines"
 
+# The README's "From a terminal": the token from /login, then the websockets
+# package's own command-line client on ?token= (plain mode; it needs the
+# Python venv of the test command).
+PY=${PALISADE_PYTHON:-$ROOT/target/test-venv/bin/python}
+if [ -z "${SUFFIX:-}" ] && [ -x "$PY" ] && [ -n "$DEMO_TOKEN" ]; then
+    out=$( (echo '{"event":"get_name","data":{"hero":"hulk"}}'; sleep 1) \
+        | timeout 10 "$PY" -m websockets "ws://$ADDR/ws?token=$DEMO_TOKEN" 2>&1)
+    echo "$out" | grep -qF '{"event":"name","data":{"hero":"hulk","hero_name":"Bruce Banner"}}'
+    check "README: python -m websockets with the token from curl gets the name" $? \
+        "$(echo "$out" | tr -d '\033' | tail -c 300)"
+fi
+
 finish
