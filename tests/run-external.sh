@@ -69,6 +69,8 @@ run browser_demo node tests/browser/demo.mjs
 run browser_cross_site node tests/browser/cross_site.mjs # plain mode only
 run browser_socketio node tests/browser/socketio.mjs # plain mode only
 run users_cli "$PY" tests/clients/users_cli.py # a terminal and a pipe; no server
+run systemd_unit bash tests/clients/systemd_unit.sh # deploy/palisade.service; no server
+run nginx_proxy node tests/clients/nginx_proxy.mjs # behind a real nginx with deploy/nginx.conf (TLS at nginx)
 run socketio_client "$PY" tests/clients/socketio_client.py # plain mode only; polling and WebSocket
 run socketio_node node tests/clients/socketio_node.mjs # plain mode only; polling and WebSocket
 
