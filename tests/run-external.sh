@@ -71,12 +71,14 @@ run browser_socketio node tests/browser/socketio.mjs # plain mode only
 run users_cli "$PY" tests/clients/users_cli.py # a terminal and a pipe; no server
 run systemd_unit bash tests/clients/systemd_unit.sh # deploy/palisade.service; no server
 run nginx_proxy node tests/clients/nginx_proxy.mjs # behind a real nginx with deploy/nginx.conf (TLS at nginx)
-run socketio_client "$PY" tests/clients/socketio_client.py # plain mode only; polling and WebSocket
-run socketio_node node tests/clients/socketio_node.mjs # plain mode only; polling and WebSocket
+run socketio_client "$PY" tests/clients/socketio_client.py # polling and WebSocket (and over TLS below)
+run socketio_node node tests/clients/socketio_node.mjs # polling and WebSocket (and over TLS below)
 
 run "heroes_websockets (tls)" env PALISADE_TLS=1 "$PY" tests/clients/heroes_websockets.py
 run "heroes_ws (tls)" env PALISADE_TLS=1 node tests/clients/heroes_ws.mjs
 run "http_curl (tls)" env PALISADE_TLS=1 bash tests/clients/http_curl.sh
+run "socketio_client (tls)" env PALISADE_TLS=1 "$PY" tests/clients/socketio_client.py
+run "socketio_node (tls)" env PALISADE_TLS=1 node tests/clients/socketio_node.mjs
 run "browser_demo (tls)" env PALISADE_TLS=1 node tests/browser/demo.mjs
 run "tls_openssl (tls)" bash tests/clients/tls_openssl.sh
 run "testssl (tls)" bash tests/clients/testssl.sh

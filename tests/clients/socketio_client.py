@@ -19,6 +19,10 @@ logs in with POST /login, then with each client over the WebSocket transport
   - with the default transports, the client ends up on WebSocket; with
     `transports=["polling"]` it stays on long-polling and still gets its answers.
 
+With PALISADE_TLS=1 the server runs on the development certificate and every
+client trusts only certs/ca.pem (https:// polling, wss://); check names end in
+"(tls)".
+
 Prints one PASS/FAIL line per check; exits non-zero if any failed. The server's
 stderr goes to target/test-output/logs/.
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install -r tests/clients/requirements.txt
@@ -58,9 +62,21 @@ results = []
 # to WebSocket) and with `transports=["websocket"]`.
 TRANSPORTS = None
 MODE = "default"
+# PALISADE_TLS=1: the server on the development certificate; every client
+# (requests for polling, websocket-client, aiohttp) trusts only certs/ca.pem,
+# through the environment variables they read.
+TLS = os.environ.get("PALISADE_TLS") == "1"
+CA = str(ROOT / "certs" / "ca.pem")
+TLS_ARGS = ["--tls-cert", str(ROOT / "certs" / "localhost.pem"),
+            "--tls-key", str(ROOT / "certs" / "localhost.key")] if TLS else []
+if TLS:
+    os.environ["SSL_CERT_FILE"] = CA
+    os.environ["REQUESTS_CA_BUNDLE"] = CA
 
 
 def check(name, ok, detail=""):
+    if TLS:
+        name += " (tls)"
     results.append(bool(ok))
     print(f"PASS {NAME}: {name}" if ok else f"FAIL {NAME}: {name}" + (f" -- {detail}" if detail else ""),
           flush=True)
@@ -70,7 +86,7 @@ def check(name, ok, detail=""):
 def start_server(users_file, config):
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = open(LOG_DIR / f"{NAME}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", "--users-file", users_file, "--config", config],
+    proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", *TLS_ARGS, "--users-file", users_file, "--config", config],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     found = threading.Event()
     addr = []
@@ -92,11 +108,15 @@ def start_server(users_file, config):
     return proc, (addr[0] if addr else None)
 
 
-def login(addr):
-    req = urllib.request.Request(f"http://{addr}/login", method="POST",
+def login(base):
+    req = urllib.request.Request(f"{base}/login", method="POST",
                                  data=json.dumps({"username": "alice", "password": PASSWORD}).encode(),
                                  headers={"Content-Type": "application/json"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers = [urllib.request.ProxyHandler({})]
+    if TLS:
+        import ssl
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=CA)))
+    opener = urllib.request.build_opener(*handlers)
     with opener.open(req, timeout=TIMEOUT_S) as res:
         return json.load(res)["token"]
 
@@ -191,8 +211,24 @@ def header_checks(url, token):
 
 
 async def async_checks(url, token):
+    session = None
+    if TLS:
+        # aiohttp takes its trust anchors from certifi, not the environment.
+        import ssl
+
+        import aiohttp
+        ctx = ssl.create_default_context(cafile=CA)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
+    try:
+        await async_checks_with(url, token, session)
+    finally:
+        if session is not None:
+            await session.close()
+
+
+async def async_checks_with(url, token, session):
     label = f"socketio.AsyncClient[{MODE}]"
-    sio = socketio.AsyncClient(reconnection=False)
+    sio = socketio.AsyncClient(reconnection=False, http_session=session)
     try:
         await sio.connect(url, transports=TRANSPORTS, auth={"token": token}, wait_timeout=TIMEOUT_S)
     except Exception as e:  # noqa: BLE001
@@ -252,8 +288,8 @@ def main():
         proc, addr = start_server(users, config)
         try:
             if check("server starts and reports its address", addr is not None):
-                url = f"http://{addr}"
-                token = login(addr)
+                url = f"https://localhost:{addr.split(':')[1]}" if TLS else f"http://{addr}"
+                token = login(url)
                 for TRANSPORTS, MODE in ((None, "default"), (["websocket"], "websocket")):
                     sync_checks(url, token)
                     refused_checks(url)

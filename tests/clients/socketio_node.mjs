@@ -14,13 +14,17 @@
 //   - the token as `extraHeaders: { Authorization }` (the tutorial client's way).
 //   - the default transports end up on WebSocket; `transports: ['polling']`
 //     stays on long-polling and gets every answer.
+// With PALISADE_TLS=1 the server runs on the development certificate and the
+// client trusts only certs/ca.pem (https:// polling, wss://).
 // Prints one PASS/FAIL line per check; exits non-zero if any failed. The
 // server's stderr goes to target/test-output/logs/.
 //
 //   (cd tests/js && npm ci) && node tests/clients/socketio_node.mjs
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -45,8 +49,17 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = process.env.PALISADE_BIN || 'target/debug/palisade';
 const LOG_DIR = process.env.PALISADE_LOG_DIR || path.join(ROOT, 'target', 'test-output', 'logs');
 
+// PALISADE_TLS=1: the server on the development certificate, the client
+// trusting only certs/ca.pem (https:// and wss://, polling included).
+const TLS = process.env.PALISADE_TLS === '1';
+const CA = TLS ? readFileSync(path.join(ROOT, 'certs', 'ca.pem')) : undefined;
+const TLS_ARGS = TLS
+  ? ['--tls-cert', path.join(ROOT, 'certs', 'localhost.pem'), '--tls-key', path.join(ROOT, 'certs', 'localhost.key')]
+  : [];
+
 const results = [];
 function check(name, ok, detail = '') {
+  if (TLS) name += ' (tls)';
   results.push(Boolean(ok));
   console.log(ok ? `PASS ${NAME}: ${name}` : `FAIL ${NAME}: ${name}${detail ? ` -- ${detail}` : ''}`);
   return ok;
@@ -64,7 +77,7 @@ function startServer(args) {
   mkdirSync(LOG_DIR, { recursive: true });
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
   const log = createWriteStream(path.join(LOG_DIR, `${NAME}-${stamp}-${process.pid}.log`));
-  const child = spawn(BIN, ['--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(BIN, ['--listen', '127.0.0.1:0', ...TLS_ARGS, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const lines = readline.createInterface({ input: child.stderr });
   const ready = new Promise((resolve, reject) => {
     child.on('exit', (code) => reject(new Error(`server exited (${code}) before listening`)));
@@ -80,7 +93,9 @@ function startServer(args) {
 
 function connect(url, opts) {
   const { transports, ...rest } = opts;
-  const socket = io(url, { reconnection: false, timeout: TIMEOUT_MS, ...(transports ? { transports } : {}), ...rest });
+  const socket = io(url, {
+    reconnection: false, timeout: TIMEOUT_MS, ...(transports ? { transports } : {}), ...(CA ? { ca: CA } : {}), ...rest,
+  });
   const authorized = new Promise((resolve) => socket.on('user_authorized', resolve));
   const connected = new Promise((resolve, reject) => {
     socket.on('connect', resolve);
@@ -158,6 +173,22 @@ async function transportsRun(url, token) {
   only.socket.close();
 }
 
+/// POST /login (over https with only the development CA when TLS): the token.
+function loginToken(base) {
+  const body = JSON.stringify({ username: 'alice', password: PASSWORD });
+  return new Promise((resolve, reject) => {
+    const req = (TLS ? https : http).request(`${base}/login`, {
+      method: 'POST', ca: CA, headers: { 'Content-Type': 'application/json', 'Content-Length': body.length },
+    }, (res) => {
+      let data = '';
+      res.on('data', (c) => { data += c; });
+      res.on('end', () => { try { resolve(JSON.parse(data).token); } catch (e) { reject(e); } });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 async function main() {
   const work = mkdtempSync(path.join(os.tmpdir(), `palisade-${NAME}.`));
   let server = null;
@@ -171,15 +202,12 @@ async function main() {
     server = startServer(['--users-file', users, '--config', config]);
     const addr = await server.ready.catch(() => null);
     if (!check('server starts and reports its address', addr !== null)) return;
-    const res = await fetch(`http://${addr}/login`, {
-      method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ username: 'alice', password: PASSWORD }),
-    });
-    const { token } = await res.json();
+    const base = TLS ? `https://localhost:${addr.split(':')[1]}` : `http://${addr}`;
+    const token = await loginToken(base);
     for (const transports of [undefined, ['websocket']]) {
-      await withTimeout(run(`http://${addr}`, token, transports), 60_000, 'the checks');
+      await withTimeout(run(base, token, transports), 60_000, 'the checks');
     }
-    await withTimeout(transportsRun(`http://${addr}`, token), 60_000, 'the transport checks');
+    await withTimeout(transportsRun(base, token), 60_000, 'the transport checks');
     check('server still running after the checks', server.child.exitCode === null);
   } catch (e) {
     check('the checks run to the end', false, String(e && e.stack ? e.stack : e));
