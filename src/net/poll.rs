@@ -211,11 +211,23 @@ fn id_of(token: Token) -> ConnId {
     ConnId((token.0 | POLL_BIT) as u64)
 }
 
-/// Writes a long-polling answer.
+/// Writes a long-polling answer (with `extra` headers after the CORS ones).
 fn write(out: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8], reply: &Reply) {
+    write_with(out, status, content_type, body, reply, &[]);
+}
+
+fn write_with(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    reply: &Reply,
+    more: &[(&'static str, &str)],
+) {
     let mut extra = Vec::new();
     cors_headers(reply.cors.as_deref(), &mut extra);
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let mut extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    extra.extend_from_slice(more);
     let head = response::Head {
         status,
         content_type,
@@ -362,20 +374,9 @@ fn refuse_open<H>(
             ..reply.clone()
         };
         let body = format!("{reason}\n");
-        let mut extra = Vec::new();
-        cors_headers(reply.cors.as_deref(), &mut extra);
-        extra.push(("Retry-After", "1".into()));
-        let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let head = response::Head {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            content_length: body.len(),
-            keep_alive: false,
-            cache: response::Cache::NoStore,
-            hsts: reply.hsts,
-        };
-        response::write_head(&mut h.out, head, &extra);
-        h.out.extend_from_slice(body.as_bytes());
+        let retry = [("Retry-After", "1")];
+        let ct = "text/plain; charset=utf-8";
+        write_with(&mut h.out, status, ct, body.as_bytes(), &reply, &retry);
     }
     answered(conn, false, ctx);
 }

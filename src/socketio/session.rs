@@ -137,6 +137,14 @@ pub enum Event<'a> {
     BinaryMessage(Vec<u8>),
 }
 
+/// Values as JSON texts, for the one encoder of events and acks.
+fn raw_values(values: &[Value]) -> Vec<Box<RawValue>> {
+    values
+        .iter()
+        .map(|v| serde_json::value::to_raw_value(v).expect("a value serializes"))
+        .collect()
+}
+
 /// A packet for the transport: a text packet (with its Engine.IO type
 /// digit) or a binary message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -521,67 +529,38 @@ impl Session {
     /// Sends an event; with `want_ack` the client is asked for an answer,
     /// whose id is returned (it comes back as [`Event::Ack`]).
     pub fn emit(&mut self, nsp: &str, name: &str, args: &[Value], want_ack: bool) -> Option<u64> {
-        let ack = want_ack.then(|| {
-            let id = self.next_ack;
-            self.next_ack += 1;
-            id
-        });
-        let mut all = Vec::with_capacity(args.len() + 1);
-        all.push(Value::String(name.to_owned()));
-        all.extend_from_slice(args);
-        self.send(Kind::Event, nsp, ack, Some(&Value::Array(all)));
-        ack
+        let raw = raw_values(args);
+        let args: Vec<&RawValue> = raw.iter().map(|b| &**b).collect();
+        if want_ack {
+            Some(self.emit_raw_with_ack(nsp, name, &args, &[]))
+        } else {
+            self.emit_raw(nsp, name, &args, &[]);
+            None
+        }
     }
 
     /// Sends an event whose one argument is binary: `451-[name,
     /// {"_placeholder":true,"num":0}]`, then the data.
     pub fn emit_binary(&mut self, nsp: &str, name: &str, data: &[u8]) {
-        let args = serde_json::json!([name, {"_placeholder": true, "num": 0}]);
-        let mut text = String::from("4");
-        packet::encode(&mut text, Kind::BinaryEvent, 1, nsp, None, Some(&args));
-        self.queue(Out::Text(text));
-        self.queue(Out::Binary(data.to_vec()));
+        let placeholder = serde_json::json!({"_placeholder": true, "num": 0});
+        self.emit_with(nsp, name, &[placeholder], &[data]);
     }
 
     /// Sends an event whose args name `binary` attachments by their
     /// placeholders (`{"_placeholder":true,"num":N}`): a BINARY_EVENT, then
     /// the attachments; without attachments, as [`Session::emit`].
     pub fn emit_with(&mut self, nsp: &str, name: &str, args: &[Value], binary: &[&[u8]]) {
-        if binary.is_empty() {
-            self.emit(nsp, name, args, false);
-            return;
-        }
-        let mut all = Vec::with_capacity(args.len() + 1);
-        all.push(Value::String(name.to_owned()));
-        all.extend_from_slice(args);
-        self.send_binary(Kind::BinaryEvent, nsp, None, &Value::Array(all), binary);
+        let raw = raw_values(args);
+        let args: Vec<&RawValue> = raw.iter().map(|b| &**b).collect();
+        self.emit_raw(nsp, name, &args, binary);
     }
 
     /// Answers the ack `id` with args that may name `binary` attachments
     /// (a BINARY_ACK then).
     pub fn ack_with(&mut self, nsp: &str, id: u64, args: &[Value], binary: &[&[u8]]) {
-        if binary.is_empty() {
-            self.ack(nsp, id, args);
-            return;
-        }
-        let data = Value::Array(args.to_vec());
-        self.send_binary(Kind::BinaryAck, nsp, Some(id), &data, binary);
-    }
-
-    fn send_binary(
-        &mut self,
-        kind: Kind,
-        nsp: &str,
-        ack: Option<u64>,
-        data: &Value,
-        binary: &[&[u8]],
-    ) {
-        let mut text = String::from("4");
-        packet::encode(&mut text, kind, binary.len(), nsp, ack, Some(data));
-        self.queue(Out::Text(text));
-        for b in binary {
-            self.queue(Out::Binary(b.to_vec()));
-        }
+        let raw = raw_values(args);
+        let args: Vec<&RawValue> = raw.iter().map(|b| &**b).collect();
+        self.ack_raw(nsp, id, &args, binary);
     }
 
     /// Sends an event whose arguments are JSON texts (as received, or
@@ -650,7 +629,7 @@ impl Session {
 
     /// Answers the event whose ack id is `id`.
     pub fn ack(&mut self, nsp: &str, id: u64, args: &[Value]) {
-        self.send(Kind::Ack, nsp, Some(id), Some(&Value::Array(args.to_vec())));
+        self.ack_with(nsp, id, args, &[]);
     }
 
     /// Ends the session from the server's side for `reason` (the
