@@ -97,6 +97,16 @@ impl Default for SocketIoConfig {
     }
 }
 
+/// Metrics settings (`metrics.*`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Networks (CIDRs) besides loopback whose clients may read
+    /// `/metrics`; everyone else gets `403`. Behind a trusted proxy the
+    /// client is the one `X-Forwarded-For` names.
+    pub allow: Vec<String>,
+}
+
 /// Logging settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -358,6 +368,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Metrics.
+    pub metrics: MetricsConfig,
     /// Origins allowed to open WebSockets (`https://app.example.com`);
     /// empty means the server's own host only; `"*"` allows any (warned).
     pub allowed_origins: Vec<String>,
@@ -397,6 +409,7 @@ impl Default for Config {
             socketio: SocketIoConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             allowed_origins: Vec::new(),
             require_origin: false,
             allowed_hosts: Vec::new(),

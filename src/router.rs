@@ -17,10 +17,11 @@ use std::time::Instant;
 use crate::config::{AuthMode, Config};
 use crate::http::{self, StaticFiles, login, response, session};
 use crate::log;
+use crate::metrics::{Registry, Stats};
 use crate::proto::Limits;
 use crate::proto::error::HandshakeError;
 use crate::proto::handshake::{self, Accepted, Request, UpgradeRequest};
-use crate::security::client_ip::{TrustedProxies, canonical};
+use crate::security::client_ip::{Networks, TrustedProxies, canonical};
 use crate::security::credentials::Credential;
 use crate::security::hosts::AllowedHosts;
 use crate::security::jwt::TokenId;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
+    /// Networks besides loopback that may read `/metrics`.
+    pub metrics_allow: Networks,
     /// The names requests may carry in `Host` (SPEC.md §2).
     pub hosts: AllowedHosts,
     /// Where the redirect listener sends clients.
@@ -62,6 +65,7 @@ impl Shared {
             limits: core_limits(&config.limits),
             origins: OriginPolicy::new(&config.allowed_origins, config.require_origin)?,
             proxies: TrustedProxies::new(&config.trusted_proxies)?,
+            metrics_allow: Networks::new("metrics.allow", &config.metrics.allow)?,
             hosts: AllowedHosts::new(&config.allowed_hosts, listen)?,
             redirect_host: RedirectHost::new(config.tls.redirect_host.as_deref(), tls_name, listen),
             files,
@@ -78,6 +82,7 @@ pub fn check_policies(config: &Config) -> Result<(), String> {
     let listen = config.listen_addr().map_err(|e| e.0)?;
     AllowedHosts::new(&config.allowed_hosts, listen.ip())?;
     TrustedProxies::new(&config.trusted_proxies)?;
+    Networks::new("metrics.allow", &config.metrics.allow)?;
     if let Some(h) = &config.tls.redirect_host {
         if crate::proto::host::Host::parse(h.as_bytes()).is_none() || h.trim() != h {
             return Err(format!(
@@ -212,6 +217,12 @@ pub struct Upgraded {
     pub engine_only: bool,
 }
 
+/// The path of the metrics page.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The Prometheus text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// The path of Engine.IO without Socket.IO, with `--app echo`.
 pub const ENGINE_IO_PATH: &str = "/engine.io/";
 
@@ -332,6 +343,18 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A response is written: [`Outcome::KeepAlive`] when the connection
+    /// may carry another request, else [`Outcome::Final`].
+    pub fn answered(keep_alive: bool) -> Outcome {
+        if keep_alive {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Final
+        }
+    }
+}
+
 /// Routes requests for one turn of the loop.
 pub struct Router<'a> {
     /// Settings and policies.
@@ -346,6 +369,13 @@ pub struct Router<'a> {
     pub sessions: &'a dyn Sessions,
     /// A graceful shutdown is under way (`/readyz` answers `503`).
     pub stopping: bool,
+    /// This loop's figures.
+    pub stats: &'a Stats,
+    /// Every loop's figures (the `/metrics` page).
+    pub metrics: &'a Registry,
+    /// The status and reason of the refusal written last (for the
+    /// handshake counts).
+    pub refused: Option<(u16, &'static str)>,
     /// Now, for the rate limits.
     pub now: Instant,
     /// Now in Unix seconds, for tokens.
@@ -384,8 +414,49 @@ impl Router<'_> {
             Ok(r) => r,
             Err(e) => return self.refuse(out, peer, e.status(), e.reason(), &[]),
         };
+        let outcome = self.route_request(&req, peer, charge, basic, out);
+        // A refused handshake counts here; an accepted one where the loop
+        // opens it (it knows since when the connection waited).
+        if let Some((status, reason)) = self.refused.take() {
+            if peer.redirect_to.is_none() && self.is_handshake(&req) {
+                let label = crate::metrics::handshake_refusal(status, reason);
+                self.stats.handshakes_refused.inc(label);
+                if status == 401 {
+                    self.stats.auth_failures.inc(reason);
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Whether `req` is a handshake: on `ws.path`, or opening an Engine.IO
+    /// session (a long-polling session's later requests are not).
+    fn is_handshake(&self, req: &Request<'_, '_>) -> bool {
+        let path = req.path();
+        if path == self.shared.config.ws.path {
+            return true;
+        }
+        (path == self.shared.config.socketio.path || self.is_engine_path(req))
+            && matches!(
+                crate::proto::engineio::route(
+                    req.query().unwrap_or(""),
+                    req.method,
+                    req.has_token("upgrade", "websocket")
+                ),
+                Ok(crate::proto::engineio::Route::Handshake(_))
+            )
+    }
+
+    fn route_request(
+        &mut self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        charge: &mut Charge,
+        basic: Option<BasicResult>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         if let Some(port) = peer.redirect_to {
-            return self.redirect(&req, peer, port, out);
+            return self.redirect(req, peer, port, out);
         }
         let client = self
             .shared
@@ -394,42 +465,93 @@ impl Router<'_> {
         // A Basic handshake routed again after its password check passed
         // these checks the first time.
         if basic.is_none() {
-            if let Some((status, reason, retry)) = self.admission(peer, charge, client, &req) {
+            if let Some((status, reason, retry)) = self.admission(peer, charge, client, req) {
                 return self.refuse(out, peer, status, reason, &[("Retry-After", &retry)]);
             }
         }
         // SPEC.md §2: on the WebSocket path the request line is checked
         // before the Host; then the Host, on every path.
         let ws_path = req.path() == self.shared.config.ws.path;
-        let sio_path = req.path() == self.shared.config.socketio.path || self.is_engine_path(&req);
+        let sio_path = req.path() == self.shared.config.socketio.path || self.is_engine_path(req);
         if ws_path {
-            if let Err(e) = UpgradeRequest::check_request_line(&req) {
+            if let Err(e) = UpgradeRequest::check_request_line(req) {
                 return self.refuse_handshake(out, peer, e);
             }
         }
-        if let Some((status, reason)) = host_refusal(&req, &self.shared.hosts) {
+        if let Some((status, reason)) = host_refusal(req, &self.shared.hosts) {
             return self.refuse(out, peer, status, reason, &[]);
         }
         if req.path() == login::PATH {
-            return self.login_head(&req, peer, client, out);
+            return self.login_head(req, peer, client, out);
         }
         if req.path() == session::LOGOUT {
-            return self.logout(&req, peer, out);
+            return self.logout(req, peer, out);
         }
         if req.path() == session::SESSION {
-            return self.session(&req, peer, out);
+            return self.session(req, peer, out);
         }
         if sio_path {
-            return self.socketio(&req, peer, out);
+            return self.socketio(req, peer, out);
         }
         if !ws_path {
-            return self.http(&req, peer, out);
+            return self.http(req, peer, client, out);
         }
-        self.upgrade(&req, peer, client, basic, out)
+        self.upgrade(req, peer, client, basic, out)
+    }
+
+    /// `GET /metrics`: for loopback clients and `metrics.allow`, else `403`.
+    fn metrics_page(
+        &mut self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        client: IpAddr,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let client = canonical(client);
+        if !(client.is_loopback() || self.shared.metrics_allow.contains(client)) {
+            return self.refuse(
+                out,
+                peer,
+                403,
+                "metrics are not served to this address",
+                &[],
+            );
+        }
+        if req.method != "GET" && req.method != "HEAD" {
+            let allow = [("Allow", "GET, HEAD")];
+            return self.refuse(out, peer, 405, "method not allowed", &allow);
+        }
+        let page = self.metrics.render();
+        let keep_alive = req.version == 1
+            && !req.has_token("connection", "close")
+            && !req.has_body()
+            && out.len() < HTTP_OUT_HIGH;
+        let head = response::Head {
+            status: 200,
+            content_type: METRICS_CONTENT_TYPE,
+            content_length: page.len(),
+            keep_alive,
+            cache: response::Cache::NoStore,
+            hsts: self.hsts(peer),
+        };
+        response::write_head(out, head, &[]);
+        if req.method == "GET" {
+            out.extend_from_slice(page.as_bytes());
+        }
+        Outcome::answered(keep_alive)
     }
 
     /// Static files, `/healthz`, `404` / `405`.
-    fn http(&mut self, req: &Request<'_, '_>, peer: &Peer, out: &mut Vec<u8>) -> Outcome {
+    fn http(
+        &mut self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        client: IpAddr,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if req.path() == METRICS_PATH {
+            return self.metrics_page(req, peer, client, out);
+        }
         // Pipelined requests are answered from one read without going back
         // to the socket: once the queued responses reach the high-water
         // mark, this one ends the connection (and the rest of the input is
@@ -453,11 +575,7 @@ impl Router<'_> {
                 ("status", &outcome.status),
             ],
         );
-        if outcome.keep_alive {
-            Outcome::KeepAlive
-        } else {
-            Outcome::Final
-        }
+        Outcome::answered(outcome.keep_alive)
     }
 
     /// `POST /logout`: same-origin only (like the handshake), then the
@@ -478,11 +596,7 @@ impl Router<'_> {
                 ],
             );
             session::write_logout_refused(out, status, reason, a);
-            if keep_alive {
-                Outcome::KeepAlive
-            } else {
-                Outcome::Final
-            }
+            Outcome::answered(keep_alive)
         };
         if req.method != "POST" {
             return refused(out, 405, "method_not_allowed");
@@ -569,11 +683,7 @@ impl Router<'_> {
                 out.truncate(body);
             }
         }
-        if keep_alive {
-            Outcome::KeepAlive
-        } else {
-            Outcome::Final
-        }
+        Outcome::answered(keep_alive)
     }
 
     /// Whether `req` is for `/engine.io/`, Engine.IO without Socket.IO,
@@ -623,7 +733,7 @@ impl Router<'_> {
 
     /// Answers an Engine.IO request with the protocol's error body.
     fn refuse_eio(
-        &self,
+        &mut self,
         req: &Request<'_, '_>,
         peer: &Peer,
         refused: crate::proto::engineio::EioError,
@@ -641,6 +751,7 @@ impl Router<'_> {
                 ("method", &req.method),
             ],
         );
+        self.refused = Some((refused.status(), refused.message()));
         let mut extra = Vec::new();
         cors_headers(cors, &mut extra);
         let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -714,11 +825,7 @@ impl Router<'_> {
             hsts: self.hsts(peer),
         };
         response::write_head(out, head, &extra);
-        if keep_alive {
-            Outcome::KeepAlive
-        } else {
-            Outcome::Final
-        }
+        Outcome::answered(keep_alive)
     }
 
     /// A long-polling request: its Origin (CORS), then for a new session
@@ -907,6 +1014,8 @@ impl Router<'_> {
                 // again with the result.
                 if let Err(limited) = self.auth.login_allowed(client, self.now) {
                     log_login_limited(peer.addr, client, limited.retry_after_s);
+                    self.stats.rate_limited.inc("login");
+                    self.stats.rate_limited.inc("login");
                     let retry = limited.retry_after_s.to_string();
                     let extra = [("Retry-After", retry.as_str())];
                     return self.refuse(out, peer, 429, "too many login attempts", &extra);
@@ -1002,23 +1111,13 @@ impl Router<'_> {
         };
         if matches!(charge, Charge::OverQuota(_)) {
             limited("limits.max_connections_per_ip");
+            self.stats.rate_limited.inc("connections_per_ip");
             return Some((429, "too many connections from this address", "1".into()));
         }
-        // Handshakes: on `ws.path`, and the requests that open an Engine.IO
-        // session (a long-polling session's later requests are not).
-        let path = req.path();
-        let opens_session = (path == shared.config.socketio.path || self.is_engine_path(req))
-            && matches!(
-                crate::proto::engineio::route(
-                    req.query().unwrap_or(""),
-                    req.method,
-                    req.has_token("upgrade", "websocket")
-                ),
-                Ok(crate::proto::engineio::Route::Handshake(_))
-            );
-        if path == shared.config.ws.path || opens_session {
+        if self.is_handshake(req) {
             if let Err(l) = self.quotas.handshakes.check(client, self.now) {
                 limited("rate.handshakes_per_ip_per_s");
+                self.stats.rate_limited.inc("handshake");
                 return Some((
                     429,
                     "too many handshakes from this address",
@@ -1046,6 +1145,7 @@ impl Router<'_> {
         }
         if let Err(limited) = self.auth.login_allowed(client, self.now) {
             log_login_limited(peer.addr, client, limited.retry_after_s);
+            self.stats.rate_limited.inc("login");
             let retry = limited.retry_after_s.to_string();
             return self.refuse_login(out, peer, login::RATE_LIMITED, &[("Retry-After", &retry)]);
         }
@@ -1118,31 +1218,35 @@ impl Router<'_> {
                 ("reason", &refusal.error),
             ],
         );
+        if refusal.status == 401 {
+            self.stats.auth_failures.inc(refusal.error);
+        }
         login::write_refusal(refusal, extra, self.hsts(peer), out);
         Outcome::Final
     }
 
-    fn refuse_handshake(&self, out: &mut Vec<u8>, peer: &Peer, e: HandshakeError) -> Outcome {
+    fn refuse_handshake(&mut self, out: &mut Vec<u8>, peer: &Peer, e: HandshakeError) -> Outcome {
         let header = e.extra_header();
         self.refuse(out, peer, e.status(), e.reason(), header.as_slice())
     }
 
     /// A request refused: its error response and a log line.
     pub fn refuse(
-        &self,
+        &mut self,
         out: &mut Vec<u8>,
         peer: &Peer,
         status: u16,
-        reason: &str,
+        reason: &'static str,
         extra: &[(&str, &str)],
     ) -> Outcome {
+        self.refused = Some((status, reason));
         refuse(out, peer.addr, status, reason, extra, self.hsts(peer));
         Outcome::Final
     }
 
     /// A request on the redirect listener: a `308` to https.
     fn redirect(
-        &self,
+        &mut self,
         req: &Request<'_, '_>,
         peer: &Peer,
         port: u16,

@@ -143,6 +143,8 @@ struct Output {
     buf: Vec<u8>,
     /// Bytes of `buf` already written (kept under 4 GiB by `consume_output`).
     pos: u32,
+    /// Data messages queued since [`WebSocket::take_messages_sent`].
+    sent: u32,
 }
 
 impl Output {
@@ -200,6 +202,7 @@ impl Sender<'_> {
     pub fn send_text<'t>(&mut self, text: impl Into<Text<'t>>) -> Result<(), SendError> {
         self.check()?;
         write_frame(&mut self.out.buf, opcode::TEXT, text.into().as_bytes());
+        self.out.sent = self.out.sent.wrapping_add(1);
         Ok(())
     }
 
@@ -207,6 +210,7 @@ impl Sender<'_> {
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.check()?;
         write_frame(&mut self.out.buf, opcode::BINARY, data);
+        self.out.sent = self.out.sent.wrapping_add(1);
         Ok(())
     }
 
@@ -238,6 +242,7 @@ impl Sender<'_> {
             }
         }
         buf[start..start + n].copy_from_slice(&h[..n]);
+        self.out.sent = self.out.sent.wrapping_add(1);
         Ok(())
     }
 
@@ -724,7 +729,11 @@ impl WebSocket {
     /// A connection that just sent its `101`; `out` may already hold it.
     pub fn new(now: Stamp, out: Vec<u8>) -> Self {
         WebSocket {
-            out: Output { buf: out, pos: 0 },
+            out: Output {
+                buf: out,
+                pos: 0,
+                sent: 0,
+            },
             state: State::Open,
             dec: None,
             closing: None,
@@ -1021,6 +1030,12 @@ impl WebSocket {
     /// Bytes waiting to be written to the peer.
     pub fn output(&self) -> &[u8] {
         &self.out.buf[self.out.pos as usize..]
+    }
+
+    /// The data messages queued since the last call (a count for the
+    /// caller's statistics; control frames are not counted).
+    pub fn take_messages_sent(&mut self) -> u32 {
+        core::mem::take(&mut self.out.sent)
     }
 
     /// Marks `n` bytes of [`WebSocket::output`] as written.

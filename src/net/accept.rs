@@ -227,7 +227,10 @@ impl<H: Handler> Server<H> {
         self.pending.update(token, None, Some(heard));
         match over {
             true => self.overflow += 1,
-            false => self.env.open += 1,
+            false => {
+                self.env.open += 1;
+                self.env.stats.connections_open.set(self.env.open as u64);
+            }
         }
         self.ready.push(token);
         self.schedule_at(token, head_by);
@@ -396,6 +399,7 @@ fn new_conn(
             deadline,
             received: 0,
             heard,
+            began: heard,
             parked: None,
         }),
         tls,

@@ -96,6 +96,8 @@ pub(crate) struct Head {
     /// When it last sent a byte (or was accepted): its place among the
     /// pending handshakes (`limits.max_pending_handshakes`).
     pub heard: Stamp,
+    /// When it was accepted (the handshake-duration metric).
+    pub began: Stamp,
     /// A long-polling `GET` answered only when its session has packets (its
     /// deadline is the poll's; it is no pending handshake).
     pub parked: Option<Box<Parked>>,
@@ -128,6 +130,7 @@ pub(crate) enum Verifying {
     Handshake {
         reader: HeadReader,
         received: u64,
+        began: Stamp,
         username: String,
         /// Bytes that came after the head in the same read (a client that
         /// did not wait for the `101`); fed to the connection once open.
@@ -242,17 +245,22 @@ impl Phase {
     }
 
     /// Marks `n` bytes of [`Phase::output`] as written (inlined into the
-    /// write of every message).
+    /// write of every message); returns the WebSocket messages queued since
+    /// the last write, for the counts.
     #[inline(always)]
-    pub fn consume(&mut self, n: usize) {
+    pub fn consume(&mut self, n: usize) -> u64 {
         match self {
             Phase::Head(Head { out, .. })
             | Phase::Body(Body { out, .. })
             | Phase::Verify(Verify { out, .. })
             | Phase::Linger(Linger { out, .. }) => {
                 out.drain(..n);
+                0
             }
-            Phase::Ws(w) => w.ws.consume_output(n),
+            Phase::Ws(w) => {
+                w.ws.consume_output(n);
+                u64::from(w.ws.take_messages_sent())
+            }
         }
     }
 }

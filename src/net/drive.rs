@@ -70,6 +70,9 @@ impl<'a, H: Handler> Ctx<'a, H> {
             protocols: self.env.handler.protocols(),
             sessions: &self.env.polls,
             stopping: self.env.stopping,
+            stats: &self.env.stats,
+            metrics: &self.env.metrics,
+            refused: None,
             now: Instant::now(),
             unix_now: unix_now(),
         }
@@ -107,7 +110,7 @@ impl<H: Handler> Server<H> {
         // later while it stays open (see below).
         let open = matches!(&conn.phase, Phase::Ws(w) if w.ws.is_open());
         if matches!(after, After::Keep) && !open {
-            after = settle(conn);
+            after = settle(conn, &self.env.stats);
         }
         if let Phase::Ws(w) = &mut conn.phase {
             if w.ws.is_idle() {
@@ -174,7 +177,10 @@ impl<H: Handler> Server<H> {
         self.pending.update(token, conn.pending_key(), None);
         match conn.slot {
             Slot::Overflow => self.overflow -= 1,
-            Slot::Counted => self.env.open -= 1,
+            Slot::Counted => {
+                self.env.open -= 1;
+                self.env.stats.connections_open.set(self.env.open as u64);
+            }
         }
         match &conn.phase {
             Phase::Head(h) => {
@@ -196,12 +202,16 @@ impl<H: Handler> Server<H> {
                 None => w.ws.handle_eof(),
             };
             log_close(&conn.peer, info);
+            self.env.stats.closed(info.code);
             let user = w.who.as_ref().and_then(|who| who.user.as_deref());
             // A Socket.IO client is known to the handler by its session's
             // id, once it joined.
             let mut id = Some(ConnId(token.0 as u64));
             if let Some(who) = w.who.as_deref() {
                 let sio = who.sio.as_deref();
+                if sio.is_some() {
+                    self.env.stats.socketio_websocket.sub(1);
+                }
                 if who.sio.is_some() || who.probe.is_some() {
                     self.env
                         .polls
@@ -303,7 +313,7 @@ fn pump<H: Handler>(conn: &mut Conn, bufs: &mut Buffers, ctx: &mut Ctx<'_, H>) -
             }
         }
         // Write once for everything the reads produced.
-        match flush(conn) {
+        match flush(conn, &ctx.env.stats) {
             Ok(0) => {}
             Ok(_) => super::phases::extend_on_progress(conn, ctx),
             Err(e) => {
@@ -340,6 +350,7 @@ fn read_once<H: Handler>(
             }
         }
         Ok(n) => {
+            ctx.env.stats.bytes_received.add(n as u64);
             if conn.tls.is_some() {
                 feed_tls(conn, &bufs.scratch[..n], &mut bufs.plain, ctx)?;
             } else if matches!(conn.phase, Phase::Ws(_)) {

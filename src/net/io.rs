@@ -12,14 +12,15 @@ use super::conn::{Conn, Io, Phase, Tls};
 use super::drive::{After, Ctx, on_eof, process};
 use crate::handler::Handler;
 use crate::log;
+use crate::metrics::Stats;
 use crate::router;
 use crate::tls::Fed;
 
 /// Writes queued output until it is gone or the socket is full; returns
 /// how many bytes of it were taken.
-pub(super) fn flush(conn: &mut Conn) -> io::Result<usize> {
+pub(super) fn flush(conn: &mut Conn, stats: &Stats) -> io::Result<usize> {
     if conn.tls.is_some() {
-        return flush_tls(conn);
+        return flush_tls(conn, stats);
     }
     let mut written = 0;
     loop {
@@ -35,7 +36,8 @@ pub(super) fn flush(conn: &mut Conn) -> io::Result<usize> {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 written += n;
-                conn.phase.consume(n);
+                stats.bytes_sent.add(n as u64);
+                stats.messages_sent.add(conn.phase.consume(n));
                 if n == all {
                     return Ok(written);
                 }
@@ -49,7 +51,7 @@ pub(super) fn flush(conn: &mut Conn) -> io::Result<usize> {
 
 /// Moves plaintext into rustls and writes ciphertext until the socket is
 /// full or nothing is left. A full rustls buffer just stops the move.
-fn flush_tls(conn: &mut Conn) -> io::Result<usize> {
+fn flush_tls(conn: &mut Conn, stats: &Stats) -> io::Result<usize> {
     let Conn {
         tls: Some(tls),
         phase,
@@ -68,7 +70,7 @@ fn flush_tls(conn: &mut Conn) -> io::Result<usize> {
         } else {
             tls.session.write_plaintext(buf)
         };
-        phase.consume(moved);
+        stats.messages_sent.add(phase.consume(moved));
         taken += moved;
         while tls.session.wants_write() {
             if !io.has(Io::WRITABLE) {
@@ -76,7 +78,7 @@ fn flush_tls(conn: &mut Conn) -> io::Result<usize> {
             }
             match tls.session.write_tls(sock) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
+                Ok(n) => stats.bytes_sent.add(n as u64),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     io.set(Io::WRITABLE, false);
                     return Ok(taken);
@@ -139,14 +141,14 @@ pub(super) fn feed_tls<H: Handler>(
                 &[("peer", &conn.peer), ("error", &e)],
             );
             // The alert is queued: one last write so the peer learns why.
-            let _ = flush(conn);
+            let _ = flush(conn, &ctx.env.stats);
             Err(After::Close)
         }
     }
 }
 
 /// After reading and writing: shut the write side or close when due.
-pub(super) fn settle(conn: &mut Conn) -> After {
+pub(super) fn settle(conn: &mut Conn, stats: &Stats) -> After {
     let shut_now = match &conn.phase {
         Phase::Linger(l) => {
             if l.out.is_empty() && conn.io.has(Io::READ_EOF) {
@@ -168,7 +170,7 @@ pub(super) fn settle(conn: &mut Conn) -> After {
     if let Some(tls) = conn.tls.as_deref_mut().filter(|t| !t.close_notify_sent) {
         tls.close_notify_sent = true;
         tls.session.send_close_notify();
-        if flush(conn).is_err() {
+        if flush(conn, stats).is_err() {
             return After::Close;
         }
     }

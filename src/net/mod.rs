@@ -45,6 +45,7 @@ use sys::{Events, Ready};
 
 use crate::handler::{Command, Handle, Handler};
 use crate::log;
+use crate::metrics::{Registry, Stats};
 use crate::router::{Quotas, Shared};
 use crate::security::Auth;
 use crate::security::hasher::Hasher;
@@ -108,6 +109,10 @@ pub(crate) struct Env<H> {
     pub polls: poll::Polls,
     /// A graceful shutdown is under way.
     pub stopping: bool,
+    /// This loop's figures (it is their only writer).
+    pub stats: Arc<Stats>,
+    /// Every loop's figures, for `/metrics`.
+    pub metrics: Arc<Registry>,
 }
 
 impl<H: Handler> Server<H> {
@@ -118,6 +123,7 @@ impl<H: Handler> Server<H> {
         auth: Auth,
         handler: H,
     ) -> stdio::Result<Server<H>> {
+        let metrics = Registry::new(1);
         let poll = Poll::new()?;
         let listeners = Listeners::bind(&shared.config, acceptor.is_some(), &poll)?;
         // The workers and every handle hold the waker.
@@ -153,6 +159,8 @@ impl<H: Handler> Server<H> {
                 open: 0,
                 polls: poll::Polls::default(),
                 stopping: false,
+                stats: metrics.worker(0),
+                metrics,
             },
             clock: Clock::new(),
             acceptor,

@@ -141,6 +141,7 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
         }
         Outcome::Upgrade(up) => {
             let out = std::mem::take(&mut h.out);
+            ctx.env.stats.accepted(ctx.stamp.millis_since(h.began));
             open_ws(conn, up, out, ctx);
         }
         Outcome::Polling(p) => super::poll::request(conn, *p, ctx),
@@ -181,6 +182,7 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
             let id = ctx.conn_id();
             let engine_only = up.engine_only;
             let sio = super::sio::Sio::new(ctx.stamp, credential, id, &sid, &[], engine_only, ctx);
+            ctx.env.stats.socketio_websocket.add(1);
             Some(Box::new(sio))
         }
         _ => None,
@@ -258,18 +260,21 @@ pub(super) fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut 
         ctx.stamp,
     );
     let who = &*who;
+    let stats = &*ctx.env.stats;
     ws.handle_input(stamp, input, &ctx.env.shared.limits, |event, tx| {
         let message = match event {
             Event::Text(t) => Message::Text(t),
             Event::Binary(b) => Message::Binary(b),
             _ => return,
         };
+        stats.messages_received.inc();
         // Behind a proxy the peer is the proxy: the client is who the
         // connection counts against.
         let client = || charge.ip().unwrap_or_else(|| canonical(peer.ip()));
         match rate.check(per_s, stamp) {
             Verdict::Allowed => {}
             Verdict::Refused { first } => {
+                stats.rate_limited.inc("message");
                 if first {
                     log_message_rate("rate limited", *peer, client());
                     let _ = tx.send_text(RATE_LIMITED_EVENT);
@@ -277,6 +282,7 @@ pub(super) fn ws_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &mut 
                 return;
             }
             Verdict::StrikeOut => {
+                stats.rate_limited.inc("message");
                 log_message_rate(
                     "closing a client that ignored its message rate",
                     *peer,
@@ -367,11 +373,13 @@ fn start_basic<H: Handler>(
         let extra = [("Retry-After", "1")];
         ctx.router()
             .refuse(&mut out, &peer, 503, "password checks queue full", &extra);
+        ctx.env.stats.handshakes_refused.inc("capacity");
         return conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
     }
     let kind = Box::new(Verifying::Handshake {
         reader: std::mem::take(&mut h.reader),
         received: h.received,
+        began: h.began,
         username,
         early: Vec::new(),
     });
@@ -399,6 +407,7 @@ pub(super) fn verified<H: Handler>(
         Verifying::Handshake {
             reader,
             received,
+            began,
             username,
             mut early,
         } => {
@@ -408,6 +417,7 @@ pub(super) fn verified<H: Handler>(
                 deadline: ctx.after(ctx.env.shared.config.limits.handshake_timeout()),
                 received,
                 heard: ctx.stamp,
+                began,
                 parked: None,
             });
             handle_head(conn, ctx, Some(basic_result(ok, username)));
@@ -487,13 +497,13 @@ pub(super) fn timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> Afte
             }
             None => {
                 super::sio::timeout(w, now, &ctx.env.shared.limits, &conn.peer);
-                let _ = flush(conn);
+                let _ = flush(conn, &ctx.env.stats);
                 After::Keep
             }
         },
         Phase::Head(h) if h.parked.is_some() && now >= h.deadline => {
             super::poll::answer_parked(conn, true, ctx);
-            let _ = flush(conn);
+            let _ = flush(conn, &ctx.env.stats);
             After::Keep
         }
         Phase::Head(h) if now >= h.deadline => head_timeout(conn, ctx),
@@ -534,8 +544,8 @@ fn head_timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After {
         return After::Close;
     }
     refuse_and_linger(conn, HandshakeError::Timeout, ctx);
-    let _ = flush(conn);
-    settle(conn)
+    let _ = flush(conn, &ctx.env.stats);
+    settle(conn, &ctx.env.stats)
 }
 
 /// The login body did not come in time: `408`.
@@ -562,8 +572,8 @@ fn body_timeout<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) -> After {
     let mut out = std::mem::take(&mut b.out);
     login::write_refusal(login::TIMEOUT, &[], hsts(conn, ctx), &mut out);
     conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
-    let _ = flush(conn);
-    settle(conn)
+    let _ = flush(conn, &ctx.env.stats);
+    settle(conn, &ctx.env.stats)
 }
 
 /// An HTTP response still being written keeps its connection as long as

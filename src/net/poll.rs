@@ -34,6 +34,7 @@ use super::slab::Slab;
 use crate::handler::{Closed, ConnId, Handler, Outgoing};
 use crate::http::response;
 use crate::log;
+use crate::metrics::Stats;
 use crate::proto::Stamp;
 use crate::proto::conn::Event as WsEvent;
 use crate::proto::engineio::EioError;
@@ -281,10 +282,11 @@ fn answered<H>(conn: &mut Conn, keep_alive: bool, ctx: &Ctx<'_, H>) {
 
 /// The packets waiting in a session, as one payload (`6` when there are
 /// none; `1` after them when the session ended).
-fn payload(p: &mut Polled) -> Vec<u8> {
+fn payload(p: &mut Polled, stats: &Stats) -> Vec<u8> {
     use crate::proto::engineio::{Outgoing as EioOut, encode_payload};
     let mut out = Vec::new();
     for packet in p.sio.session.take_output() {
+        stats.messages_sent.inc();
         if !out.is_empty() {
             out.push(0x1e);
         }
@@ -453,11 +455,17 @@ fn open<H: Handler>(conn: &mut Conn, up: Upgraded, reply: Reply, ctx: &mut Ctx<'
         counted_unjoined: !engine_only,
     });
     p.sio.id = id_of(token);
-    let body = payload(&mut p);
+    let body = payload(&mut p, &ctx.env.stats);
     polls.put(token, p);
     polls.by_sid.insert(sid.as_str().into(), token);
     polls.unjoined += usize::from(!engine_only);
     polls.settle_one(token);
+    ctx.env.stats.socketio_polling.set(polls.len() as u64);
+    let began = match &conn.phase {
+        Phase::Head(h) => h.began,
+        _ => ctx.stamp,
+    };
+    ctx.env.stats.accepted(ctx.stamp.millis_since(began));
     log::debug(
         "socket.io session opened",
         &[("peer", &conn.peer), ("transport", &"polling")],
@@ -517,7 +525,7 @@ fn get<H: Handler>(conn: &mut Conn, sid: &str, reply: Reply, ctx: &mut Ctx<'_, H
         p.sio.session.noop();
     }
     if p.sio.session.has_output() || p.sio.session.ended().is_some() {
-        let body = payload(p);
+        let body = payload(p, &ctx.env.stats);
         write(&mut h.out, 200, "text/plain; charset=UTF-8", &body, &reply);
         settle(ctx.env, token);
         return answered(conn, reply.keep_alive, ctx);
@@ -553,7 +561,7 @@ pub(super) fn answer_parked<H: Handler>(conn: &mut Conn, force: bool, ctx: &mut 
                 return;
             }
             p.waiting = None;
-            payload(p)
+            payload(p, &ctx.env.stats)
         }
         // Gone (moved to a WebSocket, or another GET took over).
         _ => b"6".to_vec(),
@@ -625,6 +633,7 @@ pub(super) fn post_complete<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) {
         deadline: ctx.stamp,
         received,
         heard: ctx.stamp,
+        began: ctx.stamp,
         parked: None,
     });
     let peer = conn.peer;
@@ -641,6 +650,7 @@ pub(super) fn post_complete<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) {
     match std::str::from_utf8(&body) {
         Ok(text) if !text.is_empty() => {
             for packet in text.split('\x1e') {
+                ctx.env.stats.messages_received.inc();
                 let heard = p.sio.session.handle_text(ctx.stamp, packet);
                 let Polled {
                     sio,
@@ -742,6 +752,7 @@ fn finish<H: Handler>(env: &mut Env<H>, token: Token) {
     };
     env.polls.sessions.remove(token);
     env.polls.by_sid.remove(&p.sid);
+    env.stats.socketio_polling.set(env.polls.len() as u64);
     if p.counted_unjoined {
         env.polls.unjoined -= 1;
     }
@@ -912,6 +923,7 @@ pub(super) fn probe_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &m
             WsEvent::Binary(_) => "",
             _ => return,
         };
+        ctx.env.stats.messages_received.inc();
         let polls = &mut ctx.env.polls;
         let Some(&token) = polls.by_sid.get(sid) else {
             tx.close(code::POLICY_VIOLATION, "session unknown");
@@ -933,6 +945,9 @@ pub(super) fn probe_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &m
                 };
                 polls.sessions.remove(token);
                 polls.by_sid.remove(&p.sid);
+                let stats = &ctx.env.stats;
+                stats.socketio_polling.set(polls.len() as u64);
+                stats.socketio_websocket.add(1);
                 if p.counted_unjoined {
                     polls.unjoined -= 1;
                 }

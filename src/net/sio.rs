@@ -25,6 +25,7 @@ use super::conn::{Conn, Phase, Who, Ws};
 use super::drive::Ctx;
 use crate::handler::{ConnId, Context, Handler, Outbound, SendError, SocketAck, SocketEvent, Text};
 use crate::log;
+use crate::metrics::Stats;
 use crate::proto::conn::{Event as WsEvent, Sender, WebSocket};
 use crate::proto::error::code;
 use crate::proto::{Limits, Stamp};
@@ -233,8 +234,14 @@ pub(super) fn on_frame<H: Handler>(
     ctx: &mut Ctx<'_, H>,
 ) -> Option<Stamp> {
     let heard = match event {
-        WsEvent::Text(t) => c.sio.session.handle_text(ctx.stamp, t.as_str()),
-        WsEvent::Binary(b) => c.sio.session.handle_binary(b),
+        WsEvent::Text(t) => {
+            ctx.env.stats.messages_received.inc();
+            c.sio.session.handle_text(ctx.stamp, t.as_str())
+        }
+        WsEvent::Binary(b) => {
+            ctx.env.stats.messages_received.inc();
+            c.sio.session.handle_binary(b)
+        }
         _ => None,
     };
     let expiry = dispatch(c, heard, tx, ctx);
@@ -279,8 +286,9 @@ pub(super) fn dispatch<H: Handler>(
                     };
                     deliver(c.sio, c.user.as_deref(), &event, wire, ctx);
                 }),
-                Verdict::Refused { .. } => {}
+                Verdict::Refused { .. } => ctx.env.stats.rate_limited.inc("message"),
                 Verdict::StrikeOut => {
+                    ctx.env.stats.rate_limited.inc("message");
                     wire.close(
                         &mut c.sio.session,
                         code::POLICY_VIOLATION,
@@ -372,7 +380,7 @@ fn connect<H: Handler>(
         (None, _) if auth.get("username").is_some() || auth.get("password").is_some() => {
             // Checked off the loop like /login; the answer comes later.
             if let Err(reason) = check_password(c.sio, nsp, auth, c.peer, ctx) {
-                refuse(c.sio, nsp, reason, c.peer);
+                refuse(c.sio, nsp, reason, c.peer, &ctx.env.stats);
             }
             return None;
         }
@@ -380,7 +388,7 @@ fn connect<H: Handler>(
         (None, HandshakeCredential::Refused(reason)) => Err(reason),
     };
     if let Err(reason) = outcome {
-        refuse(c.sio, nsp, reason, c.peer);
+        refuse(c.sio, nsp, reason, c.peer, &ctx.env.stats);
         return None;
     }
     joined(c.sio, c.user.as_deref(), nsp, auth, c.peer, wire, ctx);
@@ -388,7 +396,14 @@ fn connect<H: Handler>(
 }
 
 /// Refuses the CONNECT to `nsp` for `reason`: `44{"message","data":{"code"}}`.
-fn refuse(sio: &mut Sio, nsp: &str, reason: &'static str, peer: &std::net::SocketAddr) {
+fn refuse(
+    sio: &mut Sio,
+    nsp: &str,
+    reason: &'static str,
+    peer: &std::net::SocketAddr,
+    stats: &Stats,
+) {
+    stats.auth_failures.inc(reason);
     log::limited(
         log::LogLevel::Info,
         "socket.io connect refused",
@@ -484,7 +499,7 @@ pub(super) fn password_checked<H: Handler>(
         *c.token = None;
         joined(c.sio, c.user.as_deref(), &nsp, &auth, c.peer, wire, ctx);
     } else {
-        refuse(c.sio, &nsp, "invalid_credentials", c.peer);
+        refuse(c.sio, &nsp, "invalid_credentials", c.peer, &ctx.env.stats);
     }
 }
 

@@ -13,6 +13,7 @@ struct World {
     shared: Shared,
     auth: Auth,
     quotas: Quotas,
+    metrics: std::sync::Arc<crate::metrics::Registry>,
 }
 
 impl World {
@@ -24,6 +25,7 @@ impl World {
             shared,
             auth,
             quotas,
+            metrics: crate::metrics::Registry::new(1),
         }
     }
 
@@ -52,6 +54,9 @@ impl World {
             protocols: &["palisade.v1"],
             sessions: &crate::router::NoSessions,
             stopping: false,
+            stats: &self.metrics.worker(0),
+            metrics: &self.metrics,
+            refused: None,
             now: Instant::now(),
             unix_now: unix_now(),
         };

@@ -66,27 +66,43 @@ pub fn rate_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The trusted proxies.
+/// A list of networks from a setting (`trusted_proxies`, `metrics.allow`).
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<Cidr>);
+pub struct Networks(Vec<Cidr>);
 
-impl TrustedProxies {
-    /// Parses the `trusted_proxies` setting; the error names the bad entry.
-    pub fn new(entries: &[String]) -> Result<TrustedProxies, String> {
+impl Networks {
+    /// Parses the entries of `setting`; the error names the bad entry.
+    pub fn new(setting: &str, entries: &[String]) -> Result<Networks, String> {
         entries
             .iter()
             .map(|e| {
                 Cidr::parse(e.trim()).ok_or_else(|| {
-                    format!("trusted_proxies: {e:?} is not a CIDR like 10.0.0.0/8 or an address")
+                    format!("{setting}: {e:?} is not a CIDR like 10.0.0.0/8 or an address")
                 })
             })
             .collect::<Result<_, _>>()
-            .map(TrustedProxies)
+            .map(Networks)
+    }
+
+    /// Whether `ip` is in one of the networks.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// The trusted proxies.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Networks);
+
+impl TrustedProxies {
+    /// Parses the `trusted_proxies` setting; the error names the bad entry.
+    pub fn new(entries: &[String]) -> Result<TrustedProxies, String> {
+        Networks::new("trusted_proxies", entries).map(TrustedProxies)
     }
 
     /// Whether `ip` is a trusted proxy.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|c| c.contains(ip))
+        self.0.contains(ip)
     }
 
     /// The client address of a request from `peer` with these

@@ -234,6 +234,8 @@ http {
       { localAddress: '127.0.0.3', headers: { 'X-Forwarded-For': '127.0.0.2' } });
     check('a client that sends X-Forwarded-For: 127.0.0.2 is not charged as 127.0.0.2', spoofed.status === 401,
       String(spoofed.status));
+    const metrics = await request(port, 'GET', '/metrics');
+    check('/metrics through nginx is 403', metrics.status === 403, `${metrics.status} ${metrics.body.slice(0, 80)}`);
   } catch (e) {
     check('the checks run to the end', false, String(e && e.stack ? e.stack : e));
   } finally {
