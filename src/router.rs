@@ -26,7 +26,7 @@ use crate::security::credentials::Credential;
 use crate::security::hosts::AllowedHosts;
 use crate::security::jwt::TokenId;
 use crate::security::origin::{OriginChecked, OriginPolicy};
-use crate::security::ratelimit::{ConnectionCounts, DEFAULT_MAX_ENTRIES, PerIp};
+use crate::security::ratelimit::{ConnectionCounts, DEFAULT_MAX_ENTRIES, PerIp, SharedTable};
 use crate::security::{Auth, BasicResult, Gate, Identity, Revoke};
 
 /// The settings and policies every request is routed by (immutable while
@@ -139,11 +139,12 @@ impl RedirectHost {
 /// Per-client-IP state: the handshake rate and the open connections. Both
 /// tables are bounded (see [`PerIp`] and [`ConnectionCounts`]).
 #[derive(Debug)]
+#[derive(Clone)]
 pub struct Quotas {
     /// WebSocket handshakes per client per second.
-    pub handshakes: PerIp,
+    pub handshakes: SharedTable<PerIp>,
     /// Open connections per client.
-    pub conns: ConnectionCounts,
+    pub conns: SharedTable<ConnectionCounts>,
 }
 
 impl Quotas {
@@ -151,12 +152,12 @@ impl Quotas {
     pub fn new(config: &Config) -> Quotas {
         let per_s = config.rate.handshakes_per_ip_per_s;
         Quotas {
-            handshakes: PerIp::new(
+            handshakes: SharedTable::new(PerIp::new(
                 f64::from(per_s),
                 per_s.saturating_mul(2),
                 DEFAULT_MAX_ENTRIES,
-            ),
-            conns: ConnectionCounts::default(),
+            )),
+            conns: SharedTable::new(ConnectionCounts::default()),
         }
     }
 }
@@ -1093,9 +1094,9 @@ impl Router<'_> {
             // another client (proxies reuse upstream connections): the
             // connection counts against the client of its latest request.
             if let Some(old) = charge.ip() {
-                self.quotas.conns.release(old);
+                self.quotas.conns.lock().release(old);
             }
-            *charge = if self.quotas.conns.charge(client, max) {
+            *charge = if self.quotas.conns.lock().charge(client, max) {
                 Charge::Ip(client)
             } else {
                 Charge::OverQuota(client)
@@ -1115,7 +1116,8 @@ impl Router<'_> {
             return Some((429, "too many connections from this address", "1".into()));
         }
         if self.is_handshake(req) {
-            if let Err(l) = self.quotas.handshakes.check(client, self.now) {
+            let checked = self.quotas.handshakes.lock().check(client, self.now);
+            if let Err(l) = checked {
                 limited("rate.handshakes_per_ip_per_s");
                 self.stats.rate_limited.inc("handshake");
                 return Some((

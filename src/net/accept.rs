@@ -13,12 +13,14 @@
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 
 use super::clock::Now;
+use super::capacity::{Capacity, Count};
 use super::conn::{Conn, Head, Io, Phase, Slot, Tls, Via};
 use super::{LISTENER, REDIRECT, Server};
 use crate::config::Config;
@@ -123,29 +125,38 @@ impl Listeners {
 
 /// The connections that have not finished their handshake, the longest
 /// silent first (`limits.max_pending_handshakes`).
-#[derive(Default)]
 pub(super) struct Pending {
     set: BTreeSet<(Stamp, usize)>,
     /// Pending connections closed to admit others, since start.
     evicted: u64,
+    /// The count across loops.
+    capacity: Arc<Capacity>,
 }
 
 impl Pending {
+    pub fn new(capacity: Arc<Capacity>) -> Pending {
+        Pending {
+            set: BTreeSet::new(),
+            evicted: 0,
+            capacity,
+        }
+    }
+
     /// Moves `token` from its old key to its new one (either may be none).
     pub fn update(&mut self, token: Token, before: Option<Stamp>, after: Option<Stamp>) {
         if before == after {
             return;
         }
         if let Some(b) = before {
-            self.set.remove(&(b, token.0));
+            if self.set.remove(&(b, token.0)) {
+                self.capacity.give_back(Count::Pending);
+            }
         }
         if let Some(a) = after {
-            self.set.insert((a, token.0));
+            if self.set.insert((a, token.0)) {
+                self.capacity.take(Count::Pending);
+            }
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.set.len()
     }
 }
 
@@ -195,20 +206,34 @@ impl<H: Handler> Server<H> {
 
     /// Takes in one accepted socket, or refuses it at once.
     fn admit(&mut self, sock: TcpStream, peer: SocketAddr, redirect: bool, now: Now) {
-        let Some(over) = self.capacity(peer) else {
-            return;
-        };
         let Some(charge) = self.charge_at_accept(&sock, peer, redirect) else {
             return;
         };
-        if self.pending.len() >= self.env.shared.config.limits.pending_cap() {
-            self.evict_pending("limits.max_pending_handshakes", now);
+        let release = |env: &super::Env<H>| {
+            if let Some(ip) = charge.ip() {
+                env.quotas.conns.lock().release(ip);
+            }
+        };
+        let cap = self.env.shared.config.limits.pending_cap();
+        if self.env.capacity.taken(Count::Pending) >= cap
+            && !self.evict_pending("limits.max_pending_handshakes", now)
+        {
+            // Every waiting handshake is another loop's: this one cannot
+            // make room, and the cap holds across loops.
+            log::limited(
+                log::LogLevel::Info,
+                "connection refused",
+                ("reason", "limits.max_pending_handshakes"),
+                &[("peer", &peer), ("reason", &"limits.max_pending_handshakes")],
+            );
+            return release(&self.env);
         }
         let Some(tls) = self.tls_session(redirect, peer) else {
-            if let Some(ip) = charge.ip() {
-                self.env.quotas.conns.release(ip);
-            }
-            return;
+            return release(&self.env);
+        };
+        // Last, so that nothing above has to give the slot back.
+        let Some(over) = self.capacity(peer) else {
+            return release(&self.env);
         };
         #[cfg(not(target_os = "linux"))]
         let _ = sock.set_nodelay(true);
@@ -222,6 +247,9 @@ impl<H: Handler> Server<H> {
         let heard = now.stamp;
         let conn = new_conn(sock, peer, tls, via, slot, charge, heard, head_by);
         let Some(token) = self.register(conn) else {
+            if !over {
+                self.env.capacity.give_back(Count::Open);
+            }
             return;
         };
         self.pending.update(token, None, Some(heard));
@@ -241,7 +269,7 @@ impl<H: Handler> Server<H> {
     /// overflow is full too (`None`).
     fn capacity(&self, peer: SocketAddr) -> Option<bool> {
         let max = self.env.shared.config.limits.max_connections;
-        let over = self.env.open + self.env.polls.len() >= max;
+        let over = !self.env.capacity.try_take(Count::Open, max);
         if over && self.overflow >= OVERFLOW {
             let fields: [(&str, &dyn std::fmt::Display); 3] = [
                 ("peer", &peer),
@@ -280,7 +308,7 @@ impl<H: Handler> Server<H> {
                     &fields,
                 );
                 if let Some(ip) = self.conns.remove(token).and_then(|c| c.charge.ip()) {
-                    self.env.quotas.conns.release(ip);
+                    self.env.quotas.conns.lock().release(ip);
                 }
                 None
             }
@@ -302,10 +330,10 @@ impl<H: Handler> Server<H> {
             return Some(Charge::Unknown);
         }
         let max = self.env.shared.config.limits.max_connections_per_ip;
-        if self.env.quotas.conns.charge(ip, max) {
+        if self.env.quotas.conns.lock().charge(ip, max) {
             return Some(Charge::Ip(ip));
         }
-        self.env.quotas.conns.release(ip);
+        self.env.quotas.conns.lock().release(ip);
         refuse_over_quota(
             sock,
             peer,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use super::clock::Now;
+use super::capacity::Count;
 use super::conn::{Conn, Io, Phase, Slot, Verifying, Via};
 use super::io::{feed_tls, flush, say_goodbye, settle};
 use super::pool::{Buffers, KEEP_OUTPUT, SCRATCH};
@@ -172,12 +173,13 @@ impl<H: Handler> Server<H> {
         #[cfg(not(target_os = "linux"))]
         let _ = self.poll.registry().deregister(&mut conn.sock);
         if let Some(ip) = conn.charge.ip() {
-            self.env.quotas.conns.release(ip);
+            self.env.quotas.conns.lock().release(ip);
         }
         self.pending.update(token, conn.pending_key(), None);
         match conn.slot {
             Slot::Overflow => self.overflow -= 1,
             Slot::Counted => {
+                self.env.capacity.give_back(Count::Open);
                 self.env.open -= 1;
                 self.env.stats.connections_open.set(self.env.open as u64);
             }

@@ -17,6 +17,7 @@
 //! every message).
 
 mod accept;
+mod capacity;
 mod clock;
 mod commands;
 mod conn;
@@ -102,9 +103,11 @@ pub(crate) struct Env<H> {
     pub hasher: Hasher<Token>,
     pub handler: H,
     pub handle: Handle,
-    /// Connections counted in `max_connections` (long-polling sessions
-    /// count too: [`poll::Polls::len`]).
+    /// This loop's connections counted in `max_connections` (the count
+    /// across loops, with long-polling sessions, is [`Env::capacity`]).
     pub open: usize,
+    /// The counts behind the global caps, shared by every loop.
+    pub capacity: Arc<capacity::Capacity>,
     /// The Engine.IO long-polling sessions.
     pub polls: poll::Polls,
     /// A graceful shutdown is under way.
@@ -124,6 +127,7 @@ impl<H: Handler> Server<H> {
         handler: H,
     ) -> stdio::Result<Server<H>> {
         let metrics = Registry::new(1);
+        let capacity = Arc::new(capacity::Capacity::default());
         let poll = Poll::new()?;
         let listeners = Listeners::bind(&shared.config, acceptor.is_some(), &poll)?;
         // The workers and every handle hold the waker.
@@ -143,7 +147,7 @@ impl<H: Handler> Server<H> {
             poll,
             listeners,
             conns: Slab::new(),
-            pending: Pending::default(),
+            pending: Pending::new(Arc::clone(&capacity)),
             timers: Timers::default(),
             due: Vec::new(),
             ready: Vec::new(),
@@ -157,7 +161,8 @@ impl<H: Handler> Server<H> {
                 handler,
                 handle,
                 open: 0,
-                polls: poll::Polls::default(),
+                capacity: Arc::clone(&capacity),
+                polls: poll::Polls::new(Arc::clone(&capacity)),
                 stopping: false,
                 stats: metrics.worker(0),
                 metrics,

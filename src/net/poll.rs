@@ -23,6 +23,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use mio::Token;
 
@@ -33,6 +34,7 @@ use super::sio::{self, Client, Held, Sio};
 use super::slab::Slab;
 use crate::handler::{Closed, ConnId, Handler, Outgoing};
 use crate::http::response;
+use super::capacity::{Capacity, Count};
 use crate::log;
 use crate::metrics::Stats;
 use crate::proto::Stamp;
@@ -50,7 +52,6 @@ use crate::socketio::session::{Ended, Out};
 pub(super) const POLL_BIT: usize = 1 << (usize::BITS - 1);
 
 /// The long-polling sessions of the loop.
-#[derive(Default)]
 pub(crate) struct Polls {
     /// Boxed and taken out while the handler runs for them.
     sessions: Slab<Option<Box<Polled>>>,
@@ -60,8 +61,9 @@ pub(crate) struct Polls {
     timers: BinaryHeap<Reverse<(Stamp, Token)>>,
     /// Connections holding a `GET` that can be answered now.
     pub wake: Vec<Token>,
-    /// Sessions that did not join a namespace yet.
-    unjoined: usize,
+    /// The global counts: sessions count in `max_connections`, and until
+    /// they join a namespace against the pending cap.
+    capacity: Arc<Capacity>,
     /// Sessions that moved to a WebSocket: the handler's id → connection.
     moved: HashMap<u64, Token>,
     /// Deadlines or woken `GET`s wait: the loop's one test per turn.
@@ -98,6 +100,18 @@ impl crate::router::Sessions for Polls {
 }
 
 impl Polls {
+    pub fn new(capacity: Arc<Capacity>) -> Polls {
+        Polls {
+            sessions: Slab::default(),
+            by_sid: HashMap::new(),
+            timers: BinaryHeap::new(),
+            wake: Vec::new(),
+            capacity,
+            moved: HashMap::new(),
+            active: false,
+        }
+    }
+
     /// How many sessions there are.
     pub fn len(&self) -> usize {
         self.by_sid.len()
@@ -194,7 +208,7 @@ impl Polls {
             }
         };
         if joined_now {
-            self.unjoined -= 1;
+            self.capacity.give_back(Count::Unjoined);
         }
         if let Some(w) = wake {
             self.wake.push(w);
@@ -386,10 +400,13 @@ fn refuse_open<H>(
 /// A new session: within the caps, then its open packet.
 fn open<H: Handler>(conn: &mut Conn, up: Upgraded, reply: Reply, ctx: &mut Ctx<'_, H>) {
     let limits = &ctx.env.shared.config.limits;
-    if ctx.env.open + ctx.env.polls.len() >= limits.max_connections {
+    let capacity = &ctx.env.capacity;
+    if !capacity.try_take(Count::Open, limits.max_connections) {
         return refuse_open(conn, 503, "server at max_connections", &reply, ctx);
     }
-    if ctx.env.polls.unjoined >= limits.pending_cap() {
+    let engine_only = up.engine_only;
+    if !engine_only && !capacity.try_take(Count::Unjoined, limits.pending_cap()) {
+        capacity.give_back(Count::Open);
         return refuse_open(
             conn,
             503,
@@ -406,9 +423,14 @@ fn open<H: Handler>(conn: &mut Conn, up: Upgraded, reply: Reply, ctx: &mut Ctx<'
         .env
         .quotas
         .conns
+        .lock()
         .charge(ip, limits.max_connections_per_ip)
     {
-        ctx.env.quotas.conns.release(ip);
+        ctx.env.quotas.conns.lock().release(ip);
+        ctx.env.capacity.give_back(Count::Open);
+        if !engine_only {
+            ctx.env.capacity.give_back(Count::Unjoined);
+        }
         return refuse_open(
             conn,
             429,
@@ -421,7 +443,6 @@ fn open<H: Handler>(conn: &mut Conn, up: Upgraded, reply: Reply, ctx: &mut Ctx<'
     let credential = up
         .socketio
         .unwrap_or(crate::router::HandshakeCredential::Missing);
-    let engine_only = up.engine_only;
     let sio = Sio::new(
         ctx.stamp,
         credential,
@@ -458,7 +479,6 @@ fn open<H: Handler>(conn: &mut Conn, up: Upgraded, reply: Reply, ctx: &mut Ctx<'
     let body = payload(&mut p, &ctx.env.stats);
     polls.put(token, p);
     polls.by_sid.insert(sid.as_str().into(), token);
-    polls.unjoined += usize::from(!engine_only);
     polls.settle_one(token);
     ctx.env.stats.socketio_polling.set(polls.len() as u64);
     let began = match &conn.phase {
@@ -753,10 +773,11 @@ fn finish<H: Handler>(env: &mut Env<H>, token: Token) {
     env.polls.sessions.remove(token);
     env.polls.by_sid.remove(&p.sid);
     env.stats.socketio_polling.set(env.polls.len() as u64);
+    env.capacity.give_back(Count::Open);
     if p.counted_unjoined {
-        env.polls.unjoined -= 1;
+        env.capacity.give_back(Count::Unjoined);
     }
-    env.quotas.conns.release(p.charge);
+    env.quotas.conns.lock().release(p.charge);
     if let Some(why) = p.sio.session.ended() {
         sio::log_ended(why, &p.peer);
     }
@@ -948,16 +969,18 @@ pub(super) fn probe_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &m
                 let stats = &ctx.env.stats;
                 stats.socketio_polling.set(polls.len() as u64);
                 stats.socketio_websocket.add(1);
+                // The WebSocket counts as a connection itself (here, in
+                // max_connections and against its address).
+                polls.capacity.give_back(Count::Open);
                 if p.counted_unjoined {
-                    polls.unjoined -= 1;
+                    polls.capacity.give_back(Count::Unjoined);
                 }
                 polls.moved.insert(p.sio.id.0, me);
                 if let Some(w) = p.waiting {
                     polls.wake.push(w);
                     polls.active = true;
                 }
-                // The WebSocket counts as a connection itself.
-                ctx.env.quotas.conns.release(p.charge);
+                ctx.env.quotas.conns.lock().release(p.charge);
                 let p = *p;
                 log::debug("socket.io upgraded", &[("peer", peer)]);
                 who.user = p.user;

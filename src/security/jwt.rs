@@ -130,6 +130,7 @@ struct RawClaims {
 }
 
 /// Signs and verifies tokens with one secret.
+#[derive(Clone)]
 pub struct Signer {
     key: hmac::Key,
     /// Derived from the secret: keys the password fingerprints.

@@ -22,12 +22,13 @@ pub mod users;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Instant;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::config::{AuthMode, Config};
 use crate::proto::handshake::{Accept, Decision, Policy, Reject, UpgradeRequest};
 use credentials::Credential;
 use password::PasswordHash;
-use ratelimit::{Limited, PerIp};
+use ratelimit::{Limited, PerIp, SharedTable};
 use users::Users;
 
 /// Who an accepted peer is.
@@ -80,19 +81,27 @@ pub struct Session {
 
 /// Authentication state of a server: users, signer, rate limiter.
 #[derive(Debug)]
+#[derive(Clone)]
 pub struct Auth {
     /// `auth.mode`.
     pub mode: AuthMode,
-    users: Users,
-    /// Verified against for unknown users, as costly as a real hash.
-    dummy: PasswordHash,
+    /// The users and the dummy hash, replaced whole by a reload.
+    users: Arc<RwLock<Arc<Known>>>,
     signer: jwt::Signer,
     /// `auth.token_ttl_s`.
     pub token_ttl_s: u64,
     allow_query_token: bool,
     users_file: Option<PathBuf>,
-    logins: PerIp,
-    revoked: revoked::Revoked,
+    logins: SharedTable<PerIp>,
+    revoked: SharedTable<revoked::Revoked>,
+}
+
+/// The users a server knows, and the hash checked for unknown names.
+#[derive(Debug)]
+struct Known {
+    users: Users,
+    /// Verified against for unknown users, as costly as a real hash.
+    dummy: PasswordHash,
 }
 
 /// What the users file held at start-up when none was configured.
@@ -135,17 +144,16 @@ impl Auth {
         let dummy = PasswordHash::dummy(dummy_iterations(&users))?;
         let auth = Auth {
             mode: a.mode,
-            users,
-            dummy,
+            users: Arc::new(RwLock::new(Arc::new(Known { users, dummy }))),
             signer: signer.with_leeway(a.leeway_s),
             token_ttl_s: a.token_ttl_s,
             allow_query_token: a.allow_query_token,
             users_file: a.users_file.clone(),
-            logins: PerIp::per_minute(
+            logins: SharedTable::new(PerIp::per_minute(
                 config.rate.logins_per_ip_per_min,
                 ratelimit::DEFAULT_MAX_ENTRIES,
-            ),
-            revoked: revoked::Revoked::new(a.max_revoked_tokens),
+            )),
+            revoked: SharedTable::new(revoked::Revoked::new(a.max_revoked_tokens)),
         };
         Ok((auth, demo))
     }
@@ -156,48 +164,60 @@ impl Auth {
     pub fn reload_users(&mut self) -> Option<Result<Reloaded, String>> {
         let path = self.users_file.as_ref()?;
         Some(Users::load(path).and_then(|users| {
-            self.dummy = PasswordHash::dummy(dummy_iterations(&users))?;
-            let revoked = self
+            let dummy = PasswordHash::dummy(dummy_iterations(&users))?;
+            let old = self.known();
+            let revoked = old
                 .users
                 .iter()
                 .filter(|(name, hash)| users.get(name) != Some(*hash))
                 .map(|(name, _)| name.to_owned())
                 .collect();
-            self.users = users;
+            let count = users.len();
+            *self.users.write().unwrap_or_else(PoisonError::into_inner) =
+                Arc::new(Known { users, dummy });
             Ok(Reloaded {
-                users: self.users.len(),
+                users: count,
                 revoked,
             })
         }))
+    }
+
+    /// The users now (a reload replaces them whole).
+    fn known(&self) -> Arc<Known> {
+        let known = self.users.read().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(&known)
     }
 
     /// The lowest and highest iteration counts of the stored hashes when
     /// they differ: a user with fewer iterations than the dummy hash answers
     /// faster than an unknown name, which tells that the name exists.
     pub fn mixed_iterations(&self) -> Option<(u32, u32)> {
-        let counts = self.users.hashes().map(PasswordHash::iterations);
+        let known = self.known();
+        let counts = known.users.hashes().map(PasswordHash::iterations);
         let (min, max) = counts.fold((u32::MAX, 0), |(lo, hi), i| (lo.min(i), hi.max(i)));
         (min < max).then_some((min, max))
     }
 
     /// Counts one login attempt (a `POST /login` or a Basic handshake).
     pub fn login_allowed(&mut self, ip: IpAddr, now: Instant) -> Result<(), Limited> {
-        self.logins.check(ip, now)
+        self.logins.lock().check(ip, now)
     }
 
     /// A password check for `username`: the user's hash, or the dummy one
     /// (same cost) for an unknown user, and whether the user exists.
     pub fn password_check(&self, username: &str) -> (PasswordHash, bool) {
-        match self.users.get(username) {
+        let known = self.known();
+        match known.users.get(username) {
             Some(h) => (h.clone(), true),
-            None => (self.dummy.clone(), false),
+            None => (known.dummy.clone(), false),
         }
     }
 
     /// A token for `user` issued at `now` (Unix seconds), bound to the
     /// user's current password; `None` when the user is gone.
     pub fn issue(&self, user: &str, now: u64) -> Option<String> {
-        let hash = self.users.get(user)?;
+        let known = self.known();
+        let hash = known.users.get(user)?;
         let fp = self.signer.fingerprint(&hash.to_phc());
         Some(self.signer.issue(user, &fp, now, self.token_ttl_s))
     }
@@ -225,9 +245,10 @@ impl Auth {
     /// and it was not logged out. Returns the claims or the reason.
     fn check_token(&self, token: &str, now: u64) -> Result<jwt::Claims, &'static str> {
         let claims = self.signer.verify(token, now).map_err(|e| e.reason())?;
-        let current = self.users.get(&claims.sub);
+        let known = self.known();
+        let current = known.users.get(&claims.sub);
         let bound = current.is_some_and(|h| self.signer.fingerprint(&h.to_phc()) == claims.fp);
-        if !bound || self.revoked.is_revoked(&claims) {
+        if !bound || self.revoked.lock().is_revoked(&claims) {
             return Err("revoked");
         }
         Ok(claims)
@@ -258,7 +279,8 @@ impl Auth {
     pub fn logout(&mut self, token: &str, now: u64) -> Result<(String, Revoke), &'static str> {
         let claims = self.signer.verify(token, now).map_err(|e| e.reason())?;
         let until = claims.exp.saturating_add(self.signer.leeway_s());
-        let revoke = match self.revoked.revoke(&claims, until, now) {
+        let revoked = self.revoked.lock().revoke(&claims, until, now);
+        let revoke = match revoked {
             revoked::Revocation::User => Revoke::UserTokens(claims.sub.clone()),
             revoked::Revocation::Token | revoked::Revocation::Already => Revoke::Token(claims.id()),
         };
@@ -268,7 +290,8 @@ impl Auth {
     /// Token ids in the revocation table, and users whose earlier tokens
     /// are all revoked.
     pub fn revoked_len(&self) -> (usize, usize) {
-        (self.revoked.len(), self.revoked.users_len())
+        let revoked = self.revoked.lock();
+        (revoked.len(), revoked.users_len())
     }
 }
 

@@ -16,6 +16,31 @@ use std::time::{Duration, Instant};
 use super::client_ip::rate_key;
 use crate::proto::Stamp;
 
+/// A table every event loop uses (`--workers`): one lock, taken for one
+/// call at a time (accepts, handshakes and logins, never a message), so a
+/// limit is exact however many loops there are.
+#[derive(Debug, Default)]
+pub struct SharedTable<T>(std::sync::Arc<std::sync::Mutex<T>>);
+
+impl<T> Clone for SharedTable<T> {
+    fn clone(&self) -> Self {
+        SharedTable(std::sync::Arc::clone(&self.0))
+    }
+}
+
+impl<T> SharedTable<T> {
+    /// `table`, to be shared.
+    pub fn new(table: T) -> SharedTable<T> {
+        SharedTable(std::sync::Arc::new(std::sync::Mutex::new(table)))
+    }
+
+    /// The table, locked (a panic while it was locked does not poison it:
+    /// its tables stay consistent between calls).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Default bound on the number of addresses tracked per table.
 pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
 
