@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use palisade::auth::{DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, Username};
-use palisade::config::{AppKind, AuthMode, Config, ConfigError, LogFormat, LogLevel};
+use palisade::config::{AppKind, AuthMode, Config, ConfigError, LogFormat, LogLevel, Workers};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -91,6 +91,8 @@ OPTIONS:
     --max-frame-bytes N        largest frame payload (limits.max_frame_bytes) [default: 65536]
     --max-fragments N          most frames per message (limits.max_fragments) [default: 1024]
     --max-connections N        open connections at most (limits.max_connections) [default: 10000]
+    --workers N|auto           event loops, one thread and SO_REUSEPORT listener each; auto is
+                               one per CPU (workers) [default: 1]
     --busy-poll-us N           after busy turns, poll without sleeping for N µs: lower latency,
                                more CPU (busy_poll_us) [default: 0, off]
     --log-format text|json     log line format [default: text]
@@ -122,7 +124,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
                 name @ ("listen" | "app" | "heroes" | "static-dir" | "ws-path"
                 | "max-message-bytes" | "max-frame-bytes" | "max-fragments" | "tls-cert"
                 | "tls-key" | "max-connections" | "log-format" | "log-level" | "auth-mode"
-                | "users-file" | "busy-poll-us"),
+                | "users-file" | "busy-poll-us" | "workers"),
             ) => {
                 let name = name.to_owned();
                 let value = parser.value().map_err(err)?.string().map_err(err)?;
@@ -280,6 +282,14 @@ fn apply_flag(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError
         "max-fragments" => c.limits.max_fragments = number(name, value)?,
         "max-connections" => c.limits.max_connections = number(name, value)?,
         "busy-poll-us" => c.busy_poll_us = number(name, value)?,
+        "workers" => {
+            c.workers = match value {
+                "auto" => Workers::Auto,
+                n => Workers::Count(n.parse().map_err(|_| {
+                    ConfigError(format!("--workers: {n:?} is not a number or auto"))
+                })?),
+            }
+        }
         "log-format" => {
             c.log.format = match value {
                 "text" => LogFormat::Text,

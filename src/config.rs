@@ -25,6 +25,65 @@ pub enum AppKind {
     Echo,
 }
 
+/// How many event loops run (`workers`): a number, or `"auto"` for one
+/// per CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workers {
+    /// This many.
+    Count(usize),
+    /// One per CPU the process may use.
+    Auto,
+}
+
+impl Serialize for Workers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Workers::Count(n) => s.serialize_u64(*n as u64),
+            Workers::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Workers, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Workers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of event loops or \"auto\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Workers, E> {
+                Ok(Workers::Count(usize::try_from(n).unwrap_or(usize::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Workers, E> {
+                match v {
+                    "auto" => Ok(Workers::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Workers {
+    /// The number of loops to run.
+    pub fn resolve(self) -> usize {
+        match self {
+            Workers::Count(n) => n,
+            Workers::Auto => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(MAX_WORKERS),
+        }
+    }
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers::Count(1)
+    }
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -385,6 +444,9 @@ pub struct Config {
     /// On SIGINT or SIGTERM: time for clients to answer the `1001` close
     /// before the server exits anyway.
     pub shutdown_grace_ms: u64,
+    /// Event loops, each on its own thread with its own listener
+    /// (`SO_REUSEPORT`): a number, or `"auto"` for one per CPU.
+    pub workers: Workers,
     /// After a turn of the event loop that had events, keep polling
     /// without sleeping for this long before blocking again: lower latency
     /// for a price in CPU (the loop spins while traffic is steady). 0, the
@@ -415,6 +477,7 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
             shutdown_grace_ms: 5_000,
+            workers: Workers::default(),
             busy_poll_us: 0,
             auth: AuthConfig::default(),
             rate: RateConfig::default(),
@@ -437,6 +500,9 @@ impl std::error::Error for ConfigError {}
 
 /// Default of `auth.max_revoked_tokens` (about 100 bytes each).
 pub const DEFAULT_MAX_REVOKED_TOKENS: usize = 10_000;
+
+/// Most event loops (`workers`).
+pub const MAX_WORKERS: usize = 64;
 
 /// Largest message or frame cap accepted: 1 GiB.
 pub const MAX_MESSAGE_CAP: u64 = 1 << 30;
@@ -504,6 +570,9 @@ impl Config {
         for &(name, min, max) in RANGES {
             let value = name.split('.').fold(&json, |v, key| &v[key]);
             range(name, value.as_u64().expect("a numeric setting"), min, max)?;
+        }
+        if let Workers::Count(n) = self.workers {
+            range("workers", n as u64, 1, MAX_WORKERS as u64)?;
         }
         if let Some(p) = self.limits.max_pending_handshakes {
             let max = self.limits.max_connections as u64;

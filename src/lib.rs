@@ -71,7 +71,7 @@ pub use handler::{
     RawValue, SendError, SocketAck, SocketEvent, Target, Text,
 };
 pub use log::demo_login_line;
-pub use server::{Builder, Error, Server, check_config};
+pub use server::{Builder, Error, Server, Workers, check_config};
 
 /// Users files and tokens: what `palisade users` and a login flow of your
 /// own need (SPEC.md §5).

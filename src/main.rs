@@ -69,17 +69,21 @@ fn run(config: Config) -> Result<(), (u8, String)> {
     }
 }
 
-/// Builds the server for `handler`, shows the demo password, runs it.
-fn serve<H: Handler>(builder: Builder, handler: H) -> Result<(), (u8, String)> {
-    let mut server = builder
-        .build(handler)
+/// Builds the server's event loops (`workers`, each with a copy of
+/// `handler`), shows the demo password, runs them.
+fn serve<H: Handler + Clone + Send + 'static>(
+    builder: Builder,
+    handler: H,
+) -> Result<(), (u8, String)> {
+    let workers = builder
+        .build_workers(|_| handler.clone())
         .map_err(|e| (e.exit_code(), e.to_string()))?;
-    if let Some(password) = server.demo_password() {
+    if let Some(password) = workers.demo_password() {
         // Shown once, on stderr directly: never through the log (in the
         // log's format, so a JSON reader can parse it).
         eprintln!("{}", palisade::demo_login_line(password));
     }
-    server
+    workers
         .run()
         .map_err(|e| (1, format!("event loop failed: {e}")))
 }

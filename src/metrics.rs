@@ -179,6 +179,8 @@ pub struct Stats {
     pub bytes_sent: Counter,
     /// Handshakes accepted.
     pub handshakes_accepted: Counter,
+    /// Requests handed to the event loop that owns their Socket.IO session.
+    pub handoffs: Counter,
     /// Handshakes refused, by reason ([`HANDSHAKE_REFUSALS`]).
     pub handshakes_refused: Labeled,
     /// WebSockets closed, by code ([`CLOSE_CODES`]).
@@ -205,6 +207,7 @@ impl Default for Stats {
             bytes_received: Counter::default(),
             bytes_sent: Counter::default(),
             handshakes_accepted: Counter::default(),
+            handoffs: Counter::default(),
             handshakes_refused: Labeled::new(HANDSHAKE_REFUSALS),
             closes: Labeled::new(CLOSE_CODES),
             rate_limited: Labeled::new(RATE_KINDS),
@@ -319,7 +322,7 @@ impl Registry {
     }
 
     fn counters(&self, p: &mut Page) {
-        let plain: [(&str, &str, CounterOf); 4] = [
+        let plain: [(&str, &str, CounterOf); 5] = [
             (
                 "palisade_messages_received_total",
                 "Data messages received (WebSocket messages, long-polling packets).",
@@ -339,6 +342,11 @@ impl Registry {
                 "palisade_bytes_sent_total",
                 "Bytes written to client sockets, TLS and HTTP included.",
                 |w| &w.bytes_sent,
+            ),
+            (
+                "palisade_handoffs_total",
+                "Socket.IO requests handed to the event loop that owns their session (--workers).",
+                |w| &w.handoffs,
             ),
         ];
         for (name, help, field) in plain {

@@ -138,8 +138,7 @@ impl RedirectHost {
 
 /// Per-client-IP state: the handshake rate and the open connections. Both
 /// tables are bounded (see [`PerIp`] and [`ConnectionCounts`]).
-#[derive(Debug)]
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Quotas {
     /// WebSocket handshakes per client per second.
     pub handshakes: SharedTable<PerIp>,
@@ -231,6 +230,11 @@ pub const ENGINE_IO_PATH: &str = "/engine.io/";
 pub trait Sessions {
     /// Whether `sid` names a session.
     fn knows(&self, sid: &str) -> bool;
+
+    /// The event loop that owns session `sid`, when it is another loop.
+    fn owner(&self, _sid: &str) -> Option<usize> {
+        None
+    }
 }
 
 /// No sessions (a router without a loop, in tests).
@@ -334,6 +338,9 @@ pub enum Outcome {
         /// Body length.
         need: usize,
     },
+    /// A request for a Socket.IO session another event loop owns: hand the
+    /// connection to that loop, which routes the same head again.
+    Handoff(usize),
     /// A Basic handshake: check the password off the loop, then route the
     /// same head again with the result.
     CheckBasic {
@@ -703,7 +710,13 @@ impl Router<'_> {
             return self.preflight(req, peer, out);
         }
         let is_upgrade = req.has_token("upgrade", "websocket");
-        let refused = match engineio::route(req.query().unwrap_or(""), req.method, is_upgrade) {
+        let route = engineio::route(req.query().unwrap_or(""), req.method, is_upgrade);
+        if let Ok(Route::Session { sid, .. }) = &route {
+            if let Some(owner) = self.sessions.owner(sid) {
+                return Outcome::Handoff(owner);
+            }
+        }
+        let refused = match route {
             Err(e) => e,
             Ok(Route::Session { sid, .. }) if !self.sessions.knows(sid) => {
                 EioError::SessionIdUnknown

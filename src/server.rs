@@ -103,8 +103,39 @@ impl Builder {
 
     /// Checks the settings, loads the files they name (static files, TLS
     /// certificate and key, users, token secret), starts logging and binds
-    /// the listeners.
+    /// the listeners: one event loop. With `workers` above 1 in the
+    /// settings use [`Builder::build_workers`].
     pub fn build<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
+        let workers = self.config.workers.resolve();
+        if workers > 1 {
+            return Err(Error::Config(format!(
+                "workers: {workers} event loops need Builder::build_workers (Builder::build runs one)"
+            )));
+        }
+        let mut handler = Some(handler);
+        let mut servers = self.build_loops(1, |_| handler.take().expect("one loop"))?;
+        Ok(servers.remove(0))
+    }
+
+    /// As [`Builder::build`], with the number of event loops the `workers`
+    /// setting asks for, each on its own thread with its own listener
+    /// (`SO_REUSEPORT`) and its own application, made by `make(i)` for loop
+    /// `i`. The loops share every global limit (SPEC.md §7).
+    pub fn build_workers<H: Handler>(
+        self,
+        make: impl FnMut(usize) -> H,
+    ) -> Result<Workers<H>, Error> {
+        let n = self.config.workers.resolve();
+        Ok(Workers {
+            servers: self.build_loops(n, make)?,
+        })
+    }
+
+    fn build_loops<H: Handler>(
+        self,
+        workers: usize,
+        make: impl FnMut(usize) -> H,
+    ) -> Result<Vec<Server<H>>, Error> {
         let config = self.config;
         config.validate().map_err(|e| Error::Config(e.0))?;
         let mut files = match &config.static_dir {
@@ -134,22 +165,86 @@ impl Builder {
             Some(a) => format!("on serial={}", a.serial),
             None => "off".to_owned(),
         };
-        let mut server = Server::bind(shared, acceptor, auth, handler).map_err(Error::Io)?;
+        let mut servers =
+            Server::bind_group(shared, acceptor, auth, workers, make).map_err(Error::Io)?;
+        let first = &mut servers[0];
         if self.signals {
-            server.handle_signals().map_err(Error::Io)?;
+            first.handle_signals().map_err(Error::Io)?;
         }
         if let Demo::Password(password) = demo {
-            server.set_demo_password(password);
+            first.set_demo_password(password);
         }
-        let addr = server.local_addr().map_err(Error::Io)?;
-        log::info(&format!("listening on {addr}"), &[("tls", &tls_note)]);
-        if let Some(r) = server.redirect_addr() {
+        let addr = first.local_addr().map_err(Error::Io)?;
+        log::info(
+            &format!("listening on {addr}"),
+            &[("tls", &tls_note), ("workers", &workers)],
+        );
+        if let Some(r) = first.redirect_addr() {
             log::info(
                 &format!("redirecting to https from {r}"),
                 &[("status", &308)],
             );
         }
-        Ok(server)
+        Ok(servers)
+    }
+}
+
+/// Several event loops of one server ([`Builder::build_workers`]).
+pub struct Workers<H: Handler> {
+    servers: Vec<Server<H>>,
+}
+
+impl<H: Handler + Send + 'static> Workers<H> {
+    /// How many loops there are.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether there are none (never: at least one is built).
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// The bound address (every loop listens on it).
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.servers[0].local_addr()
+    }
+
+    /// The demo user's password, when the server made one (see
+    /// [`Server::demo_password`]).
+    pub fn demo_password(&self) -> Option<&str> {
+        self.servers[0].demo_password()
+    }
+
+    /// A handle to each loop's connections, by loop.
+    pub fn handles(&self) -> Vec<crate::handler::Handle> {
+        self.servers.iter().map(Server::handle).collect()
+    }
+
+    /// Runs every loop, the first on this thread, until they stop (a
+    /// graceful shutdown of one stops all); a second stop signal returns at
+    /// once.
+    pub fn run(self) -> std::io::Result<()> {
+        let mut servers = self.servers.into_iter();
+        let mut first = servers.next().expect("at least one loop");
+        let mut threads = Vec::new();
+        for (i, mut server) in servers.enumerate() {
+            let thread = std::thread::Builder::new()
+                .name(format!("palisade-loop-{}", i + 1))
+                .spawn(move || server.run())?;
+            threads.push(thread);
+        }
+        let result = first.run();
+        if first.exited_at_once() {
+            return result;
+        }
+        for thread in threads {
+            match thread.join() {
+                Ok(r) => r?,
+                Err(_) => return Err(std::io::Error::other("an event loop panicked")),
+            }
+        }
+        result
     }
 }
 

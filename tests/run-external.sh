@@ -71,6 +71,7 @@ run browser_socketio node tests/browser/socketio.mjs # plain mode only
 run users_cli "$PY" tests/clients/users_cli.py # a terminal and a pipe; no server
 run systemd_unit bash tests/clients/systemd_unit.sh # deploy/palisade.service; no server
 run nginx_proxy node tests/clients/nginx_proxy.mjs # behind a real nginx with deploy/nginx.conf (TLS at nginx)
+run workers node tests/clients/workers.mjs # --workers 2: 1,000 connections, max_connections exact, 200 Socket.IO clients
 run prometheus_metrics "$PY" tests/clients/prometheus_metrics.py # /metrics scraped by a real Prometheus; promtool
 run socketio_client "$PY" tests/clients/socketio_client.py # polling and WebSocket (and over TLS below)
 run socketio_node node tests/clients/socketio_node.mjs # polling and WebSocket (and over TLS below)

@@ -34,7 +34,7 @@ const BUILT_IN: &[(&str, &str)] = &[
 ];
 
 /// The heroes and their real names, in file order.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Heroes {
     order: Vec<Box<str>>,
     names: HashMap<Box<str>, Box<str>>,

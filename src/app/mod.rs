@@ -13,7 +13,7 @@ use crate::proto::error::code;
 pub const PROTOCOL: &str = "palisade.v1";
 
 /// Hero look-ups (`get_name`, `list_heroes`); JSON text only.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Hero {
     heroes: Heroes,
 }

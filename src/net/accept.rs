@@ -19,8 +19,8 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 
-use super::clock::Now;
 use super::capacity::{Capacity, Count};
+use super::clock::Now;
 use super::conn::{Conn, Head, Io, Phase, Slot, Tls, Via};
 use super::{LISTENER, REDIRECT, Server};
 use crate::config::Config;
@@ -51,35 +51,28 @@ pub(super) struct Listeners {
 }
 
 impl Listeners {
-    /// Binds `listen` (and `tls.redirect_listen` when TLS is on).
-    pub fn bind(config: &Config, tls: bool, poll: &Poll) -> io::Result<Listeners> {
-        let addr = config
-            .listen_addr()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+    /// Binds `listen` (and `tls.redirect_listen` when TLS is on); with
+    /// `reuse`, those addresses with `SO_REUSEPORT`, one listener of a
+    /// group of loops.
+    pub fn bind(
+        config: &Config,
+        tls: bool,
+        poll: &Poll,
+        reuse: Option<&Addresses>,
+    ) -> io::Result<Listeners> {
         let backlog = config.limits.listen_backlog;
-        // The error names the address (and the setting) that failed.
-        let named = |what: &'static str, addr: SocketAddr| {
-            move |e: io::Error| {
-                let hint = if e.kind() == io::ErrorKind::AddrInUse {
-                    " (another process listens there: stop it, or choose another port)"
-                } else {
-                    ""
-                };
-                io::Error::new(e.kind(), format!("{what} {addr}: {e}{hint}"))
-            }
+        let (main_addr, redirect_addr) = match reuse {
+            Some(a) => (a.main, a.redirect),
+            None => configured(config, tls)?,
         };
-        let mut main = listen(addr, backlog).map_err(named("listen", addr))?;
-        let mut redirect = match (&config.tls.redirect_listen, tls) {
-            (Some(r), true) => {
-                let addr: SocketAddr = r.parse().map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("tls.redirect_listen: {r:?} is not an address"),
-                    )
-                })?;
-                Some(listen(addr, backlog).map_err(named("tls.redirect_listen", addr))?)
-            }
-            _ => None,
+        let reuse_port = reuse.is_some();
+        let mut main =
+            listen(main_addr, backlog, reuse_port).map_err(named("listen", main_addr))?;
+        let mut redirect = match redirect_addr {
+            Some(addr) => Some(
+                listen(addr, backlog, reuse_port).map_err(named("tls.redirect_listen", addr))?,
+            ),
+            None => None,
         };
         poll.registry()
             .register(&mut main, LISTENER, Interest::READABLE)?;
@@ -120,6 +113,63 @@ impl Listeners {
         }
         self.main_ready = false;
         self.redirect_ready = false;
+    }
+}
+
+/// The addresses every loop of a group listens on, ports resolved.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Addresses {
+    pub main: SocketAddr,
+    pub redirect: Option<SocketAddr>,
+}
+
+impl Addresses {
+    /// Reserves the configured addresses for a group of loops: each is
+    /// bound once without `SO_REUSEPORT`, so that a port another process
+    /// holds is an error naming it (and a port of 0 becomes a real one),
+    /// then let go for the group's listeners to bind.
+    pub fn reserve(config: &Config, tls: bool) -> io::Result<Addresses> {
+        let (main, redirect) = configured(config, tls)?;
+        let probe = |what: &'static str, addr: SocketAddr| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.local_addr())
+                .map_err(named(what, addr))
+        };
+        Ok(Addresses {
+            main: probe("listen", main)?,
+            redirect: redirect
+                .map(|r| probe("tls.redirect_listen", r))
+                .transpose()?,
+        })
+    }
+}
+
+/// `listen` and, when TLS is on, `tls.redirect_listen`.
+fn configured(config: &Config, tls: bool) -> io::Result<(SocketAddr, Option<SocketAddr>)> {
+    let main = config
+        .listen_addr()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+    let redirect = match (&config.tls.redirect_listen, tls) {
+        (Some(r), true) => Some(r.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("tls.redirect_listen: {r:?} is not an address"),
+            )
+        })?),
+        _ => None,
+    };
+    Ok((main, redirect))
+}
+
+/// An error that names the address (and the setting) that failed.
+fn named(what: &'static str, addr: SocketAddr) -> impl Fn(io::Error) -> io::Error {
+    move |e: io::Error| {
+        let hint = if e.kind() == io::ErrorKind::AddrInUse {
+            " (another process listens there: stop it, or choose another port)"
+        } else {
+            ""
+        };
+        io::Error::new(e.kind(), format!("{what} {addr}: {e}{hint}"))
     }
 }
 
@@ -224,7 +274,10 @@ impl<H: Handler> Server<H> {
                 log::LogLevel::Info,
                 "connection refused",
                 ("reason", "limits.max_pending_handshakes"),
-                &[("peer", &peer), ("reason", &"limits.max_pending_handshakes")],
+                &[
+                    ("peer", &peer),
+                    ("reason", &"limits.max_pending_handshakes"),
+                ],
             );
             return release(&self.env);
         }
@@ -288,7 +341,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Stores a new connection and registers its socket with the poller.
-    fn register(&mut self, conn: Conn) -> Option<Token> {
+    pub(super) fn register(&mut self, conn: Conn) -> Option<Token> {
         let peer = conn.peer;
         let token = self.conns.insert(conn);
         let conn = self.conns.get_mut(token).expect("just inserted");
@@ -479,10 +532,15 @@ fn refuse_over_quota(sock: &TcpStream, peer: SocketAddr, plain: bool, shared: &S
 /// Binds a non-blocking listener with `backlog` pending connections (std and
 /// mio fix it at 128, which a burst of connections overflows: each dropped
 /// SYN costs that client a one-second retransmit).
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+fn listen(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        // Every loop's listener on the same address: the kernel spreads
+        // new connections over them.
+        rustix::net::sockopt::set_socket_reuseport(&socket, true)?;
+    }
     // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one
     // setsockopt per connection fewer (see the test below).
     socket.set_tcp_nodelay(true)?;
@@ -501,7 +559,7 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 mod tests {
     #[test]
     fn accepted_sockets_inherit_nodelay() {
-        let listener = super::listen("127.0.0.1:0".parse().unwrap(), 8).unwrap();
+        let listener = super::listen("127.0.0.1:0".parse().unwrap(), 8, false).unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
         let accepted = loop {

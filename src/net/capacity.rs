@@ -76,7 +76,9 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let c = Arc::clone(&c);
-                std::thread::spawn(move || (0..1000).filter(|_| c.try_take(Count::Open, 1500)).count())
+                std::thread::spawn(move || {
+                    (0..1000).filter(|_| c.try_take(Count::Open, 1500)).count()
+                })
             })
             .collect();
         let took: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();

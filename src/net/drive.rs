@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use mio::Token;
 
-use super::clock::Now;
 use super::capacity::Count;
+use super::clock::Now;
 use super::conn::{Conn, Io, Phase, Slot, Verifying, Via};
 use super::io::{feed_tls, flush, say_goodbye, settle};
 use super::pool::{Buffers, KEEP_OUTPUT, SCRATCH};

@@ -22,6 +22,7 @@ mod clock;
 mod commands;
 mod conn;
 mod drive;
+mod group;
 mod io;
 mod phases;
 mod poll;
@@ -83,6 +84,8 @@ pub struct Server<H: Handler> {
     acceptor: Option<Acceptor>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     commands: Receiver<Command>,
+    /// Wakes this loop (handles, password workers, the other loops).
+    waker: Arc<mio::Waker>,
     /// Connections beyond `max_connections` that are read only to be
     /// answered `503`.
     overflow: usize,
@@ -90,6 +93,8 @@ pub struct Server<H: Handler> {
     stopping: Option<Stamp>,
     /// The demo user's password, when the server made one.
     demo_password: Option<String>,
+    /// A second stop signal: the loop exited without waiting.
+    exit_now: bool,
 }
 
 /// What the processing of a connection's input may use besides the
@@ -116,20 +121,26 @@ pub(crate) struct Env<H> {
     pub stats: Arc<Stats>,
     /// Every loop's figures, for `/metrics`.
     pub metrics: Arc<Registry>,
+    /// This loop's place among the loops of the server.
+    pub group: group::Group,
+    /// Connections to hand to another loop at the end of the turn: the
+    /// connection, the loop, the bytes read after the request head.
+    pub moving: Vec<(Token, usize, Vec<u8>)>,
 }
 
 impl<H: Handler> Server<H> {
-    /// Binds the listeners and starts the hashing workers.
+    /// Binds the listeners and starts the hashing workers: loop `index`
+    /// of a group of `group.size` (with more than one, the listeners join
+    /// `reuse`'s addresses with `SO_REUSEPORT`).
     pub(crate) fn bind(
-        shared: Shared,
+        shared: Arc<Shared>,
         acceptor: Option<Acceptor>,
-        auth: Auth,
         handler: H,
+        group: group::Group,
+        reuse: Option<&accept::Addresses>,
     ) -> stdio::Result<Server<H>> {
-        let metrics = Registry::new(1);
-        let capacity = Arc::new(capacity::Capacity::default());
         let poll = Poll::new()?;
-        let listeners = Listeners::bind(&shared.config, acceptor.is_some(), &poll)?;
+        let listeners = Listeners::bind(&shared.config, acceptor.is_some(), &poll, reuse)?;
         // The workers and every handle hold the waker.
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         let wake = Arc::clone(&waker);
@@ -140,9 +151,12 @@ impl<H: Handler> Server<H> {
                 let _ = wake.wake();
             },
         )?;
+        let wake = Arc::clone(&waker);
         let (handle, commands) = Handle::new(Arc::new(move || {
-            let _ = waker.wake();
+            let _ = wake.wake();
         }));
+        let g = &group.shared;
+        let capacity = Arc::clone(&g.capacity);
         Ok(Server {
             poll,
             listeners,
@@ -154,27 +168,40 @@ impl<H: Handler> Server<H> {
             driving: Vec::new(),
             bufs: Buffers::new(),
             env: Env {
-                quotas: Quotas::new(&shared.config),
-                shared: Arc::new(shared),
-                auth,
+                quotas: g.quotas.clone(),
+                auth: g.auth.clone(),
+                shared,
                 hasher,
                 handler,
                 handle,
                 open: 0,
-                capacity: Arc::clone(&capacity),
-                polls: poll::Polls::new(Arc::clone(&capacity)),
+                polls: poll::Polls::new(Arc::clone(&capacity), group.index, g.size),
+                capacity,
                 stopping: false,
-                stats: metrics.worker(0),
-                metrics,
+                stats: g.metrics.worker(group.index),
+                metrics: Arc::clone(&g.metrics),
+                moving: Vec::new(),
+                group,
             },
             clock: Clock::new(),
             acceptor,
             signals: None,
             commands,
+            waker,
             overflow: 0,
             stopping: None,
             demo_password: None,
+            exit_now: false,
         })
+    }
+
+    /// This loop as the others of its group see it.
+    pub(crate) fn peer(&self) -> group::Peer {
+        group::Peer {
+            mailbox: self.env.group.mailbox_tx.clone(),
+            waker: Arc::clone(&self.waker),
+            handle: self.env.handle.clone(),
+        }
     }
 
     /// Handles signals from now on: SIGHUP reloads the users file and the
@@ -238,6 +265,14 @@ impl<H: Handler> Server<H> {
         } else {
             log::info("reloaded", &fields);
         }
+        // The other loops take the new certificate, and close the
+        // connections of these users too.
+        let shared: Arc<[String]> = revoked.clone().into();
+        let acceptor = self.acceptor.clone();
+        self.tell_others(|| group::Control::Reloaded {
+            acceptor: acceptor.clone(),
+            revoked: Arc::clone(&shared),
+        });
         if revoked.is_empty() {
             return;
         }
@@ -246,10 +281,18 @@ impl<H: Handler> Server<H> {
         for user in &revoked {
             log::info("credentials revoked", &[("user", user)]);
         }
-        let revoked: std::collections::HashSet<&str> = revoked.iter().map(String::as_str).collect();
         let stamp = self.clock.now().stamp;
+        self.close_users(stamp, &revoked);
+    }
+
+    /// Closes the connections of `users` (whose credentials changed).
+    fn close_users(&mut self, stamp: Stamp, users: &[String]) {
+        if users.is_empty() {
+            return;
+        }
+        let users: std::collections::HashSet<&str> = users.iter().map(String::as_str).collect();
         self.close_revoked(stamp, "credentials revoked", |user, _| {
-            user.is_some_and(|u| revoked.contains(u))
+            user.is_some_and(|u| users.contains(u))
         });
     }
 
@@ -261,6 +304,11 @@ impl<H: Handler> Server<H> {
 
     pub(crate) fn set_demo_password(&mut self, password: String) {
         self.demo_password = Some(password);
+    }
+
+    /// Whether the loop exited on a second stop signal.
+    pub(crate) fn exited_at_once(&self) -> bool {
+        self.exit_now
     }
 
     /// The application.
@@ -353,6 +401,7 @@ impl<H: Handler> Server<H> {
             WAKER => {
                 self.collect_verified(now);
                 self.apply_commands(now);
+                self.apply_controls(now);
             }
             SIGNALS => return self.on_signals(now),
             token => {
@@ -389,6 +438,7 @@ impl<H: Handler> Server<H> {
                 self.reload();
             } else if self.stopping.is_some() {
                 log::warn("second stop signal: exiting now", &[]);
+                self.exit_now = true;
                 return false;
             } else {
                 self.shut_down(now);
@@ -410,6 +460,9 @@ impl<H: Handler> Server<H> {
             self.drive(token, now);
         }
         self.driving = batch;
+        if !self.env.moving.is_empty() {
+            self.move_out();
+        }
         self.fire_timers(now);
         if self.env.polls.has_work() {
             poll::fire(&mut self.env, now.stamp);
@@ -455,6 +508,7 @@ impl<H: Handler> Server<H> {
     }
 
     fn shut_down(&mut self, now: Now) {
+        self.tell_others(|| group::Control::Shutdown);
         let grace = Duration::from_millis(self.env.shared.config.shutdown_grace_ms);
         self.stopping = Some(now.after(grace));
         self.env.stopping = true;

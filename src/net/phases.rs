@@ -106,7 +106,20 @@ fn head_input<'i, H: Handler>(
     let rest = &mut input[taken..];
     h.received -= rest.len() as u64;
     handle_head(conn, ctx, None);
+    if let Some((_, _, after)) = ctx.env.moving.last_mut().filter(|m| m.0 == ctx.token) {
+        after.extend_from_slice(rest);
+        return None;
+    }
     Some(rest)
+}
+
+/// A connection another loop handed over (see `net::group`): its complete
+/// request head is routed here, then what followed it.
+pub(super) fn adopted<H: Handler>(conn: &mut Conn, mut rest: Vec<u8>, ctx: &mut Ctx<'_, H>) {
+    handle_head(conn, ctx, None);
+    if !rest.is_empty() {
+        process(conn, &mut rest, ctx);
+    }
 }
 
 /// Routes a complete request head and applies the outcome. `basic` is the
@@ -129,7 +142,10 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
             conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
         }
         Outcome::LoggedOut { revoke, keep_alive } => {
-            // The loop closes the revoked connections on its next turn.
+            // Every loop closes the revoked connections on its next turn.
+            for peer in ctx.env.group.others() {
+                peer.handle.revoke(revoke.clone(), "logged out");
+            }
             ctx.env.handle.revoke(revoke, "logged out");
             if keep_alive {
                 h.reader.clear();
@@ -145,6 +161,12 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
             open_ws(conn, up, out, ctx);
         }
         Outcome::Polling(p) => super::poll::request(conn, *p, ctx),
+        Outcome::Handoff(to) => {
+            // Moved to its loop at the end of the turn, with what follows
+            // the head (`head_input` adds it); not read here again.
+            conn.io.set(Io::READABLE, false);
+            ctx.env.moving.push((ctx.token, to, Vec::new()));
+        }
         Outcome::LoginBody { need } => {
             let out = std::mem::take(&mut h.out);
             conn.phase = Phase::Body(Body {
@@ -178,7 +200,7 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
     let probe = up.probe;
     let sio = match up.socketio {
         Some(credential) if probe.is_none() => {
-            let sid = super::sio::random_id();
+            let sid = super::sio::session_id(ctx.env.group.sid_tag());
             let id = ctx.conn_id();
             let engine_only = up.engine_only;
             let sio = super::sio::Sio::new(ctx.stamp, credential, id, &sid, &[], engine_only, ctx);

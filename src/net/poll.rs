@@ -28,13 +28,13 @@ use std::sync::Arc;
 use mio::Token;
 
 use super::Env;
+use super::capacity::{Capacity, Count};
 use super::conn::{Body, Conn, Head, Parked, Phase, PollPost, Reply, Ws};
 use super::drive::Ctx;
 use super::sio::{self, Client, Held, Sio};
 use super::slab::Slab;
 use crate::handler::{Closed, ConnId, Handler, Outgoing};
 use crate::http::response;
-use super::capacity::{Capacity, Count};
 use crate::log;
 use crate::metrics::Stats;
 use crate::proto::Stamp;
@@ -64,6 +64,9 @@ pub(crate) struct Polls {
     /// The global counts: sessions count in `max_connections`, and until
     /// they join a namespace against the pending cap.
     capacity: Arc<Capacity>,
+    /// This loop, and how many there are (a session id names its loop).
+    loop_index: usize,
+    loops: usize,
     /// Sessions that moved to a WebSocket: the handler's id → connection.
     moved: HashMap<u64, Token>,
     /// Deadlines or woken `GET`s wait: the loop's one test per turn.
@@ -97,11 +100,18 @@ impl crate::router::Sessions for Polls {
     fn knows(&self, sid: &str) -> bool {
         self.by_sid.contains_key(sid)
     }
+
+    fn owner(&self, sid: &str) -> Option<usize> {
+        super::group::owner(sid, self.loop_index, self.loops)
+    }
 }
 
 impl Polls {
-    pub fn new(capacity: Arc<Capacity>) -> Polls {
+    /// The sessions of loop `loop_index` of `loops`.
+    pub fn new(capacity: Arc<Capacity>, loop_index: usize, loops: usize) -> Polls {
         Polls {
+            loop_index,
+            loops,
             sessions: Slab::default(),
             by_sid: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -439,7 +449,7 @@ fn open<H: Handler>(conn: &mut Conn, up: Upgraded, reply: Reply, ctx: &mut Ctx<'
             ctx,
         );
     }
-    let sid = sio::random_id();
+    let sid = sio::session_id(ctx.env.group.sid_tag());
     let credential = up
         .socketio
         .unwrap_or(crate::router::HandshakeCredential::Missing);

@@ -100,6 +100,14 @@ pub(super) fn random_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// An Engine.IO session id: 128 random bits, then (with several loops)
+/// the character naming the loop that owns the session.
+pub(super) fn session_id(tag: Option<char>) -> String {
+    let mut sid = random_id();
+    sid.extend(tag);
+    sid
+}
+
 /// Writes what the session queued as WebSocket frames.
 fn flush(session: &mut Session, tx: &mut Sender<'_>) {
     for out in session.take_output() {

@@ -21,8 +21,8 @@ pub mod users;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Instant;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
 
 use crate::config::{AuthMode, Config};
 use crate::proto::handshake::{Accept, Decision, Policy, Reject, UpgradeRequest};
@@ -80,8 +80,7 @@ pub struct Session {
 }
 
 /// Authentication state of a server: users, signer, rate limiter.
-#[derive(Debug)]
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Auth {
     /// `auth.mode`.
     pub mode: AuthMode,

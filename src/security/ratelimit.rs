@@ -37,7 +37,9 @@ impl<T> SharedTable<T> {
     /// The table, locked (a panic while it was locked does not poison it:
     /// its tables stay consistent between calls).
     pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
