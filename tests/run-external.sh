@@ -81,6 +81,7 @@ run "heroes_ws (tls)" env PALISADE_TLS=1 node tests/clients/heroes_ws.mjs
 run "http_curl (tls)" env PALISADE_TLS=1 bash tests/clients/http_curl.sh
 run "socketio_client (tls)" env PALISADE_TLS=1 "$PY" tests/clients/socketio_client.py
 run "socketio_node (tls)" env PALISADE_TLS=1 node tests/clients/socketio_node.mjs
+run "workers (tls)" env PALISADE_TLS=1 node tests/clients/workers.mjs
 run "browser_demo (tls)" env PALISADE_TLS=1 node tests/browser/demo.mjs
 run "tls_openssl (tls)" bash tests/clients/tls_openssl.sh
 run "testssl (tls)" bash tests/clients/testssl.sh

@@ -16,14 +16,16 @@
 //     then the move to WebSocket) all connect, upgrade and get their ack:
 //     half of the long-polling requests reach the loop that does not own
 //     the session, which hands the connection over.
+// With PALISADE_TLS=1 the same over TLS (every check name ends in "(tls)").
 // Prints one PASS/FAIL line per check; exits non-zero if any failed. The
 // server's stderr goes to target/test-output/logs/.
 //
 //   (cd tests/js && npm ci) && node tests/clients/workers.mjs
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,8 +44,19 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = process.env.PALISADE_BIN || 'target/debug/palisade';
 const LOG_DIR = process.env.PALISADE_LOG_DIR || path.join(ROOT, 'target', 'test-output', 'logs');
 
+// PALISADE_TLS=1: the server on the development certificate, every client
+// trusting only certs/ca.pem (wss://, https:// polling): hand-overs then
+// carry the connection's TLS session to the other loop.
+const TLS = process.env.PALISADE_TLS === '1';
+const CA = TLS ? readFileSync(path.join(ROOT, 'certs', 'ca.pem')) : undefined;
+const TLS_ARGS = TLS
+  ? ['--tls-cert', path.join(ROOT, 'certs', 'localhost.pem'), '--tls-key', path.join(ROOT, 'certs', 'localhost.key')]
+  : [];
+const HOST = (addr) => (TLS ? addr.replace('127.0.0.1', 'localhost') : addr);
+
 const results = [];
 function check(name, ok, detail = '') {
+  if (TLS) name += ' (tls)';
   results.push(Boolean(ok));
   console.log(ok ? `PASS ${NAME}: ${name}` : `FAIL ${NAME}: ${name}${detail ? ` -- ${detail}` : ''}`);
   return ok;
@@ -61,7 +74,7 @@ function startServer(configFile) {
   mkdirSync(LOG_DIR, { recursive: true });
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
   const log = createWriteStream(path.join(LOG_DIR, `${NAME}-${stamp}-${process.pid}.log`));
-  const child = spawn(BIN, ['--listen', '127.0.0.1:0', '--config', configFile, '--workers', '2'],
+  const child = spawn(BIN, ['--listen', '127.0.0.1:0', ...TLS_ARGS, '--config', configFile, '--workers', '2'],
     { stdio: ['ignore', 'ignore', 'pipe'] });
   const lines = readline.createInterface({ input: child.stderr });
   const seen = [];
@@ -81,7 +94,7 @@ function startServer(configFile) {
 // One WebSocket: resolves with it open, or with the refusal's status.
 function openWs(addr) {
   return new Promise((resolve) => {
-    const ws = new WebSocket(`ws://${addr}/ws`);
+    const ws = new WebSocket(`${TLS ? 'wss' : 'ws'}://${HOST(addr)}/ws`, { ca: CA });
     ws.on('open', () => resolve({ ws }));
     ws.on('unexpected-response', (_req, res) => { resolve({ status: res.statusCode }); res.resume(); });
     ws.on('error', (e) => resolve({ error: String(e) }));
@@ -90,7 +103,9 @@ function openWs(addr) {
 
 function metrics(addr) {
   return new Promise((resolve, reject) => {
-    const req = http.get(`http://${addr}/metrics`, { agent: false, headers: { Connection: 'close' } }, (res) => {
+    const get = TLS ? https.get : http.get;
+    const url = `${TLS ? 'https' : 'http'}://${HOST(addr)}/metrics`;
+    const req = get(url, { agent: false, ca: CA, headers: { Connection: 'close' } }, (res) => {
       let body = '';
       res.on('data', (c) => { body += c; });
       res.on('end', () => resolve({ status: res.statusCode, body }));
@@ -115,7 +130,8 @@ async function getName(ws) {
 }
 
 async function socketIoClient(addr) {
-  const socket = io(`http://${addr}`, { reconnection: false, timeout: TIMEOUT_MS });
+  const url = `${TLS ? 'https' : 'http'}://${HOST(addr)}`;
+  const socket = io(url, { reconnection: false, timeout: TIMEOUT_MS, ...(CA ? { ca: CA } : {}) });
   try {
     await withTimeout(new Promise((resolve, reject) => {
       socket.on('connect', resolve);
