@@ -38,9 +38,20 @@ fn cross_site_handshake_is_refused_403() {
 
 #[test]
 fn handshake_flood_from_one_ip_gets_429_after_the_burst() {
+    handshake_flood_with(&[], "");
+}
+
+/// Two event loops: the flood's connections land on both, and the rate is
+/// still one bucket for the address.
+#[test]
+fn handshake_flood_gets_429_after_the_burst_across_two_event_loops() {
+    handshake_flood_with(&["--workers", "2"], ", two event loops");
+}
+
+fn handshake_flood_with(args: &[&str], what: &str) {
     let _s = serial();
     let server =
-        Server::start_with_config(&config(r#""rate":{"handshakes_per_ip_per_s":50}"#), &[]);
+        Server::start_with_config(&config(r#""rate":{"handshakes_per_ip_per_s":50}"#), args);
     let victim = WellBehaved::start(server.addr());
     let attacker = loopback(7);
     let (mut ok, mut limited, mut retry_after) = (0, 0, String::new());
@@ -69,7 +80,7 @@ fn handshake_flood_from_one_ip_gets_429_after_the_burst() {
     assert!(server.wait_for_log("limit=rate.handshakes_per_ip_per_s", Duration::from_secs(5)));
     let v = victim.finish();
     record(
-        "handshake flood, one IP (300 in a row)",
+        &format!("handshake flood, one IP (300 in a row){what}"),
         &format!("101 x {ok}, then 429 + Retry-After x {limited}"),
         &v,
         peak_rss_kib(server.pid()),
@@ -141,9 +152,20 @@ fn handshakes_from_70000_addresses_cannot_grow_memory_without_bound() {
 
 #[test]
 fn connections_per_ip_are_capped() {
+    connections_per_ip_are_capped_with(&[], "");
+}
+
+/// With two event loops the connections of one address land on both (the
+/// kernel spreads them by port): the cap is one count across them.
+#[test]
+fn connections_per_ip_are_capped_across_two_event_loops() {
+    connections_per_ip_are_capped_with(&["--workers", "2"], ", two event loops");
+}
+
+fn connections_per_ip_are_capped_with(args: &[&str], what: &str) {
     let _s = serial();
     let server =
-        Server::start_with_config(&config(r#""limits":{"max_connections_per_ip":20}"#), &[]);
+        Server::start_with_config(&config(r#""limits":{"max_connections_per_ip":20}"#), args);
     let victim = WellBehaved::start(server.addr());
     let attacker = loopback(9);
     let held: Vec<Client> = (0..20)
@@ -177,7 +199,7 @@ fn connections_per_ip_are_capped() {
     );
     let v = victim.finish();
     record(
-        "connections per IP over `limits.max_connections_per_ip` (20)",
+        &format!("connections per IP over `limits.max_connections_per_ip` (20){what}"),
         "429 + Retry-After: 1 for the 21st",
         &v,
         peak_rss_kib(server.pid()),

@@ -136,6 +136,73 @@ fn logout_revokes_the_token_and_closes_its_connections() {
     );
 }
 
+/// `palisade_worker_connections_open` of each loop, from `/metrics` (the
+/// request's own connection counts too).
+fn per_loop(addr: SocketAddr) -> Vec<u64> {
+    let r = request(addr, "GET", "/metrics", &[]);
+    assert_eq!(r.status, "HTTP/1.1 200 OK");
+    (0..2)
+        .map(|i| {
+            let name = format!("palisade_worker_connections_open{{worker=\"{i}\"}} ");
+            let line = r.body.lines().find(|l| l.starts_with(&name)).unwrap();
+            line[name.len()..].parse().unwrap()
+        })
+        .collect()
+}
+
+/// With two event loops a user's connections sit on both: a log-out and a
+/// users reload close them on each.
+#[test]
+fn a_logout_and_a_reload_close_connections_on_every_event_loop() {
+    let f = Fixture::new(10_000);
+    let server = Server::start_with_config(&f.config("", 1000), &["--workers", "2"]);
+    let addr = server.addr();
+    let alice = token_for(addr, "alice", ALICE_PW);
+    let bob = token_for(addr, "bob", BOB_PW);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let mut a: Vec<Client> = (0..16)
+        .map(|_| connected(addr, "alice", &[("Authorization", &bearer(&alice))]))
+        .collect();
+    let mut b: Vec<Client> = (0..16)
+        .map(|_| connected(addr, "bob", &[("Authorization", &bearer(&bob))]))
+        .collect();
+    let loops = per_loop(addr);
+    assert!(loops.iter().all(|&n| n >= 2), "{loops:?}");
+    assert_eq!(loops.iter().sum::<u64>(), 33, "{loops:?}");
+
+    let r = request(
+        addr,
+        "POST",
+        "/logout",
+        &[("Authorization", &bearer(&alice))],
+    );
+    assert_eq!(r.status, "HTTP/1.1 200 OK", "{}", r.body);
+    for c in &mut a {
+        expect_revoked(c, "logged out");
+    }
+    expect_hero_round_trip(&mut b[0]);
+    expect_401(
+        &server,
+        "/ws",
+        &[("Authorization", &bearer(&alice))],
+        "revoked",
+    );
+
+    // bob's password changes; the loop that takes SIGHUP tells the other.
+    f.write_users(
+        &[("alice", ALICE_PW), ("bob", "bob-new-Zq8Rt3Vm6k")],
+        10_000,
+    );
+    hup(server.pid());
+    for c in &mut b {
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        expect_revoked(c, "credentials revoked");
+    }
+    assert!(server.wait_for_log("credentials revoked user=bob", Duration::from_secs(5)));
+}
+
 #[test]
 fn removing_a_user_closes_their_connections_within_a_second() {
     let f = Fixture::new(10_000);
