@@ -35,6 +35,9 @@ OPTIONS:
                       before a change) as the server palisade-base, alternating
                       with palisade in every case palisade runs: a before/after
                       comparison in one run (the summary adds palisade/palisade-base)
+    --workers N       run palisade (and palisade-base) with --workers N; above 1
+                      the servers run unpinned (on every CPU, as the generator's
+                      CPU too), so compare per server-CPU-second figures
     --out DIR         where raw.txt, summary.md and the logs go
                       [default: target/bench/<UTC timestamp>]
     -h, --help        print this help and exit
@@ -64,7 +67,7 @@ all_servers=(palisade tokio-tungstenite fastwebsockets node-ws python-websockets
     socketioxide node-socketio python-socketio)
 sio_servers=" socketioxide node-socketio python-socketio "
 
-runs=3 duration=5 smoke=0 build=1 out="" baseline=""
+runs=3 duration=5 smoke=0 build=1 out="" baseline="" workers=1
 cases=("${all_cases[@]}") servers=("${all_servers[@]}")
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
@@ -92,6 +95,7 @@ while [[ $# -gt 0 ]]; do
         --smoke) smoke=1; shift ;;
         --no-build) build=0; shift ;;
         --out) [[ -n ${2-} ]] || die "--out needs a directory"; out=$2; shift 2 ;;
+        --workers) [[ ${2-} =~ ^[1-9][0-9]*$ ]] || die "--workers needs a positive integer"; workers=$2; shift 2 ;;
         --baseline) [[ -x ${2-} ]] || die "--baseline needs an executable palisade binary"; baseline=$(readlink -f "$2"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
@@ -180,7 +184,10 @@ if [[ $nofile != unlimited && $nofile -lt $((idle_conns + 100)) ]]; then
 fi
 
 pin_srv=() pin_gen=()
-if ! command -v taskset >/dev/null; then
+if [[ $workers -gt 1 ]]; then
+    warn "--workers $workers: the servers run unpinned, on every CPU"
+    command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]] && pin_gen=(taskset -c 1)
+elif ! command -v taskset >/dev/null; then
     warn "taskset not found: server and generator run unpinned"
 elif [[ $(nproc) -lt 2 ]]; then
     warn "$(nproc) CPU: server and generator run unpinned and share it"
@@ -213,7 +220,13 @@ except ImportError:
 print(f"python {sys.version.split()[0]} websockets {websockets.__version__} ({loop})")')"
 fi
 [[ -n $baseline ]] && machine+=", palisade-base $baseline"
-[[ ${#pin_srv[@]} -gt 0 ]] && machine+=", server on CPU 0, generator on CPU 1" || machine+=", unpinned"
+if [[ $workers -gt 1 ]]; then
+    machine+=", palisade --workers $workers unpinned, generator on CPU 1"
+elif [[ ${#pin_srv[@]} -gt 0 ]]; then
+    machine+=", server on CPU 0, generator on CPU 1"
+else
+    machine+=", unpinned"
+fi
 # Other work on the machine skews every figure; the load average shows it.
 machine+=", load average $(cut -d' ' -f1 /proc/loadavg) at start"
 echo "# $machine" >&2
@@ -233,6 +246,7 @@ start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
             [[ $server == palisade-base ]] && exe=$baseline
             cmd=("$exe" --listen "127.0.0.1:$port" --app "$app" --log-level warn --config bench/palisade-bench.json)
             [[ $tls == 1 ]] && cmd+=(--tls-cert certs/localhost.pem --tls-key certs/localhost.key)
+            [[ $workers -gt 1 ]] && cmd+=(--workers "$workers")
             cmd+=("$@") ;;
         tokio-tungstenite) cmd=("$peer_dir/tokio-tungstenite-echo" "$port"); exe=${cmd[0]} ;;
         fastwebsockets) cmd=("$peer_dir/fastwebsockets-echo" "$port"); exe=${cmd[0]} ;;

@@ -75,8 +75,6 @@ pub(crate) struct Common {
     pub size: usize,
     pub metrics: Arc<Registry>,
     pub capacity: Arc<Capacity>,
-    pub auth: Auth,
-    pub quotas: Quotas,
     /// Every loop, by index (set once all are built).
     pub peers: Arc<OnceLock<Vec<Peer>>>,
 }
@@ -157,10 +155,9 @@ impl<H: crate::handler::Handler> super::Server<H> {
             size,
             metrics: Registry::new(size),
             capacity: Arc::default(),
-            quotas: Quotas::new(&shared.config),
-            auth,
             peers: Arc::new(OnceLock::new()),
         };
+        let quotas = Quotas::new(&shared.config);
         let shared = Arc::new(shared);
         let mut servers = Vec::with_capacity(size);
         for i in 0..size {
@@ -169,8 +166,9 @@ impl<H: crate::handler::Handler> super::Server<H> {
             let server = super::Server::bind(
                 Arc::clone(&shared),
                 acceptor.clone(),
+                (auth.clone(), quotas.clone()),
                 handler,
-                group,
+                Box::new(group),
                 reuse.as_ref(),
             )?;
             servers.push(server);
@@ -180,6 +178,8 @@ impl<H: crate::handler::Handler> super::Server<H> {
     }
 
     /// Hands the connections routed to another loop this turn to it.
+    #[cold]
+    #[inline(never)]
     pub(super) fn move_out(&mut self) {
         for (token, to, rest) in std::mem::take(&mut self.env.moving) {
             let Some(mut conn) = self.conns.remove(token) else {
@@ -265,6 +265,7 @@ impl<H: crate::handler::Handler> super::Server<H> {
     }
 
     /// Applies what the other loops posted.
+    #[inline(never)]
     pub(super) fn apply_controls(&mut self, now: super::clock::Now) {
         while let Ok(control) = self.env.group.mailbox.try_recv() {
             match control {

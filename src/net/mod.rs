@@ -122,7 +122,7 @@ pub(crate) struct Env<H> {
     /// Every loop's figures, for `/metrics`.
     pub metrics: Arc<Registry>,
     /// This loop's place among the loops of the server.
-    pub group: group::Group,
+    pub group: Box<group::Group>,
     /// Connections to hand to another loop at the end of the turn: the
     /// connection, the loop, the bytes read after the request head.
     pub moving: Vec<(Token, usize, Vec<u8>)>,
@@ -135,8 +135,9 @@ impl<H: Handler> Server<H> {
     pub(crate) fn bind(
         shared: Arc<Shared>,
         acceptor: Option<Acceptor>,
+        (auth, quotas): (Auth, Quotas),
         handler: H,
-        group: group::Group,
+        group: Box<group::Group>,
         reuse: Option<&accept::Addresses>,
     ) -> stdio::Result<Server<H>> {
         let poll = Poll::new()?;
@@ -168,8 +169,8 @@ impl<H: Handler> Server<H> {
             driving: Vec::new(),
             bufs: Buffers::new(),
             env: Env {
-                quotas: g.quotas.clone(),
-                auth: g.auth.clone(),
+                quotas,
+                auth,
                 shared,
                 hasher,
                 handler,
@@ -460,11 +461,12 @@ impl<H: Handler> Server<H> {
             self.drive(token, now);
         }
         self.driving = batch;
-        if !self.env.moving.is_empty() {
-            self.move_out();
-        }
         self.fire_timers(now);
+        // Rare work shares the long-polling sessions' one test per turn.
         if self.env.polls.has_work() {
+            if !self.env.moving.is_empty() {
+                self.move_out();
+            }
             poll::fire(&mut self.env, now.stamp);
             self.wake_polls(now);
             self.env.polls.recheck();

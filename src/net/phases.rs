@@ -166,6 +166,7 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
             // the head (`head_input` adds it); not read here again.
             conn.io.set(Io::READABLE, false);
             ctx.env.moving.push((ctx.token, to, Vec::new()));
+            ctx.env.polls.active = true;
         }
         Outcome::LoginBody { need } => {
             let out = std::mem::take(&mut h.out);

@@ -69,7 +69,8 @@ pub(crate) struct Polls {
     loops: usize,
     /// Sessions that moved to a WebSocket: the handler's id → connection.
     moved: HashMap<u64, Token>,
-    /// Deadlines or woken `GET`s wait: the loop's one test per turn.
+    /// Deadlines or woken `GET`s wait, or connections to hand to another
+    /// loop (`Env::moving`): the loop's one test per turn.
     pub active: bool,
 }
 
