@@ -156,6 +156,30 @@ impl Default for SocketIoConfig {
     }
 }
 
+/// A rule of `channels` (SPEC.md §10): who may subscribe to the channels
+/// `pattern` names. The first rule whose pattern matches decides; a channel
+/// no rule names is refused (`forbidden`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRule {
+    /// A channel name, or a prefix ending in `*` (`prices.*`; `*` alone is
+    /// every channel).
+    pub pattern: String,
+    /// Who may subscribe: `"authenticated"` (every user who logged in;
+    /// every client when `auth.mode` is none) and `"user:NAME"` entries.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
+
+/// The channels of the default settings: `lookups`, the demo's feed of hero
+/// look-ups, open to every authenticated user.
+pub fn default_channels() -> Vec<ChannelRule> {
+    vec![ChannelRule {
+        pattern: "lookups".into(),
+        subscribe: vec!["authenticated".into()],
+    }]
+}
+
 /// Metrics settings (`metrics.*`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -368,6 +392,8 @@ pub struct LimitsConfig {
     /// 128, the usual default, overflows under bursts and costs each
     /// dropped client a one-second SYN retransmit.
     pub listen_backlog: u32,
+    /// Channels one connection may subscribe to at once (SPEC.md §10).
+    pub max_subscriptions: usize,
 }
 
 impl Default for LimitsConfig {
@@ -388,6 +414,7 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 256,
             max_pending_handshakes: None,
             listen_backlog: 1024,
+            max_subscriptions: 64,
         }
     }
 }
@@ -429,6 +456,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Metrics.
     pub metrics: MetricsConfig,
+    /// Who may subscribe and publish to which channels (SPEC.md §10).
+    pub channels: Vec<ChannelRule>,
     /// Origins allowed to open WebSockets (`https://app.example.com`);
     /// empty means the server's own host only; `"*"` allows any (warned).
     pub allowed_origins: Vec<String>,
@@ -472,6 +501,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            channels: default_channels(),
             allowed_origins: Vec::new(),
             require_origin: false,
             allowed_hosts: Vec::new(),
@@ -519,6 +549,7 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("limits.idle_timeout_ms", 10, 86_400_000),
     ("limits.close_timeout_ms", 1, 600_000),
     ("limits.listen_backlog", 1, 65_535),
+    ("limits.max_subscriptions", 0, 100_000),
     ("limits.max_connections", 1, 1 << 24),
     ("limits.max_connections_per_ip", 1, 1 << 24),
     ("shutdown_grace_ms", 0, 600_000),

@@ -17,6 +17,7 @@ use std::fmt;
 
 pub use serde_json::value::RawValue;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 pub use crate::proto::conn::Text;
@@ -298,6 +299,33 @@ impl<'a> Context<'a> {
         self.out.binary(data)
     }
 
+    /// Subscribes this connection to `channel` (SPEC.md §10) if the
+    /// `channels` rules let its user, within `limits.max_subscriptions`:
+    /// the server answers `subscribed` `{"channel"}` (with `request` as
+    /// the reply's `id`), or an `error` event (`forbidden`,
+    /// `invalid_message`). Publications then arrive as `publication`.
+    pub fn subscribe(&self, channel: &str, request: Option<u32>) {
+        let _ = self.handle.subscribe(self.id, channel, request, true);
+    }
+
+    /// Ends this connection's subscription to `channel`: the server
+    /// answers `unsubscribed` `{"channel"}`.
+    pub fn unsubscribe(&self, channel: &str, request: Option<u32>) {
+        let _ = self.handle.subscribe(self.id, channel, request, false);
+    }
+
+    /// Publishes `data` on `channel` to its subscribers on every event
+    /// loop ([`Handle::publish`]).
+    pub fn publish(&self, channel: &str, data: &RawValue) -> Result<(), HandleError> {
+        self.handle.publish(channel, data)
+    }
+
+    /// Whether any connection of the server subscribes to any channel (to
+    /// skip building a publication nobody would get).
+    pub fn has_subscribers(&self) -> bool {
+        self.handle.has_subscribers()
+    }
+
     /// Closes the connection with `code` and `reason` (RFC 6455 §7.1.2).
     pub fn close(&mut self, code: u16, reason: &'static str) {
         self.out.close(code, reason)
@@ -409,10 +437,44 @@ pub enum Outgoing {
 #[derive(Debug)]
 pub(crate) enum Command {
     Send(Target, Outgoing),
+    /// Subscribe `conn` to a channel (or unsubscribe it), answering the
+    /// request `request` carried (its `id`).
+    Subscribe {
+        conn: ConnId,
+        channel: Box<str>,
+        request: Option<u32>,
+        on: bool,
+    },
+    /// Deliver a publication to the channel's subscribers.
+    Publish(Arc<Publication>),
     Close(Target, u16, &'static str),
     /// Close `1008` with the reason the connections a log-out revoked.
     Revoke(crate::security::Revoke, &'static str),
     Shutdown,
+}
+
+/// A publication, encoded once for every subscriber: the raw protocol's
+/// `{"event":"publication","data":{"channel","data"}}` (SPEC.md §10).
+#[derive(Debug)]
+pub(crate) struct Publication {
+    pub channel: Box<str>,
+    pub text: Arc<str>,
+}
+
+impl Publication {
+    /// The publication of `data` (JSON text) on `channel`.
+    pub fn new(channel: &str, data: &str) -> Publication {
+        let mut text = String::with_capacity(48 + channel.len() + data.len());
+        text.push_str(r#"{"event":"publication","data":{"channel":""#);
+        text.push_str(channel);
+        text.push_str(r#"","data":"#);
+        text.push_str(data);
+        text.push_str("}}");
+        Publication {
+            channel: channel.into(),
+            text: text.into(),
+        }
+    }
 }
 
 /// Why a [`Handle`] could not pass a command on.
@@ -424,6 +486,8 @@ pub enum HandleError {
     Full,
     /// The server has stopped.
     Stopped,
+    /// Not a channel name (1 to 64 bytes of `A-Z a-z 0-9 _ . : -`).
+    InvalidChannel,
 }
 
 impl fmt::Display for HandleError {
@@ -431,6 +495,7 @@ impl fmt::Display for HandleError {
         f.write_str(match self {
             HandleError::Full => "the server's command queue is full",
             HandleError::Stopped => "the server has stopped",
+            HandleError::InvalidChannel => "not a channel name",
         })
     }
 }
@@ -447,6 +512,9 @@ pub const COMMAND_QUEUE: usize = 64 * 1024;
 pub struct Handle {
     tx: SyncSender<Command>,
     wake: Arc<dyn Fn() + Send + Sync>,
+    /// Subscriptions on every loop of the server: a publication nobody
+    /// could receive is not queued at all.
+    subscriptions: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for Handle {
@@ -458,9 +526,56 @@ impl fmt::Debug for Handle {
 impl Handle {
     /// A handle and the receiving end the loop drains; `wake` wakes the
     /// loop (mio's `Waker`).
-    pub(crate) fn new(wake: Arc<dyn Fn() + Send + Sync>) -> (Handle, Receiver<Command>) {
+    pub(crate) fn new(
+        wake: Arc<dyn Fn() + Send + Sync>,
+        subscriptions: Arc<AtomicUsize>,
+    ) -> (Handle, Receiver<Command>) {
         let (tx, rx) = sync_channel(COMMAND_QUEUE);
-        (Handle { tx, wake }, rx)
+        let handle = Handle {
+            tx,
+            wake,
+            subscriptions,
+        };
+        (handle, rx)
+    }
+
+    /// Publishes `data` (a JSON value) on `channel`: every connection
+    /// subscribed to it, on every event loop, gets `{"event":"publication",
+    /// "data":{"channel","data"}}` (a Socket.IO client the event
+    /// `publication`). Encoded once here; nothing is queued when no
+    /// connection has a subscription.
+    pub fn publish(&self, channel: &str, data: &RawValue) -> Result<(), HandleError> {
+        if !crate::security::channels::valid_name(channel) {
+            return Err(HandleError::InvalidChannel);
+        }
+        if !self.has_subscribers() {
+            return Ok(());
+        }
+        let publication = Publication::new(channel, data.get());
+        self.submit(Command::Publish(Arc::new(publication)))
+    }
+
+    /// Whether any connection of the server subscribes to any channel.
+    pub fn has_subscribers(&self) -> bool {
+        self.subscriptions.load(Ordering::Relaxed) > 0
+    }
+
+    /// Subscribes connection `conn` to `channel` (`on`), or unsubscribes
+    /// it; the loop answers `subscribed` / `unsubscribed` or an `error`
+    /// (with `request` as the reply's `id`).
+    pub(crate) fn subscribe(
+        &self,
+        conn: ConnId,
+        channel: &str,
+        request: Option<u32>,
+        on: bool,
+    ) -> Result<(), HandleError> {
+        self.submit(Command::Subscribe {
+            conn,
+            channel: channel.into(),
+            request,
+            on,
+        })
     }
 
     fn submit(&self, command: Command) -> Result<(), HandleError> {
@@ -592,7 +707,7 @@ pub(crate) mod testing {
     /// Runs `f` with a context for connection 1 of `user`; returns what it sent.
     pub fn replies(user: Option<&str>, f: impl FnOnce(&mut Context<'_>)) -> Replies {
         let mut out = Replies::default();
-        let (handle, _rx) = Handle::new(Arc::new(|| {}));
+        let (handle, _rx) = Handle::new(Arc::new(|| {}), Default::default());
         let mut cx = Context {
             id: ConnId(1),
             user,

@@ -181,6 +181,8 @@ pub struct Stats {
     pub handshakes_accepted: Counter,
     /// Requests handed to the event loop that owns their Socket.IO session.
     pub handoffs: Counter,
+    /// Publications not queued for a subscriber whose queue was full.
+    pub publications_dropped: Counter,
     /// Handshakes refused, by reason ([`HANDSHAKE_REFUSALS`]).
     pub handshakes_refused: Labeled,
     /// WebSockets closed, by code ([`CLOSE_CODES`]).
@@ -208,6 +210,7 @@ impl Default for Stats {
             bytes_sent: Counter::default(),
             handshakes_accepted: Counter::default(),
             handoffs: Counter::default(),
+            publications_dropped: Counter::default(),
             handshakes_refused: Labeled::new(HANDSHAKE_REFUSALS),
             closes: Labeled::new(CLOSE_CODES),
             rate_limited: Labeled::new(RATE_KINDS),
@@ -322,7 +325,7 @@ impl Registry {
     }
 
     fn counters(&self, p: &mut Page) {
-        let plain: [(&str, &str, CounterOf); 5] = [
+        let plain: [(&str, &str, CounterOf); 6] = [
             (
                 "palisade_messages_received_total",
                 "Data messages received (WebSocket messages, long-polling packets).",
@@ -347,6 +350,11 @@ impl Registry {
                 "palisade_handoffs_total",
                 "Socket.IO requests handed to the event loop that owns their session (--workers).",
                 |w| &w.handoffs,
+            ),
+            (
+                "palisade_publications_dropped_total",
+                "Publications not queued for a subscriber whose queue was full (limits.max_outbound_bytes).",
+                |w| &w.publications_dropped,
             ),
         ];
         for (name, help, field) in plain {

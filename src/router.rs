@@ -21,6 +21,7 @@ use crate::metrics::{Registry, Stats};
 use crate::proto::Limits;
 use crate::proto::error::HandshakeError;
 use crate::proto::handshake::{self, Accepted, Request, UpgradeRequest};
+use crate::security::channels::ChannelPolicy;
 use crate::security::client_ip::{Networks, TrustedProxies, canonical};
 use crate::security::credentials::Credential;
 use crate::security::hosts::AllowedHosts;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub proxies: TrustedProxies,
     /// Networks besides loopback that may read `/metrics`.
     pub metrics_allow: Networks,
+    /// Who may subscribe and publish to which channels.
+    pub channels: ChannelPolicy,
     /// The names requests may carry in `Host` (SPEC.md §2).
     pub hosts: AllowedHosts,
     /// Where the redirect listener sends clients.
@@ -66,6 +69,7 @@ impl Shared {
             origins: OriginPolicy::new(&config.allowed_origins, config.require_origin)?,
             proxies: TrustedProxies::new(&config.trusted_proxies)?,
             metrics_allow: Networks::new("metrics.allow", &config.metrics.allow)?,
+            channels: ChannelPolicy::new(&config.channels)?,
             hosts: AllowedHosts::new(&config.allowed_hosts, listen)?,
             redirect_host: RedirectHost::new(config.tls.redirect_host.as_deref(), tls_name, listen),
             files,
@@ -83,6 +87,7 @@ pub fn check_policies(config: &Config) -> Result<(), String> {
     AllowedHosts::new(&config.allowed_hosts, listen.ip())?;
     TrustedProxies::new(&config.trusted_proxies)?;
     Networks::new("metrics.allow", &config.metrics.allow)?;
+    ChannelPolicy::new(&config.channels)?;
     if let Some(h) = &config.tls.redirect_host {
         if crate::proto::host::Host::parse(h.as_bytes()).is_none() || h.trim() != h {
             return Err(format!(

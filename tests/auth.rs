@@ -855,3 +855,6 @@ fn tokens_in_any_part_of_a_request_are_redacted_at_debug_level() {
 /// Log-out, operator revocation, `GET /session`, expiry at the handshake.
 #[path = "auth/sessions.rs"]
 mod sessions;
+
+#[path = "auth/channels.rs"]
+mod channels;

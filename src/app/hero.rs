@@ -183,8 +183,11 @@ impl Heroes {
     /// message is never converted to a `&str`.
     pub fn handle_text(&self, text: Text<'_>, tx: &mut Context<'_>) {
         let text = text.as_bytes();
-        if let Some(reply) = plain_get_name(text).and_then(|id| self.replies.get(id)) {
+        if let Some((id, reply)) =
+            plain_get_name(text).and_then(|id| Some((id, self.replies.get(id)?)))
+        {
             let _ = tx.send_text(&**reply);
+            self.announce(tx, id);
             return;
         }
         let req: Request<'_> = match serde_json::from_slice(text) {
@@ -205,6 +208,20 @@ impl Heroes {
         let id = req.id;
         match &*req.event {
             "get_name" => self.get_name(req.data.and_then(|d| d.hero), id, tx),
+            event @ ("subscribe" | "unsubscribe") => {
+                let Some(channel) = req.data.and_then(|d| d.channel) else {
+                    let e = ErrorData {
+                        code: "invalid_message",
+                        message: "subscribe and unsubscribe need data.channel",
+                    };
+                    return send(tx, "error", &e, id);
+                };
+                if event == "subscribe" {
+                    tx.subscribe(&channel, id);
+                } else {
+                    tx.unsubscribe(&channel, id);
+                }
+            }
             "list_heroes" => send(
                 tx,
                 "heroes",
@@ -223,6 +240,38 @@ impl Heroes {
         }
     }
 
+    /// Publishes a look-up by a logged-in user on the channel `lookups`
+    /// (the demo's live feed): `{"user","hero","hero_name"}`. Nothing is
+    /// built while no connection subscribes to anything.
+    pub fn announce(&self, tx: &Context<'_>, hero: &[u8]) {
+        let Some(user) = tx.user() else {
+            return;
+        };
+        if !tx.has_subscribers() {
+            return;
+        }
+        let Some((hero, name)) = std::str::from_utf8(hero)
+            .ok()
+            .and_then(|h| Some((h, self.name(h)?)))
+        else {
+            return;
+        };
+        #[derive(Serialize)]
+        struct Lookup<'a> {
+            user: &'a str,
+            hero: &'a str,
+            hero_name: &'a str,
+        }
+        let data = Lookup {
+            user,
+            hero,
+            hero_name: name,
+        };
+        if let Ok(data) = serde_json::value::to_raw_value(&data) {
+            let _ = tx.publish(LOOKUPS, &data);
+        }
+    }
+
     /// `get_name` with `data.hero` (SPEC.md §6).
     fn get_name(&self, hero: Option<Cow<'_, str>>, id: Option<u32>, tx: &mut Context<'_>) {
         let error = |code, message| ErrorData { code, message };
@@ -235,15 +284,18 @@ impl Heroes {
             return send(tx, "error", &e, id);
         }
         match self.name(&hero) {
-            Some(name) => send(
-                tx,
-                "name",
-                &NameData {
-                    hero: &hero,
-                    hero_name: name,
-                },
-                id,
-            ),
+            Some(name) => {
+                send(
+                    tx,
+                    "name",
+                    &NameData {
+                        hero: &hero,
+                        hero_name: name,
+                    },
+                    id,
+                );
+                self.announce(tx, hero.as_bytes());
+            }
             None => send(tx, "error", &error("unknown_hero", "no such hero"), id),
         }
     }
@@ -297,7 +349,12 @@ struct Request<'a> {
 struct RequestData<'a> {
     #[serde(default, borrow)]
     hero: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    channel: Option<Cow<'a, str>>,
 }
+
+/// The channel of the demo's live feed of look-ups.
+pub const LOOKUPS: &str = "lookups";
 
 #[derive(Serialize)]
 struct Reply<'a, D> {

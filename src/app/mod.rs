@@ -56,12 +56,12 @@ impl Handler for Hero {
             hero: &'a str,
         }
         if event.name == "get_name" && event.args.len() == 1 && event.binary.is_empty() {
-            let data = event
-                .arg::<Ask<'_>>(0)
-                .and_then(|a| self.heroes.reply_data(a.hero));
-            if let Some(data) = data {
+            let ask = event.arg::<Ask<'_>>(0);
+            let data = ask.as_ref().and_then(|a| self.heroes.reply_data(a.hero));
+            if let (Some(data), Some(ask)) = (data, &ask) {
                 let _ = cx.emit_raw("name", &[data], &[]);
                 cx.ack_raw(&[data], &[]);
+                self.heroes.announce(cx, ask.hero.as_bytes());
                 return;
             }
         }

@@ -20,7 +20,7 @@ impl<H: Handler> Server<H> {
             match command {
                 Command::Send(to, message) => {
                     for token in self.targets(&to) {
-                        self.send_to(token, &message, now);
+                        let _ = self.send_to(token, &message, now);
                     }
                     // Socket.IO clients on long-polling.
                     let ids: Vec<ConnId> = match &to {
@@ -57,6 +57,13 @@ impl<H: Handler> Server<H> {
                         Revoke::UserTokens(u) => token.is_some() && user == Some(u.as_str()),
                     });
                 }
+                Command::Subscribe {
+                    conn,
+                    channel,
+                    request,
+                    on,
+                } => self.subscription(conn, &channel, request, on, now),
+                Command::Publish(publication) => self.publish(publication, now),
                 Command::Shutdown => {
                     if self.stopping.is_none() {
                         self.shut_down(now);
@@ -111,16 +118,17 @@ impl<H: Handler> Server<H> {
         self.env.polls.moved_to(id).unwrap_or(Token(id.0 as usize))
     }
 
-    /// Queues `message` on `token` if it is an open WebSocket.
-    fn send_to(&mut self, token: Token, message: &Outgoing, now: Now) {
+    /// Queues `message` on `token` if it is an open WebSocket (whether it
+    /// did).
+    pub(super) fn send_to(&mut self, token: Token, message: &Outgoing, now: Now) -> bool {
         let Some(conn) = self.conns.get_mut(token) else {
-            return;
+            return false;
         };
         let Phase::Ws(w) = &mut conn.phase else {
-            return;
+            return false;
         };
         if !w.ws.is_open() {
-            return;
+            return false;
         }
         w.ws.provide_output_buffer(|| self.bufs.take());
         let stamp = now.stamp;
@@ -132,8 +140,8 @@ impl<H: Handler> Server<H> {
                     super::sio::push(&mut sio.session, message, tx);
                 });
             }
-            Some(_) => return,
-            None if conn.io.has(super::conn::Io::SOCKETIO) => return,
+            Some(_) => return false,
+            None if conn.io.has(super::conn::Io::SOCKETIO) => return false,
             None => {
                 let _ =
                     w.ws.with_sender(stamp, &self.env.shared.limits, |tx| match message {
@@ -143,5 +151,6 @@ impl<H: Handler> Server<H> {
             }
         }
         self.enqueue(token);
+        true
     }
 }

@@ -222,6 +222,7 @@ impl<H: Handler> Server<H> {
                 }
             }
             if let Some(id) = id {
+                self.unsubscribe_all(id);
                 let closed = Closed {
                     id,
                     user,

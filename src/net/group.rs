@@ -46,6 +46,8 @@ pub(crate) enum Control {
     },
     /// Start a graceful shutdown.
     Shutdown,
+    /// A publication made on another loop, for this loop's subscribers.
+    Publish(Arc<crate::handler::Publication>),
 }
 
 /// A connection handed over, with the bytes read after its request head.
@@ -75,6 +77,9 @@ pub(crate) struct Common {
     pub size: usize,
     pub metrics: Arc<Registry>,
     pub capacity: Arc<Capacity>,
+    /// Channel subscriptions on every loop (a publication nobody could
+    /// receive is not queued).
+    pub subscriptions: Arc<std::sync::atomic::AtomicUsize>,
     /// Every loop, by index (set once all are built).
     pub peers: Arc<OnceLock<Vec<Peer>>>,
 }
@@ -155,6 +160,7 @@ impl<H: crate::handler::Handler> super::Server<H> {
             size,
             metrics: Registry::new(size),
             capacity: Arc::default(),
+            subscriptions: Arc::default(),
             peers: Arc::new(OnceLock::new()),
         };
         let quotas = Quotas::new(&shared.config);
@@ -280,6 +286,9 @@ impl<H: crate::handler::Handler> super::Server<H> {
                     if self.stopping.is_none() {
                         self.shut_down(now);
                     }
+                }
+                Control::Publish(p) => {
+                    self.deliver(&p, now);
                 }
             }
         }

@@ -18,6 +18,7 @@
 
 mod accept;
 mod capacity;
+mod channels;
 mod clock;
 mod commands;
 mod conn;
@@ -123,6 +124,8 @@ pub(crate) struct Env<H> {
     pub metrics: Arc<Registry>,
     /// This loop's place among the loops of the server.
     pub group: Box<group::Group>,
+    /// Who subscribes to which channel on this loop.
+    pub channels: channels::Channels,
     /// Connections to hand to another loop at the end of the turn: the
     /// connection, the loop, the bytes read after the request head.
     pub moving: Vec<(Token, usize, Vec<u8>)>,
@@ -153,9 +156,12 @@ impl<H: Handler> Server<H> {
             },
         )?;
         let wake = Arc::clone(&waker);
-        let (handle, commands) = Handle::new(Arc::new(move || {
-            let _ = wake.wake();
-        }));
+        let (handle, commands) = Handle::new(
+            Arc::new(move || {
+                let _ = wake.wake();
+            }),
+            Arc::clone(&group.shared.subscriptions),
+        );
         let g = &group.shared;
         let capacity = Arc::clone(&g.capacity);
         Ok(Server {
@@ -182,6 +188,7 @@ impl<H: Handler> Server<H> {
                 stats: g.metrics.worker(group.index),
                 metrics: Arc::clone(&g.metrics),
                 moving: Vec::new(),
+                channels: channels::Channels::default(),
                 group,
             },
             clock: Clock::new(),

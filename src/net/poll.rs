@@ -785,6 +785,11 @@ fn finish<H: Handler>(env: &mut Env<H>, token: Token) {
     env.polls.by_sid.remove(&p.sid);
     env.stats.socketio_polling.set(env.polls.len() as u64);
     env.capacity.give_back(Count::Open);
+    let subscriptions = env.channels.gone(p.sio.id);
+    env.group
+        .shared
+        .subscriptions
+        .fetch_sub(subscriptions, std::sync::atomic::Ordering::Relaxed);
     if p.counted_unjoined {
         env.capacity.give_back(Count::Unjoined);
     }
@@ -882,6 +887,17 @@ pub(super) fn push<H: Handler>(env: &mut Env<H>, id: ConnId, message: &Outgoing)
     sio::push(&mut p.sio.session, message, &mut Held);
     settle(env, token);
     true
+}
+
+/// The user of the polling session the handler knows as `id`
+/// (`Some(None)`: anonymous; `None`: no such session).
+pub(super) fn user_of<H>(env: &Env<H>, id: ConnId) -> Option<Option<String>> {
+    if id.0 as usize & POLL_BIT == 0 {
+        return None;
+    }
+    let token = Token(id.0 as usize & !POLL_BIT);
+    let p = env.polls.sessions.get(token)?.as_deref()?;
+    Some(p.user.as_deref().map(str::to_owned))
 }
 
 /// Ends the polling session the handler knows as `id` (a

@@ -59,6 +59,14 @@ impl<T> Slab<T> {
         Token((serial << SLOT_BITS) | slot)
     }
 
+    pub fn get(&self, token: Token) -> Option<&T> {
+        let e = self.entries.get(token.0 & SLOT_MASK)?;
+        if e.serial != token.0 >> SLOT_BITS {
+            return None;
+        }
+        e.value.as_ref()
+    }
+
     pub fn get_mut(&mut self, token: Token) -> Option<&mut T> {
         let e = self.entries.get_mut(token.0 & SLOT_MASK)?;
         if e.serial != token.0 >> SLOT_BITS {

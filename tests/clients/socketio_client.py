@@ -150,6 +150,20 @@ def sync_checks(url, token):
     while len(names) < len(HEROES) and time.monotonic() < deadline:
         sio.sleep(0.05)
     check(f"{label}: emit get_name for every hero: each name event arrives", names == HEROES, repr(names))
+    # Channels (SPEC.md section 10): subscribed to lookups, a look-up of its
+    # own comes back as the event `publication`.
+    subscribed, publications = threading.Event(), []
+    sio.on("subscribed", lambda data: subscribed.set() if data == {"channel": "lookups"} else None)
+    sio.on("publication", publications.append)
+    sio.emit("subscribe", {"channel": "lookups"})
+    check(f"{label}: subscribe lookups: subscribed", subscribed.wait(TIMEOUT_S))
+    sio.emit("get_name", {"hero": "hulk"})
+    want = {"channel": "lookups", "data": {"user": "alice", "hero": "hulk", "hero_name": "Bruce Banner"}}
+    deadline = time.monotonic() + TIMEOUT_S
+    while not publications and time.monotonic() < deadline:
+        sio.sleep(0.05)
+    sio.sleep(0.3)
+    check(f"{label}: a look-up is published once on lookups", publications == [want], repr(publications))
     sio.disconnect()
 
 

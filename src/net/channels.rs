@@ -1,0 +1,269 @@
+//! Channels on one event loop (SPEC.md §10): who subscribes to what, the
+//! answers to `subscribe` / `unsubscribe`, and the fan-out of a
+//! publication.
+//!
+//! A publication arrives encoded once (the raw protocol's JSON text in an
+//! `Arc<str>`, see [`Publication`]); each raw subscriber gets those bytes
+//! behind a frame header in its output, and a Socket.IO subscriber the
+//! event `publication`. A subscriber whose queue would pass
+//! `limits.max_outbound_bytes` with it is skipped for that publication
+//! (counted in `palisade_publications_dropped_total`), so a slow reader
+//! loses publications instead of holding memory; the connection itself is
+//! closed `1008` only by the usual slow-consumer rule.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use super::Server;
+use super::clock::Now;
+use super::conn::Phase;
+use crate::handler::{ConnId, Handler, Outgoing, Publication};
+use crate::log;
+use crate::security::channels::valid_name;
+
+/// Subscriptions on this loop, both ways.
+#[derive(Default)]
+pub(crate) struct Channels {
+    by_channel: HashMap<Box<str>, HashSet<ConnId>>,
+    by_conn: HashMap<ConnId, Vec<Box<str>>>,
+}
+
+/// Why a subscription was refused.
+enum Refusal {
+    Invalid,
+    Forbidden,
+    TooMany,
+}
+
+impl Channels {
+    /// Adds a subscription; false when `conn` has `max` already.
+    fn add(&mut self, conn: ConnId, channel: &str, max: usize) -> Result<bool, Refusal> {
+        let mine = self.by_conn.entry(conn).or_default();
+        if mine.iter().any(|c| &**c == channel) {
+            return Ok(false);
+        }
+        if mine.len() >= max {
+            if mine.is_empty() {
+                self.by_conn.remove(&conn);
+            }
+            return Err(Refusal::TooMany);
+        }
+        mine.push(channel.into());
+        self.by_channel
+            .entry(channel.into())
+            .or_default()
+            .insert(conn);
+        Ok(true)
+    }
+
+    /// Ends a subscription; whether there was one.
+    fn remove(&mut self, conn: ConnId, channel: &str) -> bool {
+        let Some(mine) = self.by_conn.get_mut(&conn) else {
+            return false;
+        };
+        let Some(i) = mine.iter().position(|c| &**c == channel) else {
+            return false;
+        };
+        mine.swap_remove(i);
+        if mine.is_empty() {
+            self.by_conn.remove(&conn);
+        }
+        if let Some(set) = self.by_channel.get_mut(channel) {
+            set.remove(&conn);
+            if set.is_empty() {
+                self.by_channel.remove(channel);
+            }
+        }
+        true
+    }
+
+    /// A connection is gone: its subscriptions end. Returns how many.
+    pub fn gone(&mut self, conn: ConnId) -> usize {
+        let Some(mine) = self.by_conn.remove(&conn) else {
+            return 0;
+        };
+        for channel in &mine {
+            if let Some(set) = self.by_channel.get_mut(channel) {
+                set.remove(&conn);
+                if set.is_empty() {
+                    self.by_channel.remove(channel);
+                }
+            }
+        }
+        mine.len()
+    }
+}
+
+/// A reply of the raw protocol: `{"event":E,"data":D[,"id":N]}`.
+fn reply(event: &str, data: serde_json::Value, request: Option<u32>) -> Outgoing {
+    let mut text = format!(r#"{{"event":"{event}","data":{data}"#);
+    if let Some(id) = request {
+        text.push_str(&format!(r#","id":{id}"#));
+    }
+    text.push('}');
+    Outgoing::Text(text.into())
+}
+
+impl<H: Handler> Server<H> {
+    /// A `subscribe` (`on`) or `unsubscribe` from the application for
+    /// connection `conn`: checked, applied, answered.
+    pub(super) fn subscription(
+        &mut self,
+        conn: ConnId,
+        channel: &str,
+        request: Option<u32>,
+        on: bool,
+        now: Now,
+    ) {
+        let Some(user) = self.user_of(conn) else {
+            return; // gone meanwhile
+        };
+        let answer = if !on {
+            if self.env.channels.remove(conn, channel) {
+                self.env
+                    .group
+                    .shared
+                    .subscriptions
+                    .fetch_sub(1, Ordering::Relaxed);
+            }
+            Ok(reply(
+                "unsubscribed",
+                serde_json::json!({ "channel": channel }),
+                request,
+            ))
+        } else if !valid_name(channel) {
+            Err(Refusal::Invalid)
+        } else if !self
+            .env
+            .shared
+            .channels
+            .may_subscribe(channel, user.as_deref())
+        {
+            Err(Refusal::Forbidden)
+        } else {
+            let max = self.env.shared.config.limits.max_subscriptions;
+            self.env.channels.add(conn, channel, max).map(|new| {
+                if new {
+                    self.env
+                        .group
+                        .shared
+                        .subscriptions
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                reply(
+                    "subscribed",
+                    serde_json::json!({ "channel": channel }),
+                    request,
+                )
+            })
+        };
+        let message = answer.unwrap_or_else(|refusal| {
+            let (code, message) = match refusal {
+                Refusal::Invalid => (
+                    "invalid_message",
+                    "data.channel must be 1 to 64 bytes of A-Z a-z 0-9 _ . : -",
+                ),
+                Refusal::Forbidden => ("forbidden", "not allowed to subscribe to this channel"),
+                Refusal::TooMany => ("forbidden", "limits.max_subscriptions reached"),
+            };
+            log::limited(
+                log::LogLevel::Info,
+                "subscription refused",
+                ("reason", code),
+                &[("channel", &log::Target(channel)), ("reason", &message)],
+            );
+            reply(
+                "error",
+                serde_json::json!({ "code": code, "message": message }),
+                request,
+            )
+        });
+        self.deliver_to(conn, &message, usize::MAX, now);
+    }
+
+    /// The user of connection `conn` (`Some(None)`: anonymous; `None`: no
+    /// such connection).
+    fn user_of(&self, conn: ConnId) -> Option<Option<String>> {
+        if let Some(user) = super::poll::user_of(&self.env, conn) {
+            return Some(user);
+        }
+        let token = self
+            .env
+            .polls
+            .moved_to(conn)
+            .unwrap_or(mio::Token(conn.0 as usize));
+        match &self.conns.get(token)?.phase {
+            Phase::Ws(w) => Some(
+                w.who
+                    .as_ref()
+                    .and_then(|w| w.user.as_deref().map(str::to_owned)),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Delivers a publication to this loop's subscribers; returns how many
+    /// got it.
+    pub(super) fn deliver(&mut self, publication: &Publication, now: Now) -> usize {
+        let Some(set) = self.env.channels.by_channel.get(&publication.channel) else {
+            return 0;
+        };
+        let subscribers: Vec<ConnId> = set.iter().copied().collect();
+        let message = Outgoing::Text(std::sync::Arc::clone(&publication.text));
+        let cap = self.env.shared.config.limits.max_outbound_bytes;
+        let mut delivered = 0;
+        for conn in subscribers {
+            if self.deliver_to(conn, &message, cap, now) {
+                delivered += 1;
+            } else {
+                self.env.stats.publications_dropped.inc();
+            }
+        }
+        delivered
+    }
+
+    /// Queues `message` for `conn` unless its queue would pass `cap`.
+    fn deliver_to(&mut self, conn: ConnId, message: &Outgoing, cap: usize, now: Now) -> bool {
+        if super::poll::push(&mut self.env, conn, message) {
+            return true;
+        }
+        let token = self
+            .env
+            .polls
+            .moved_to(conn)
+            .unwrap_or(mio::Token(conn.0 as usize));
+        let Some(c) = self.conns.get(token) else {
+            return false;
+        };
+        let Phase::Ws(w) = &c.phase else {
+            return false;
+        };
+        let len = match message {
+            Outgoing::Text(t) => t.len(),
+            Outgoing::Binary(b) => b.len(),
+        };
+        if w.ws.output().len().saturating_add(len) > cap {
+            return false;
+        }
+        self.send_to(token, message, now)
+    }
+
+    /// A publication made on this loop: its subscribers here, and every
+    /// other loop's.
+    pub(super) fn publish(&mut self, publication: std::sync::Arc<Publication>, now: Now) {
+        self.deliver(&publication, now);
+        self.tell_others(|| super::group::Control::Publish(std::sync::Arc::clone(&publication)));
+    }
+
+    /// A connection is gone: its subscriptions end.
+    pub(super) fn unsubscribe_all(&mut self, conn: ConnId) {
+        let n = self.env.channels.gone(conn);
+        if n > 0 {
+            self.env
+                .group
+                .shared
+                .subscriptions
+                .fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
