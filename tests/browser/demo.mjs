@@ -9,7 +9,9 @@
 //      WebSocket attempt or console error (it asks GET /session first); logs in
 //      through the form; "Logged in as alice"; the token is in
 //      no web storage and not readable from script (HttpOnly cookie); looks every
-//      hero up through the buttons, tries an unknown hero; kills the server,
+//      hero up through the buttons, tries an unknown hero; a second page logged
+//      in as alice sees a look-up made on the first in its live feed (channel
+//      `lookups`) within a second, as the first page does; kills the server,
 //      restarts it on the same address (same secret, so the cookie still holds)
 //      and checks that the page reconnects by itself; then "Log out": the server
 //      closes the WebSocket (1008 "logged out"), the page shows the form, the
@@ -374,6 +376,7 @@ async function loginAndHeroes(state, args) {
       null, { timeout: STEP_TIMEOUT_MS });
   });
   await shot(page, 'demo');
+  await liveFeed(state, url, page);
 
   // Kill the server outright; the page must notice and show when it retries.
   state.serverDown = true;
@@ -424,6 +427,28 @@ async function loginAndHeroes(state, args) {
   await shot(page, 'demo-reconnected');
   await logOut(tab, addr);
   return addr;
+}
+
+// The live feed (channel `lookups`): a second page, logged in too, sees a
+// look-up made on the first one, and so does the first, within a second.
+async function liveFeed(state, url, page) {
+  const other = await openTab(state, 'live feed');
+  try {
+    if (!await load(other, url, 'second page')) return;
+    if (!await step('second page: the login form', () => waitLoginForm(other.page))) return;
+    await submitLogin(other.page, 'alice', ALICE_PW);
+    if (!await step('second page: "Logged in as alice"', () => waitLoggedInAs(other.page, 'alice'))) return;
+    const live = (p) => p.waitForSelector('#feed[data-live="true"]', { timeout: STEP_TIMEOUT_MS });
+    if (!await step('both pages subscribed to lookups', () => Promise.all([live(page), live(other.page)]))) return;
+    const want = 'alice looked up wonderWoman: Diana';
+    await page.click('button[data-hero="wonderWoman"]');
+    await step(`within a second both feeds show "${want}"`, () => Promise.all([page, other.page].map(
+      (p) => p.waitForFunction((w) => document.querySelector('#feed li')?.textContent === w, want,
+        { timeout: 1_000 }))));
+    await shot(other.page, 'demo-live-feed');
+  } finally {
+    await other.context.close();
+  }
 }
 
 // The old token, sent by a client that is not the page: 401 (revoked).

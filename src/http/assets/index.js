@@ -15,6 +15,9 @@
 //   #login-error               why the last login failed (wrong password, rate limit, ...)
 //   #login-notice              why the form is shown (e.g. the session expired)
 //   #logout                    "Log out" (in #user): POST /logout, then the login form
+//   #feed                      the live feed: one <li> per look-up published on the channel
+//                              `lookups` (newest first): "<user> looked up <hero>: <real name>";
+//                              data-live="true" once the server confirmed the subscription
 //
 // Credentials: POST /login answers with a token and an HttpOnly cookie; the
 // browser sends the cookie with the WebSocket handshake. The token itself is
@@ -62,6 +65,8 @@
   const lookupSubmit = $('lookup-submit');
   const lookupResult = $('lookup-result');
   const errorsEl = $('errors');
+  const feedEl = $('feed');
+  const FEED_MAX = 20;
   const loginSection = $('login');
   const loginForm = $('login-form');
   const loginUser = $('login-username');
@@ -114,6 +119,15 @@
   }
 
   // ---- rendering ---------------------------------------------------------
+
+  // A look-up anyone made, published on `lookups`: text only, newest first.
+  function showLookup(d) {
+    if (!d || typeof d.user !== 'string' || typeof d.hero !== 'string' || typeof d.hero_name !== 'string') return;
+    const li = document.createElement('li');
+    li.textContent = d.user + ' looked up ' + d.hero + ': ' + d.hero_name;
+    feedEl.prepend(li);
+    while (feedEl.children.length > FEED_MAX) feedEl.lastElementChild.remove();
+  }
 
   function nameSlot(hero) {
     for (const el of heroesEl.querySelectorAll('[data-hero-name-for]')) {
@@ -405,6 +419,12 @@
       case 'user_authorized':
         showUser(data.username);
         break;
+      case 'subscribed':
+        if (data.channel === 'lookups') feedEl.dataset.live = 'true';
+        break;
+      case 'publication':
+        if (data.channel === 'lookups') showLookup(data.data);
+        break;
       default:
         // Events this page does not know yet are ignored.
         break;
@@ -482,6 +502,7 @@
       hideLogin();
       setStatus('connected');
       send('list', 'list_heroes');
+      send('subscribe', 'subscribe', { channel: 'lookups' });
     });
     ws.addEventListener('message', (ev) => {
       if (socket === ws) onMessage(ev);
