@@ -28,6 +28,15 @@ pub enum Command {
         /// PBKDF2 iterations for a new password.
         iterations: u32,
     },
+    /// Manage the API keys file: `add` prints the new key once.
+    ApiKeys {
+        /// `add`, `remove` or `list`.
+        verb: String,
+        /// The key's name (`add`, `remove`).
+        name: Option<String>,
+        /// The keys file (`add` creates it when missing).
+        file: PathBuf,
+    },
     /// Read a password on stdin and print its PHC hash.
     HashPassword {
         /// PBKDF2 iterations.
@@ -55,6 +64,12 @@ usage: palisade users add NAME    (--users-file FILE | --config FILE) [--iterati
        palisade users remove NAME (--users-file FILE | --config FILE)
        palisade users list        (--users-file FILE | --config FILE)";
 
+/// Usage of `palisade apikeys`.
+pub const APIKEYS_USAGE: &str = "\
+usage: palisade apikeys add NAME    --keys-file FILE   (prints the new key once)
+       palisade apikeys remove NAME --keys-file FILE
+       palisade apikeys list        --keys-file FILE";
+
 /// Usage text for `--help`.
 pub const HELP: &str = "\
 palisade — a secure WebSocket server
@@ -70,6 +85,11 @@ USAGE:
                                is asked twice without echo on a terminal, else read as one line
                                of stdin. Writes are atomic; a running server rereads the file
                                on SIGHUP.
+    palisade apikeys add|remove NAME --keys-file FILE
+    palisade apikeys list --keys-file FILE
+                               manage the API keys of POST /api/publish (api.keys_file): add
+                               prints the new key once (the file keeps its SHA-256); a running
+                               server reads the file at start.
 
 Serves the demo page on http://127.0.0.1:8080/ and WebSocket connections on
 /ws. Settings come from defaults, then --config FILE, then these flags.
@@ -118,6 +138,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
             Short('V') | Long("version") => return Ok(Command::Version),
             Value(v) if v == "hash-password" => return parse_hash_password(parser),
             Value(v) if v == "users" => return parse_users(parser),
+            Value(v) if v == "apikeys" => return parse_apikeys(parser),
             Long("print-config") => print = true,
             Long("config") => config_file = Some(parser.value().map_err(err)?.into()),
             Long(
@@ -150,6 +171,31 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
     } else {
         Command::Run(Box::new(config))
     })
+}
+
+fn parse_apikeys(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
+    use lexopt::prelude::*;
+    let usage = || ConfigError(APIKEYS_USAGE.into());
+    let verb = match parser.next().map_err(err)? {
+        Some(Value(v)) => v.string().map_err(err)?,
+        _ => return Err(usage()),
+    };
+    let (mut name, mut file) = (None, None);
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Value(v) if name.is_none() && verb != "list" => name = Some(v.string().map_err(err)?),
+            Long("keys-file") => file = Some(parser.value().map_err(err)?.into()),
+            other => return Err(err(other.unexpected())),
+        }
+    }
+    let ok = matches!(
+        (verb.as_str(), &name),
+        ("add" | "remove", Some(_)) | ("list", None)
+    );
+    match (ok, file) {
+        (true, Some(file)) => Ok(Command::ApiKeys { verb, name, file }),
+        _ => Err(usage()),
+    }
 }
 
 fn parse_users(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {

@@ -169,6 +169,10 @@ pub struct ChannelRule {
     /// every client when `auth.mode` is none) and `"user:NAME"` entries.
     #[serde(default)]
     pub subscribe: Vec<String>,
+    /// Which API keys may publish here through `POST /api/publish`:
+    /// `"key:NAME"` entries (the server's own application always may).
+    #[serde(default)]
+    pub publish: Vec<String>,
 }
 
 /// The channels of the default settings: `lookups`, the demo's feed of hero
@@ -177,7 +181,17 @@ pub fn default_channels() -> Vec<ChannelRule> {
     vec![ChannelRule {
         pattern: "lookups".into(),
         subscribe: vec!["authenticated".into()],
+        publish: Vec::new(),
     }]
+}
+
+/// The publish API's settings (`api.*`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The API keys (`palisade apikeys add NAME --keys-file FILE`); without
+    /// it `POST /api/publish` refuses every request.
+    pub keys_file: Option<PathBuf>,
 }
 
 /// Metrics settings (`metrics.*`).
@@ -458,6 +472,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Who may subscribe and publish to which channels (SPEC.md §10).
     pub channels: Vec<ChannelRule>,
+    /// The publish API.
+    pub api: ApiConfig,
     /// Origins allowed to open WebSockets (`https://app.example.com`);
     /// empty means the server's own host only; `"*"` allows any (warned).
     pub allowed_origins: Vec<String>,
@@ -502,6 +518,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             channels: default_channels(),
+            api: ApiConfig::default(),
             allowed_origins: Vec::new(),
             require_origin: false,
             allowed_hosts: Vec::new(),

@@ -76,6 +76,7 @@ pub use server::{Builder, Error, Server, Workers, check_config};
 /// Users files and tokens: what `palisade users` and a login flow of your
 /// own need (SPEC.md §5).
 pub mod auth {
+    pub use crate::security::apikeys::ApiKeys;
     pub use crate::security::jwt::Signer;
     pub use crate::security::password::{
         DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, PasswordHash,

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             file,
             iterations,
         }) => return users_cmd::run(&action, &file, iterations),
+        Ok(Command::ApiKeys { verb, name, file }) => return apikeys(&verb, name.as_deref(), &file),
         Ok(Command::UsersHelp) => {
             println!("{}", cli::USERS_USAGE);
             return ExitCode::SUCCESS;
@@ -86,6 +87,48 @@ fn serve<H: Handler + Clone + Send + 'static>(
     workers
         .run()
         .map_err(|e| (1, format!("event loop failed: {e}")))
+}
+
+/// `palisade apikeys`: add (printing the key once), remove, list.
+fn apikeys(verb: &str, name: Option<&str>, file: &std::path::Path) -> ExitCode {
+    use palisade::auth::ApiKeys;
+    let run = || -> Result<(), String> {
+        let mut keys = if file.exists() || verb != "add" {
+            ApiKeys::load(file)?
+        } else {
+            ApiKeys::default()
+        };
+        match (verb, name) {
+            ("add", Some(name)) => {
+                let key = keys.add(name)?;
+                keys.save(file)?;
+                println!("{key}");
+                eprintln!(
+                    "palisade: apikeys: key {name} added to {}; it is shown only now",
+                    file.display()
+                );
+            }
+            ("remove", Some(name)) => {
+                if !keys.remove(name) {
+                    return Err(format!("no key named {name} in {}", file.display()));
+                }
+                keys.save(file)?;
+            }
+            _ => {
+                for name in keys.names() {
+                    println!("{name}");
+                }
+            }
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade: apikeys: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// One password from stdin (never the command line, where other users could

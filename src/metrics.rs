@@ -140,6 +140,7 @@ pub const AUTH_REASONS: &[&str] = &[
     "query_token_disabled",
     "basic_not_allowed",
     "invalid_credentials",
+    "invalid_api_key",
     "bad_signature",
     "wrong_alg",
     "expired",

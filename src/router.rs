@@ -21,6 +21,7 @@ use crate::metrics::{Registry, Stats};
 use crate::proto::Limits;
 use crate::proto::error::HandshakeError;
 use crate::proto::handshake::{self, Accepted, Request, UpgradeRequest};
+use crate::security::apikeys::ApiKeys;
 use crate::security::channels::ChannelPolicy;
 use crate::security::client_ip::{Networks, TrustedProxies, canonical};
 use crate::security::credentials::Credential;
@@ -48,6 +49,9 @@ pub struct Shared {
     pub metrics_allow: Networks,
     /// Who may subscribe and publish to which channels.
     pub channels: ChannelPolicy,
+    /// The keys of `POST /api/publish` (read from `api.keys_file` when the
+    /// server is built).
+    pub api_keys: ApiKeys,
     /// The names requests may carry in `Host` (SPEC.md §2).
     pub hosts: AllowedHosts,
     /// Where the redirect listener sends clients.
@@ -70,6 +74,7 @@ impl Shared {
             proxies: TrustedProxies::new(&config.trusted_proxies)?,
             metrics_allow: Networks::new("metrics.allow", &config.metrics.allow)?,
             channels: ChannelPolicy::new(&config.channels)?,
+            api_keys: ApiKeys::default(),
             hosts: AllowedHosts::new(&config.allowed_hosts, listen)?,
             redirect_host: RedirectHost::new(config.tls.redirect_host.as_deref(), tls_name, listen),
             files,
@@ -222,6 +227,19 @@ pub struct Upgraded {
     pub engine_only: bool,
 }
 
+/// A request's one `Content-Length`, if it has one that parses.
+fn content_length(req: &Request<'_, '_>) -> Option<u64> {
+    match req.single_header("content-length") {
+        handshake::Single::One(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok()),
+        _ => None,
+    }
+}
+
+/// The path of the publish API.
+pub const PUBLISH_PATH: &str = "/api/publish";
+
 /// The path of the metrics page.
 pub const METRICS_PATH: &str = "/metrics";
 
@@ -346,6 +364,14 @@ pub enum Outcome {
     /// A request for a Socket.IO session another event loop owns: hand the
     /// connection to that loop, which routes the same head again.
     Handoff(usize),
+    /// A `POST /api/publish` with a valid key (`key` names it): its body of
+    /// `need` bytes is read next.
+    PublishBody {
+        /// Body length.
+        need: usize,
+        /// The API key's name.
+        key: Box<str>,
+    },
     /// A Basic handshake: check the password off the loop, then route the
     /// same head again with the result.
     CheckBasic {
@@ -503,6 +529,9 @@ impl Router<'_> {
         if req.path() == session::SESSION {
             return self.session(req, peer, out);
         }
+        if req.path() == PUBLISH_PATH {
+            return self.publish_head(req, peer, out);
+        }
         if sio_path {
             return self.socketio(req, peer, out);
         }
@@ -510,6 +539,62 @@ impl Router<'_> {
             return self.http(req, peer, client, out);
         }
         self.upgrade(req, peer, client, basic, out)
+    }
+
+    /// `POST /api/publish` (SPEC.md §10): an API key (`401`), JSON
+    /// (`415`) with a length (`411`) within the message cap (`413`); the
+    /// body comes next.
+    fn publish_head(&mut self, req: &Request<'_, '_>, peer: &Peer, out: &mut Vec<u8>) -> Outcome {
+        let hsts = self.hsts(peer);
+        let mut refuse = |status: u16, error: &'static str, extra: &[(&str, &str)]| {
+            self.refused = Some((status, error));
+            log::limited(
+                log::LogLevel::Info,
+                "publish refused",
+                ("reason", error),
+                &[
+                    ("peer", &peer.addr),
+                    ("status", &status),
+                    ("reason", &error),
+                ],
+            );
+            let body = format!(r#"{{"error":"{error}"}}"#);
+            response::write_json(out, status, &body, extra, hsts);
+            Outcome::Final
+        };
+        if req.method != "POST" {
+            return refuse(405, "method_not_allowed", &[("Allow", "POST")]);
+        }
+        let key = match req.single_header("authorization") {
+            handshake::Single::One(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.trim().strip_prefix("Bearer "))
+                .map(str::trim),
+            _ => None,
+        };
+        let bearer = [("WWW-Authenticate", "Bearer")];
+        let Some(key) = key else {
+            return refuse(401, "missing", &bearer);
+        };
+        let Some(name) = self.shared.api_keys.verify(key) else {
+            self.stats.auth_failures.inc("invalid_api_key");
+            return refuse(401, "invalid_api_key", &bearer);
+        };
+        let json = matches!(req.single_header("content-type"), handshake::Single::One(v)
+            if v.split(|&b| b == b';').next().is_some_and(|m| m.trim_ascii().eq_ignore_ascii_case(b"application/json")));
+        if !json {
+            return refuse(415, "unsupported_media_type", &[]);
+        }
+        let Some(length) = content_length(req) else {
+            return refuse(411, "length_required", &[]);
+        };
+        if length > self.shared.config.limits.max_message_bytes {
+            return refuse(413, "too_large", &[]);
+        }
+        Outcome::PublishBody {
+            need: length as usize,
+            key: name.into(),
+        }
     }
 
     /// `GET /metrics`: for loopback clients and `metrics.allow`, else `403`.
@@ -904,13 +989,7 @@ impl Router<'_> {
             },
             Some(sid) => {
                 let max = self.shared.config.limits.max_message_bytes;
-                let length = match req.single_header("content-length") {
-                    handshake::Single::One(v) => std::str::from_utf8(v)
-                        .ok()
-                        .and_then(|v| v.trim().parse::<u64>().ok()),
-                    _ => None,
-                };
-                match length {
+                match content_length(req) {
                     None if req.has_body() => {
                         // Chunked: the reference client always sends a length.
                         return self.refuse_eio(

@@ -154,7 +154,11 @@ impl Builder {
             _ => None,
         };
         let tls_name = acceptor.as_ref().and_then(|a| a.dns_name.clone());
-        let shared = Shared::new(config, files, tls_name.as_deref()).map_err(Error::Config)?;
+        let mut shared = Shared::new(config, files, tls_name.as_deref()).map_err(Error::Config)?;
+        if let Some(path) = &shared.config.api.keys_file {
+            shared.api_keys =
+                crate::security::apikeys::ApiKeys::load(path).map_err(Error::Config)?;
+        }
         let (auth, demo) = Auth::from_config(&shared.config).map_err(Error::Config)?;
         log::init(shared.config.log.level, shared.config.log.format);
         warn_about(&shared, &auth);

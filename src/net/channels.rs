@@ -12,7 +12,8 @@
 //! closed `1008` only by the usual slow-consumer rule.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::Server;
 use super::clock::Now;
@@ -21,11 +22,50 @@ use crate::handler::{ConnId, Handler, Outgoing, Publication};
 use crate::log;
 use crate::security::channels::valid_name;
 
-/// Subscriptions on this loop, both ways.
-#[derive(Default)]
+/// Subscriptions on this loop, both ways, and the counts every loop
+/// shares.
 pub(crate) struct Channels {
     by_channel: HashMap<Box<str>, HashSet<ConnId>>,
     by_conn: HashMap<ConnId, Vec<Box<str>>>,
+    shared: Shared,
+}
+
+/// The subscriptions of every loop: in all (a publication nobody could
+/// receive is not queued, see `Handle::publish`), and per channel (the
+/// `delivered` of `POST /api/publish`).
+#[derive(Clone, Default)]
+pub(crate) struct Shared {
+    pub total: Arc<AtomicUsize>,
+    pub per_channel: Arc<Mutex<HashMap<Box<str>, usize>>>,
+}
+
+impl Shared {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, usize>> {
+        self.per_channel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn added(&self, channel: &str) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        *self.counts().entry(channel.into()).or_default() += 1;
+    }
+
+    fn removed(&self, channel: &str) {
+        self.total.fetch_sub(1, Ordering::Relaxed);
+        let mut counts = self.counts();
+        if let Some(n) = counts.get_mut(channel) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(channel);
+            }
+        }
+    }
+
+    /// Subscribers of `channel` on every loop.
+    pub fn subscribers(&self, channel: &str) -> usize {
+        self.counts().get(channel).copied().unwrap_or(0)
+    }
 }
 
 /// Why a subscription was refused.
@@ -36,6 +76,19 @@ enum Refusal {
 }
 
 impl Channels {
+    pub fn new(shared: Shared) -> Channels {
+        Channels {
+            by_channel: HashMap::new(),
+            by_conn: HashMap::new(),
+            shared,
+        }
+    }
+
+    /// The counts of every loop.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// Adds a subscription; false when `conn` has `max` already.
     fn add(&mut self, conn: ConnId, channel: &str, max: usize) -> Result<bool, Refusal> {
         let mine = self.by_conn.entry(conn).or_default();
@@ -53,6 +106,7 @@ impl Channels {
             .entry(channel.into())
             .or_default()
             .insert(conn);
+        self.shared.added(channel);
         Ok(true)
     }
 
@@ -74,13 +128,14 @@ impl Channels {
                 self.by_channel.remove(channel);
             }
         }
+        self.shared.removed(channel);
         true
     }
 
-    /// A connection is gone: its subscriptions end. Returns how many.
-    pub fn gone(&mut self, conn: ConnId) -> usize {
+    /// A connection is gone: its subscriptions end.
+    pub fn gone(&mut self, conn: ConnId) {
         let Some(mine) = self.by_conn.remove(&conn) else {
-            return 0;
+            return;
         };
         for channel in &mine {
             if let Some(set) = self.by_channel.get_mut(channel) {
@@ -89,8 +144,8 @@ impl Channels {
                     self.by_channel.remove(channel);
                 }
             }
+            self.shared.removed(channel);
         }
-        mine.len()
     }
 }
 
@@ -119,13 +174,7 @@ impl<H: Handler> Server<H> {
             return; // gone meanwhile
         };
         let answer = if !on {
-            if self.env.channels.remove(conn, channel) {
-                self.env
-                    .group
-                    .shared
-                    .subscriptions
-                    .fetch_sub(1, Ordering::Relaxed);
-            }
+            self.env.channels.remove(conn, channel);
             Ok(reply(
                 "unsubscribed",
                 serde_json::json!({ "channel": channel }),
@@ -142,19 +191,9 @@ impl<H: Handler> Server<H> {
             Err(Refusal::Forbidden)
         } else {
             let max = self.env.shared.config.limits.max_subscriptions;
-            self.env.channels.add(conn, channel, max).map(|new| {
-                if new {
-                    self.env
-                        .group
-                        .shared
-                        .subscriptions
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                reply(
-                    "subscribed",
-                    serde_json::json!({ "channel": channel }),
-                    request,
-                )
+            self.env.channels.add(conn, channel, max).map(|_| {
+                let data = serde_json::json!({ "channel": channel });
+                reply("subscribed", data, request)
             })
         };
         let message = answer.unwrap_or_else(|refusal| {
@@ -209,7 +248,7 @@ impl<H: Handler> Server<H> {
             return 0;
         };
         let subscribers: Vec<ConnId> = set.iter().copied().collect();
-        let message = Outgoing::Text(std::sync::Arc::clone(&publication.text));
+        let message = Outgoing::Text(Arc::clone(&publication.text));
         let cap = self.env.shared.config.limits.max_outbound_bytes;
         let mut delivered = 0;
         for conn in subscribers {
@@ -250,20 +289,13 @@ impl<H: Handler> Server<H> {
 
     /// A publication made on this loop: its subscribers here, and every
     /// other loop's.
-    pub(super) fn publish(&mut self, publication: std::sync::Arc<Publication>, now: Now) {
+    pub(super) fn publish(&mut self, publication: Arc<Publication>, now: Now) {
         self.deliver(&publication, now);
-        self.tell_others(|| super::group::Control::Publish(std::sync::Arc::clone(&publication)));
+        self.tell_others(|| super::group::Control::Publish(Arc::clone(&publication)));
     }
 
     /// A connection is gone: its subscriptions end.
     pub(super) fn unsubscribe_all(&mut self, conn: ConnId) {
-        let n = self.env.channels.gone(conn);
-        if n > 0 {
-            self.env
-                .group
-                .shared
-                .subscriptions
-                .fetch_sub(n, Ordering::Relaxed);
-        }
+        self.env.channels.gone(conn);
     }
 }

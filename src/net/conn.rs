@@ -105,8 +105,10 @@ pub(crate) struct Head {
 
 /// Reading a login body, or a long-polling `POST`'s.
 pub(crate) struct Body {
-    /// `None`: a login.
+    /// `None`: a login (or a publication, with `publish`).
     pub poll: Option<Box<PollPost>>,
+    /// A `POST /api/publish`: the API key's name.
+    pub publish: Option<Box<str>>,
     pub out: Vec<u8>,
     pub body: Vec<u8>,
     pub need: usize,

@@ -77,9 +77,8 @@ pub(crate) struct Common {
     pub size: usize,
     pub metrics: Arc<Registry>,
     pub capacity: Arc<Capacity>,
-    /// Channel subscriptions on every loop (a publication nobody could
-    /// receive is not queued).
-    pub subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+    /// Channel subscriptions on every loop.
+    pub subscriptions: super::channels::Shared,
     /// Every loop, by index (set once all are built).
     pub peers: Arc<OnceLock<Vec<Peer>>>,
 }
@@ -160,7 +159,7 @@ impl<H: crate::handler::Handler> super::Server<H> {
             size,
             metrics: Registry::new(size),
             capacity: Arc::default(),
-            subscriptions: Arc::default(),
+            subscriptions: super::channels::Shared::default(),
             peers: Arc::new(OnceLock::new()),
         };
         let quotas = Quotas::new(&shared.config);

@@ -160,7 +160,7 @@ impl<H: Handler> Server<H> {
             Arc::new(move || {
                 let _ = wake.wake();
             }),
-            Arc::clone(&group.shared.subscriptions),
+            Arc::clone(&group.shared.subscriptions.total),
         );
         let g = &group.shared;
         let capacity = Arc::clone(&g.capacity);
@@ -188,7 +188,7 @@ impl<H: Handler> Server<H> {
                 stats: g.metrics.worker(group.index),
                 metrics: Arc::clone(&g.metrics),
                 moving: Vec::new(),
-                channels: channels::Channels::default(),
+                channels: channels::Channels::new(g.subscriptions.clone()),
                 group,
             },
             clock: Clock::new(),

@@ -168,20 +168,8 @@ fn handle_head<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>, basic: Option<
             ctx.env.moving.push((ctx.token, to, Vec::new()));
             ctx.env.polls.active = true;
         }
-        Outcome::LoginBody { need } => {
-            let out = std::mem::take(&mut h.out);
-            conn.phase = Phase::Body(Body {
-                poll: None,
-                out,
-                body: Vec::with_capacity(need),
-                need,
-                deadline: ctx.after(ctx.env.shared.config.limits.handshake_timeout()),
-                heard: ctx.stamp,
-            });
-            if need == 0 {
-                body_complete(conn, ctx);
-            }
-        }
+        Outcome::LoginBody { need } => read_body(conn, need, None, ctx),
+        Outcome::PublishBody { need, key } => read_body(conn, need, Some(key), ctx),
         Outcome::CheckBasic { username, password } => start_basic(conn, username, password, ctx),
     }
 }
@@ -337,8 +325,104 @@ fn log_message_rate(msg: &'static str, peer: std::net::SocketAddr, client: std::
     );
 }
 
-/// The login body is in: parse it and queue the password check.
+/// A body of `need` bytes comes next: a log-in's, or (with the key's
+/// name) a publication's.
+fn read_body<H: Handler>(
+    conn: &mut Conn,
+    need: usize,
+    publish: Option<Box<str>>,
+    ctx: &mut Ctx<'_, H>,
+) {
+    let Phase::Head(h) = &mut conn.phase else {
+        return;
+    };
+    let out = std::mem::take(&mut h.out);
+    conn.phase = Phase::Body(Body {
+        poll: None,
+        publish,
+        out,
+        body: Vec::with_capacity(need),
+        need,
+        deadline: ctx.after(ctx.env.shared.config.limits.handshake_timeout()),
+        heard: ctx.stamp,
+    });
+    if need == 0 {
+        body_complete(conn, ctx);
+    }
+}
+
+/// A `POST /api/publish` body is in (SPEC.md §10): `{"channel","data"}`,
+/// checked against the key's `publish` rules, published; answered
+/// `{"delivered": n}` (the subscribers of the channel on every loop).
+fn publish_body<H: Handler>(conn: &mut Conn, key: &str, ctx: &mut Ctx<'_, H>) {
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        channel: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
+    }
+    let hsts = hsts(conn, ctx);
+    let peer = conn.peer;
+    let Phase::Body(b) = &mut conn.phase else {
+        return;
+    };
+    let mut out = std::mem::take(&mut b.out);
+    let (status, answer) = match serde_json::from_slice::<Request<'_>>(&b.body) {
+        Err(_) => (400, r#"{"error":"invalid_body"}"#.to_owned()),
+        Ok(r) if !crate::security::channels::valid_name(&r.channel) => {
+            (400, r#"{"error":"invalid_channel"}"#.to_owned())
+        }
+        Ok(r)
+            if !ctx
+                .env
+                .shared
+                .channels
+                .may_publish_with_key(&r.channel, key) =>
+        {
+            (403, r#"{"error":"forbidden"}"#.to_owned())
+        }
+        Ok(r) => {
+            let delivered = ctx.env.channels.shared().subscribers(&r.channel);
+            match ctx.env.handle.publish(&r.channel, r.data) {
+                Ok(()) => {
+                    log::info(
+                        "published",
+                        &[
+                            ("peer", &peer),
+                            ("key", &key),
+                            ("channel", &log::Target(&r.channel)),
+                            ("delivered", &delivered),
+                        ],
+                    );
+                    (200, format!(r#"{{"delivered":{delivered}}}"#))
+                }
+                Err(_) => (503, r#"{"error":"busy"}"#.to_owned()),
+            }
+        }
+    };
+    if status != 200 {
+        log::limited(
+            log::LogLevel::Info,
+            "publish refused",
+            ("reason", "body"),
+            &[("peer", &peer), ("status", &status), ("key", &key)],
+        );
+    }
+    crate::http::response::write_json(&mut out, status, &answer, &[], hsts);
+    conn.linger(out, ctx.after(ctx.env.shared.limits.close_timeout));
+}
+
+/// The login body is in: parse it and queue the password check (a
+/// publication's goes to [`publish_body`]).
 fn body_complete<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) {
+    if let Phase::Body(Body {
+        publish: Some(key), ..
+    }) = &mut conn.phase
+    {
+        let key = std::mem::take(key);
+        return publish_body(conn, &key, ctx);
+    }
     let peer = peer_of(conn);
     let Phase::Body(b) = &mut conn.phase else {
         return;

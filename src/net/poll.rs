@@ -626,6 +626,7 @@ fn post<H: Handler>(conn: &mut Conn, sid: &str, need: usize, reply: Reply, ctx: 
     let mut reader = std::mem::take(&mut h.reader);
     reader.clear();
     conn.phase = Phase::Body(Body {
+        publish: None,
         poll: Some(Box::new(PollPost {
             reader,
             received: h.received,
@@ -785,11 +786,7 @@ fn finish<H: Handler>(env: &mut Env<H>, token: Token) {
     env.polls.by_sid.remove(&p.sid);
     env.stats.socketio_polling.set(env.polls.len() as u64);
     env.capacity.give_back(Count::Open);
-    let subscriptions = env.channels.gone(p.sio.id);
-    env.group
-        .shared
-        .subscriptions
-        .fetch_sub(subscriptions, std::sync::atomic::Ordering::Relaxed);
+    env.channels.gone(p.sio.id);
     if p.counted_unjoined {
         env.capacity.give_back(Count::Unjoined);
     }

@@ -1,5 +1,5 @@
-//! Who may subscribe to which channel (SPEC.md §10): the `channels` rules,
-//! checked once per subscription.
+//! Who may subscribe to and publish on which channel (SPEC.md §10): the
+//! `channels` rules, checked once per subscription or publication.
 
 use crate::config::ChannelRule;
 
@@ -27,12 +27,14 @@ struct Rule {
     stem: Box<str>,
     prefix: bool,
     subscribe: Principals,
+    publish: Principals,
 }
 
 #[derive(Debug, Clone, Default)]
 struct Principals {
     authenticated: bool,
     users: Vec<Box<str>>,
+    keys: Vec<Box<str>>,
 }
 
 impl Principals {
@@ -43,9 +45,11 @@ impl Principals {
                 p.authenticated = true;
             } else if let Some(user) = e.strip_prefix("user:").filter(|u| !u.is_empty()) {
                 p.users.push(user.into());
+            } else if let Some(key) = e.strip_prefix("key:").filter(|k| !k.is_empty()) {
+                p.keys.push(key.into());
             } else {
                 return Err(format!(
-                    "{setting}: {e:?} is not \"authenticated\" or \"user:NAME\""
+                    "{setting}: {e:?} is not \"authenticated\", \"user:NAME\" or \"key:NAME\""
                 ));
             }
         }
@@ -75,6 +79,7 @@ impl ChannelPolicy {
                     stem: stem.into(),
                     prefix,
                     subscribe: Principals::parse(&format!("channels[{i}].subscribe"), &r.subscribe)?,
+                    publish: Principals::parse(&format!("channels[{i}].publish"), &r.publish)?,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -101,6 +106,12 @@ impl ChannelPolicy {
         let s = &rule.subscribe;
         s.authenticated || user.is_some_and(|u| s.users.iter().any(|x| &**x == u))
     }
+
+    /// Whether the API key named `key` may publish on `channel`.
+    pub fn may_publish_with_key(&self, channel: &str, key: &str) -> bool {
+        self.rule(channel)
+            .is_some_and(|r| r.publish.keys.iter().any(|k| &**k == key))
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +122,7 @@ mod tests {
         ChannelRule {
             pattern: pattern.into(),
             subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+            publish: vec!["key:feed".into()],
         }
     }
 
@@ -138,6 +150,8 @@ mod tests {
         assert!(p.may_subscribe("admin.logs", Some("root")));
         assert!(!p.may_subscribe("admin.logs", Some("alice")));
         assert!(!p.may_subscribe("prices", Some("alice")), "* names nobody");
+        assert!(p.may_publish_with_key("prices", "feed"));
+        assert!(!p.may_publish_with_key("prices", "other"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! for the log. [`Auth`] holds what the checks need: the users, the token
 //! signer, the login rate limiter.
 
+pub mod apikeys;
 pub mod channels;
 pub mod client_ip;
 pub mod credentials;

@@ -188,3 +188,146 @@ fn lookups_reach_every_subscriber_once_on_every_loop() {
         expect_silence(c, Duration::from_millis(300));
     }
 }
+
+/// `POST /api/publish` with `key` (if any), `content_type` and `body`: the
+/// status line and the body.
+fn publish(
+    addr: SocketAddr,
+    key: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (String, String) {
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let raw = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, body) = http(addr, &raw);
+    (status, body)
+}
+
+/// The publish API (SPEC.md §10): keys made by `palisade apikeys add`, the
+/// `publish` rules, every refusal with its status, and a publication that
+/// reaches the subscriber with `{"delivered": 1}`.
+#[test]
+fn the_publish_api_needs_a_key_the_rules_allow() {
+    let f = Fixture::new(10_000);
+    let keys = f.dir.join("keys.json");
+    let made = std::process::Command::new(BIN)
+        .args([
+            "apikeys",
+            "add",
+            "feed",
+            "--keys-file",
+            keys.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("pk_"), "{key}");
+    assert!(!fs::read_to_string(&keys).unwrap().contains(&key[3..]));
+    let listed = std::process::Command::new(BIN)
+        .args(["apikeys", "list", "--keys-file", keys.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "feed\n");
+
+    let extra = format!(
+        r#""api":{{"keys_file":{:?}}},"channels":[{{"pattern":"prices.*","subscribe":["authenticated"],"publish":["key:feed"]}},{{"pattern":"lookups","subscribe":["authenticated"]}}]"#,
+        keys.display().to_string()
+    );
+    let server = Server::start_with_config(&config_with(&f, &extra), &[]);
+    let addr = server.addr();
+    let mut s = logged_in(addr, "alice", ALICE_PW);
+    send(
+        &mut s,
+        r#"{"event":"subscribe","data":{"channel":"prices.eur"}}"#,
+    );
+    expect_text(
+        &mut s,
+        r#"{"event":"subscribed","data":{"channel":"prices.eur"}}"#,
+    );
+
+    let body = r#"{"channel":"prices.eur","data":{"bid":1.08}}"#;
+    let json = "application/json";
+    let refusals = [
+        (
+            publish(addr, None, json, body),
+            "401",
+            r#"{"error":"missing"}"#,
+        ),
+        (
+            publish(addr, Some("pk_wrong"), json, body),
+            "401",
+            r#"{"error":"invalid_api_key"}"#,
+        ),
+        (
+            publish(addr, Some(&key), "text/plain", body),
+            "415",
+            r#"{"error":"unsupported_media_type"}"#,
+        ),
+        (
+            publish(addr, Some(&key), json, "{"),
+            "400",
+            r#"{"error":"invalid_body"}"#,
+        ),
+        (
+            publish(addr, Some(&key), json, r#"{"channel":"a b","data":1}"#),
+            "400",
+            r#"{"error":"invalid_channel"}"#,
+        ),
+        (
+            publish(addr, Some(&key), json, r#"{"channel":"lookups","data":1}"#),
+            "403",
+            r#"{"error":"forbidden"}"#,
+        ),
+        (
+            publish(
+                addr,
+                Some(&key),
+                json,
+                &format!(
+                    r#"{{"channel":"prices.eur","data":"{}"}}"#,
+                    "x".repeat(70_000)
+                ),
+            ),
+            "413",
+            r#"{"error":"too_large"}"#,
+        ),
+    ];
+    for ((status, answer), code, want) in refusals {
+        assert!(
+            status.starts_with(&format!("HTTP/1.1 {code} ")),
+            "{status} {answer}"
+        );
+        assert_eq!(answer, want);
+    }
+    let (status, answer) = publish(addr, Some(&key), json, body);
+    assert_eq!(status, "HTTP/1.1 200 OK", "{answer}");
+    assert_eq!(answer, r#"{"delivered":1}"#);
+    expect_text(
+        &mut s,
+        r#"{"event":"publication","data":{"channel":"prices.eur","data":{"bid":1.08}}}"#,
+    );
+    let (status, answer) = publish(
+        addr,
+        Some(&key),
+        json,
+        r#"{"channel":"prices.usd","data":null}"#,
+    );
+    assert_eq!(
+        (status.as_str(), answer.as_str()),
+        ("HTTP/1.1 200 OK", r#"{"delivered":0}"#)
+    );
+    expect_silence(&mut s, Duration::from_millis(300));
+    assert!(server.wait_for_log("published peer=", Duration::from_secs(5)));
+    assert!(
+        !server.logs().join("\n").contains(&key),
+        "the key reached the log"
+    );
+}
