@@ -37,6 +37,19 @@ pub enum Command {
         /// The keys file (`add` creates it when missing).
         file: PathBuf,
     },
+    /// Publish on a channel through a running server's API.
+    Publish {
+        /// The channel.
+        channel: String,
+        /// The data, JSON text.
+        data: String,
+        /// The server (`http://127.0.0.1:8080` by default).
+        url: String,
+        /// Where the API key is (else `PALISADE_API_KEY`).
+        key_file: Option<PathBuf>,
+        /// The certificates to trust for https.
+        cacert: Option<PathBuf>,
+    },
     /// Read a password on stdin and print its PHC hash.
     HashPassword {
         /// PBKDF2 iterations.
@@ -70,6 +83,11 @@ usage: palisade apikeys add NAME    --keys-file FILE   (prints the new key once)
        palisade apikeys remove NAME --keys-file FILE
        palisade apikeys list        --keys-file FILE";
 
+/// Usage of `palisade publish`.
+pub const PUBLISH_USAGE: &str = "\
+usage: palisade publish CHANNEL JSON [--url URL] [--key-file FILE] [--cacert FILE]
+       (the API key from --key-file, else the environment variable PALISADE_API_KEY)";
+
 /// Usage text for `--help`.
 pub const HELP: &str = "\
 palisade — a secure WebSocket server
@@ -87,6 +105,10 @@ USAGE:
                                on SIGHUP.
     palisade apikeys add|remove NAME --keys-file FILE
     palisade apikeys list --keys-file FILE
+    palisade publish CHANNEL JSON [--url URL] [--key-file FILE] [--cacert FILE]
+                               publish through a running server's POST /api/publish
+                               (--url default http://127.0.0.1:8080; the key from --key-file
+                               or PALISADE_API_KEY, never the command line; --cacert for https)
                                manage the API keys of POST /api/publish (api.keys_file): add
                                prints the new key once (the file keeps its SHA-256); a running
                                server reads the file at start.
@@ -139,6 +161,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
             Value(v) if v == "hash-password" => return parse_hash_password(parser),
             Value(v) if v == "users" => return parse_users(parser),
             Value(v) if v == "apikeys" => return parse_apikeys(parser),
+            Value(v) if v == "publish" => return parse_publish(parser),
             Long("print-config") => print = true,
             Long("config") => config_file = Some(parser.value().map_err(err)?.into()),
             Long(
@@ -170,6 +193,31 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
         Command::PrintConfig(Box::new(config))
     } else {
         Command::Run(Box::new(config))
+    })
+}
+
+fn parse_publish(mut parser: lexopt::Parser) -> Result<Command, ConfigError> {
+    use lexopt::prelude::*;
+    let usage = || ConfigError(PUBLISH_USAGE.into());
+    let mut values = Vec::new();
+    let mut url = "http://127.0.0.1:8080".to_owned();
+    let (mut key_file, mut cacert) = (None, None);
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Value(v) if values.len() < 2 => values.push(v.string().map_err(err)?),
+            Long("url") => url = parser.value().map_err(err)?.string().map_err(err)?,
+            Long("key-file") => key_file = Some(parser.value().map_err(err)?.into()),
+            Long("cacert") => cacert = Some(parser.value().map_err(err)?.into()),
+            other => return Err(err(other.unexpected())),
+        }
+    }
+    let [channel, data]: [String; 2] = values.try_into().map_err(|_| usage())?;
+    Ok(Command::Publish {
+        channel,
+        data,
+        url,
+        key_file,
+        cacert,
     })
 }
 

@@ -70,6 +70,7 @@ pub use handler::{
     COMMAND_QUEUE, Closed, ConnId, Context, Handle, HandleError, Handler, Message, Outgoing,
     RawValue, SendError, SocketAck, SocketEvent, Target, Text,
 };
+pub use http::publish::publish;
 pub use log::demo_login_line;
 pub use server::{Builder, Error, Server, Workers, check_config};
 

@@ -31,6 +31,21 @@ fn main() -> ExitCode {
             iterations,
         }) => return users_cmd::run(&action, &file, iterations),
         Ok(Command::ApiKeys { verb, name, file }) => return apikeys(&verb, name.as_deref(), &file),
+        Ok(Command::Publish {
+            channel,
+            data,
+            url,
+            key_file,
+            cacert,
+        }) => {
+            return publish(
+                &channel,
+                &data,
+                &url,
+                key_file.as_deref(),
+                cacert.as_deref(),
+            );
+        }
         Ok(Command::UsersHelp) => {
             println!("{}", cli::USERS_USAGE);
             return ExitCode::SUCCESS;
@@ -87,6 +102,39 @@ fn serve<H: Handler + Clone + Send + 'static>(
     workers
         .run()
         .map_err(|e| (1, format!("event loop failed: {e}")))
+}
+
+/// `palisade publish`: one publication through a running server's API;
+/// prints its answer (`{"delivered":n}`), exits 1 unless it was `200`.
+fn publish(
+    channel: &str,
+    data: &str,
+    url: &str,
+    key_file: Option<&std::path::Path>,
+    cacert: Option<&std::path::Path>,
+) -> ExitCode {
+    let key = match key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|k| k.trim().to_owned())
+            .map_err(|e| format!("{}: {e}", path.display())),
+        None => std::env::var("PALISADE_API_KEY")
+            .map_err(|_| "no API key: --key-file FILE, or PALISADE_API_KEY".to_owned()),
+    };
+    let answer = key.and_then(|key| palisade::publish(url, &key, channel, data, cacert));
+    match answer {
+        Ok((200, body)) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("palisade: publish: {status} {body}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("palisade: publish: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `palisade apikeys`: add (printing the key once), remove, list.

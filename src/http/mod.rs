@@ -7,6 +7,7 @@
 //! blocking read on the event loop).
 
 pub mod login;
+pub mod publish;
 pub mod response;
 pub mod session;
 

@@ -70,3 +70,17 @@ impl Session {
         match *self {}
     }
 }
+
+/// A byte stream both ways.
+pub trait ReadWrite: std::io::Read + Write {}
+
+impl<T: std::io::Read + Write> ReadWrite for T {}
+
+/// Refuses: this build has no TLS.
+pub fn client(
+    _tcp: std::net::TcpStream,
+    _host: &str,
+    _ca: &Path,
+) -> Result<Box<dyn ReadWrite>, String> {
+    Err("this palisade was built without TLS (cargo feature `tls`, on by default)".into())
+}

@@ -332,6 +332,40 @@ impl Session {
     }
 }
 
+/// A blocking TLS client stream to `host` over `tcp`, trusting only the
+/// certificates in `ca` (PEM): the `palisade publish` command's.
+pub fn client(
+    tcp: std::net::TcpStream,
+    host: &str,
+    ca: &Path,
+) -> Result<Box<dyn ReadWrite>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("{}: {}", ca.display(), pem_error(&e)))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("{}: {}", ca.display(), pem_error(&e)))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|_| format!("{host:?} is not a server name"))?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
+}
+
+/// A byte stream both ways.
+pub trait ReadWrite: Read + Write {}
+
+impl<T: Read + Write> ReadWrite for T {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,6 +189,26 @@ fn lookups_reach_every_subscriber_once_on_every_loop() {
     }
 }
 
+/// A new API key named `name` in `keys` (`palisade apikeys add`).
+fn new_key(keys: &std::path::Path, name: &str) -> String {
+    let made = std::process::Command::new(BIN)
+        .args([
+            "apikeys",
+            "add",
+            name,
+            "--keys-file",
+            keys.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    String::from_utf8(made.stdout).unwrap().trim().to_owned()
+}
+
 /// `POST /api/publish` with `key` (if any), `content_type` and `body`: the
 /// status line and the body.
 fn publish(
@@ -213,22 +233,7 @@ fn publish(
 fn the_publish_api_needs_a_key_the_rules_allow() {
     let f = Fixture::new(10_000);
     let keys = f.dir.join("keys.json");
-    let made = std::process::Command::new(BIN)
-        .args([
-            "apikeys",
-            "add",
-            "feed",
-            "--keys-file",
-            keys.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    let key = new_key(&keys, "feed");
     assert!(key.starts_with("pk_"), "{key}");
     assert!(!fs::read_to_string(&keys).unwrap().contains(&key[3..]));
     let listed = std::process::Command::new(BIN)
@@ -330,4 +335,66 @@ fn the_publish_api_needs_a_key_the_rules_allow() {
         !server.logs().join("\n").contains(&key),
         "the key reached the log"
     );
+}
+
+/// `palisade publish` against a running server, over http and https (the
+/// key from the environment, never the command line).
+#[test]
+fn palisade_publish_over_http_and_https() {
+    let f = Fixture::new(10_000);
+    let keys = f.dir.join("keys.json");
+    let key = new_key(&keys, "cli");
+    let extra = format!(
+        r#""api":{{"keys_file":{:?}}},"channels":[{{"pattern":"news","subscribe":["authenticated"],"publish":["key:cli"]}}]"#,
+        keys.display().to_string()
+    );
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (cert, tls_key, ca) = (
+        format!("{root}/certs/localhost.pem"),
+        format!("{root}/certs/localhost.key"),
+        format!("{root}/certs/ca.pem"),
+    );
+    for tls in [false, true] {
+        let args: Vec<&str> = if tls {
+            vec!["--tls-cert", &cert, "--tls-key", &tls_key]
+        } else {
+            vec![]
+        };
+        let server = Server::start_with_config(&config_with(&f, &extra), &args);
+        let port = server.addr().port();
+        let url = if tls {
+            format!("https://localhost:{port}")
+        } else {
+            format!("http://127.0.0.1:{port}")
+        };
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["publish", "news", r#"{"headline":"hi"}"#, "--url", &url])
+            .env("PALISADE_API_KEY", &key);
+        if tls {
+            cmd.args(["--cacert", &ca]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"delivered\":0}\n");
+        let wrong = std::process::Command::new(BIN)
+            .args(["publish", "news", "1", "--url", &url])
+            .args(if tls {
+                vec!["--cacert", ca.as_str()]
+            } else {
+                vec![]
+            })
+            .env("PALISADE_API_KEY", "pk_wrong")
+            .output()
+            .unwrap();
+        assert_eq!(wrong.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&wrong.stderr),
+            "palisade: publish: 401 {\"error\":\"invalid_api_key\"}\n"
+        );
+        let _ = server;
+    }
 }
