@@ -6,6 +6,7 @@
 //! Each test appends a row to `target/test-output/attacks.md`, which
 //! `scripts/test-all.sh` prints as a table.
 
+mod channels;
 #[path = "../common/mod.rs"]
 mod common;
 mod handshakes;
