@@ -8,8 +8,10 @@
 //! event `publication`. A subscriber whose queue would pass
 //! `limits.max_outbound_bytes` with it is skipped for that publication
 //! (counted in `palisade_publications_dropped_total`), so a slow reader
-//! loses publications instead of holding memory; the connection itself is
-//! closed `1008` only by the usual slow-consumer rule.
+//! loses publications instead of holding memory; once it has room again
+//! it first gets an `error` event `dropped` with the number lost, then
+//! publications again. A subscriber that stops reading altogether stops
+//! answering pings too, and is closed at twice `limits.idle_timeout_ms`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +29,9 @@ use crate::security::channels::valid_name;
 pub(crate) struct Channels {
     by_channel: HashMap<Box<str>, HashSet<ConnId>>,
     by_conn: HashMap<ConnId, Vec<Box<str>>>,
+    /// Subscribers that lost publications since they last had room: how
+    /// many (they are told before their next publication).
+    dropped: HashMap<ConnId, u64>,
     shared: Shared,
 }
 
@@ -80,6 +85,7 @@ impl Channels {
         Channels {
             by_channel: HashMap::new(),
             by_conn: HashMap::new(),
+            dropped: HashMap::new(),
             shared,
         }
     }
@@ -134,6 +140,7 @@ impl Channels {
 
     /// A connection is gone: its subscriptions end.
     pub fn gone(&mut self, conn: ConnId) {
+        self.dropped.remove(&conn);
         let Some(mine) = self.by_conn.remove(&conn) else {
             return;
         };
@@ -252,10 +259,24 @@ impl<H: Handler> Server<H> {
         let cap = self.env.shared.config.limits.max_outbound_bytes;
         let mut delivered = 0;
         for conn in subscribers {
-            if self.deliver_to(conn, &message, cap, now) {
+            // A subscriber that lost publications hears it first, once it
+            // has room again.
+            if let Some(&lost) = self.env.channels.dropped.get(&conn) {
+                let data = serde_json::json!({
+                    "code": "dropped",
+                    "message": format!("{lost} publications were dropped: this connection reads too slowly"),
+                });
+                if self.deliver_to(conn, &reply("error", data, None), cap, now) {
+                    self.env.channels.dropped.remove(&conn);
+                }
+            }
+            if !self.env.channels.dropped.contains_key(&conn)
+                && self.deliver_to(conn, &message, cap, now)
+            {
                 delivered += 1;
             } else {
                 self.env.stats.publications_dropped.inc();
+                *self.env.channels.dropped.entry(conn).or_default() += 1;
             }
         }
         delivered

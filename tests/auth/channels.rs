@@ -398,3 +398,120 @@ fn palisade_publish_over_http_and_https() {
         let _ = server;
     }
 }
+
+/// `palisade_publications_dropped_total` from `/metrics`.
+fn dropped_total(addr: SocketAddr) -> u64 {
+    let (_, _, body) = http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("palisade_publications_dropped_total "))
+        .unwrap();
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// A subscriber that does not read: publications that would pass its
+/// `limits.max_outbound_bytes` are dropped for it and counted; once it
+/// reads, the next publication comes after an `error` event `dropped`
+/// with the number lost.
+#[test]
+fn a_slow_subscriber_loses_publications_and_is_told() {
+    let f = Fixture::new(10_000);
+    let keys = f.dir.join("keys.json");
+    let key = new_key(&keys, "bulk");
+    let extra = format!(
+        r#""api":{{"keys_file":{:?}}},"limits":{{"max_outbound_bytes":65536}},"channels":[{{"pattern":"bulk","subscribe":["authenticated"],"publish":["key:bulk"]}}]"#,
+        keys.display().to_string()
+    );
+    let server = Server::start_with_config(&config_with(&f, &extra), &[]);
+    let addr = server.addr();
+    let token = token_for(addr, "alice", ALICE_PW);
+    // A small receive buffer, so that the server's queue fills soon.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut stream: std::net::TcpStream = sock.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (status, _, rest) = handshake(
+        &mut stream,
+        "/ws",
+        &[("Authorization", &format!("Bearer {token}"))],
+    );
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+    let mut s = Client::new(stream, rest);
+    expect_text(&mut s, &user_authorized("alice"));
+    send(&mut s, r#"{"event":"subscribe","data":{"channel":"bulk"}}"#);
+    expect_text(
+        &mut s,
+        r#"{"event":"subscribed","data":{"channel":"bulk"}}"#,
+    );
+
+    let big = format!(r#"{{"channel":"bulk","data":"{}"}}"#, "x".repeat(60_000));
+    let mut published = 0;
+    while published < 400 && (published % 10 != 0 || published == 0 || dropped_total(addr) < 3) {
+        let (status, answer) = publish(addr, Some(&key), "application/json", &big);
+        assert_eq!(
+            (status.as_str(), answer.as_str()),
+            ("HTTP/1.1 200 OK", r#"{"delivered":1}"#)
+        );
+        published += 1;
+    }
+    let dropped = dropped_total(addr);
+    assert!(dropped >= 3, "{dropped} dropped of {published}");
+    // Read everything queued: the publications that fit, and a `dropped`
+    // error wherever the server had room again after losing some.
+    s.stream
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let (mut got, mut told) = (0, 0);
+    while let Ok(f) = read_frame(&mut s) {
+        let text = String::from_utf8_lossy(&f.payload).into_owned();
+        if text.starts_with(r#"{"event":"publication""#) {
+            got += 1;
+        } else {
+            told += lost_in(&text);
+        }
+    }
+    assert_eq!(
+        got + dropped,
+        published,
+        "{got} received, {dropped} dropped"
+    );
+    // The next publication comes after the word about the rest.
+    s.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (status, _) = publish(
+        addr,
+        Some(&key),
+        "application/json",
+        r#"{"channel":"bulk","data":"after"}"#,
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    if told < dropped {
+        let f = read_frame(&mut s).unwrap();
+        told += lost_in(&String::from_utf8_lossy(&f.payload));
+    }
+    assert_eq!(told, dropped);
+    expect_text(
+        &mut s,
+        r#"{"event":"publication","data":{"channel":"bulk","data":"after"}}"#,
+    );
+}
+
+/// The number an `error` event `dropped` reports.
+fn lost_in(text: &str) -> u64 {
+    let rest = text
+        .strip_prefix(r#"{"event":"error","data":{"code":"dropped","message":""#)
+        .unwrap_or_else(|| panic!("not a dropped error: {text}"));
+    let (n, tail) = rest.split_once(' ').unwrap();
+    assert_eq!(
+        tail,
+        r#"publications were dropped: this connection reads too slowly"}}"#
+    );
+    n.parse().unwrap()
+}
