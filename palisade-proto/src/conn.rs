@@ -246,6 +246,18 @@ impl Sender<'_> {
         Ok(())
     }
 
+    /// Queues bytes encoded already: whole data frames as
+    /// [`write_frame`](super::frame::write_frame) makes them, or the rest
+    /// of one whose start the caller wrote to the peer itself (a
+    /// publication encoded once for many connections). Counted as one
+    /// message.
+    pub fn send_encoded(&mut self, frames: &[u8]) -> Result<(), SendError> {
+        self.check()?;
+        self.out.buf.extend_from_slice(frames);
+        self.out.sent = self.out.sent.wrapping_add(1);
+        Ok(())
+    }
+
     /// Starts the closing handshake with `code` and `reason` (§7.1.2). Further
     /// data from the peer is discarded until its close arrives.
     pub fn close(&mut self, code: u16, reason: &'static str) {

@@ -3,9 +3,11 @@
 //! publication.
 //!
 //! A publication arrives encoded once (the raw protocol's JSON text in an
-//! `Arc<str>`, see [`Publication`]); each raw subscriber gets those bytes
-//! behind a frame header in its output, and a Socket.IO subscriber the
-//! event `publication`. A subscriber whose queue would pass
+//! `Arc<str>`, see [`Publication`]); the loop makes its WebSocket frame
+//! once, and the Socket.IO event's (`Frames`), and writes those shared
+//! bytes straight to each subscriber whose queue is empty (no copy of
+//! ours); a subscriber with output queued, or on TLS, gets a copy behind
+//! it, and a long-polling one the packet in its session. A subscriber whose queue would pass
 //! `limits.max_outbound_bytes` with it is skipped for that publication
 //! (counted in `palisade_publications_dropped_total`), so a slow reader
 //! loses publications instead of holding memory; once it has room again
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use super::Server;
 use super::clock::Now;
-use super::conn::Phase;
+use super::conn::{Io, Phase};
 use crate::handler::{ConnId, Handler, Outgoing, Publication};
 use crate::log;
 use crate::security::channels::valid_name;
@@ -156,6 +158,36 @@ impl Channels {
     }
 }
 
+/// A publication's WebSocket frames, encoded once per loop for every
+/// subscriber: the raw protocol's text, and the Socket.IO event
+/// `42["publication",{"channel","data"}]`.
+struct Frames {
+    raw: Arc<[u8]>,
+    socketio: Arc<[u8]>,
+}
+
+impl Frames {
+    fn of(p: &Publication) -> Frames {
+        use crate::proto::frame::{opcode, write_frame};
+        let mut raw = Vec::with_capacity(p.text.len() + 10);
+        write_frame(&mut raw, opcode::TEXT, p.text.as_bytes());
+        // The raw text is {"event":"publication","data":DATA}: DATA is
+        // the event's one argument.
+        let data = p
+            .text
+            .strip_prefix(r#"{"event":"publication","data":"#)
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or("null");
+        let packet = format!(r#"42["publication",{data}]"#);
+        let mut socketio = Vec::with_capacity(packet.len() + 10);
+        write_frame(&mut socketio, opcode::TEXT, packet.as_bytes());
+        Frames {
+            raw: raw.into(),
+            socketio: socketio.into(),
+        }
+    }
+}
+
 /// A reply of the raw protocol: `{"event":E,"data":D[,"id":N]}`.
 fn reply(event: &str, data: serde_json::Value, request: Option<u32>) -> Outgoing {
     let mut text = format!(r#"{{"event":"{event}","data":{data}"#);
@@ -256,6 +288,7 @@ impl<H: Handler> Server<H> {
         };
         let subscribers: Vec<ConnId> = set.iter().copied().collect();
         let message = Outgoing::Text(Arc::clone(&publication.text));
+        let frames = Frames::of(publication);
         let cap = self.env.shared.config.limits.max_outbound_bytes;
         let mut delivered = 0;
         for conn in subscribers {
@@ -271,7 +304,7 @@ impl<H: Handler> Server<H> {
                 }
             }
             if !self.env.channels.dropped.contains_key(&conn)
-                && self.deliver_to(conn, &message, cap, now)
+                && self.deliver_publication(conn, &message, &frames, cap, now)
             {
                 delivered += 1;
             } else {
@@ -280,6 +313,82 @@ impl<H: Handler> Server<H> {
             }
         }
         delivered
+    }
+
+    /// A publication for `conn`: over a WebSocket the frame encoded once
+    /// for every subscriber ([`Frames`]), else (long-polling) as any
+    /// message.
+    fn deliver_publication(
+        &mut self,
+        conn: ConnId,
+        message: &Outgoing,
+        frames: &Frames,
+        cap: usize,
+        now: Now,
+    ) -> bool {
+        if conn.0 as usize & super::poll::POLL_BIT != 0 {
+            return self.deliver_to(conn, message, cap, now);
+        }
+        let token = self
+            .env
+            .polls
+            .moved_to(conn)
+            .unwrap_or(mio::Token(conn.0 as usize));
+        // A raw WebSocket, or a Socket.IO one whose session is open here;
+        // anything else (a probe, say) the way every message goes.
+        let shared = match self
+            .conns
+            .get(token)
+            .map(|c| (&c.phase, c.io.has(Io::SOCKETIO)))
+        {
+            Some((Phase::Ws(w), sio_bit)) => match w.who.as_deref() {
+                None => (!sio_bit).then_some(&frames.raw),
+                Some(who) => match who.sio.as_deref() {
+                    None => (!sio_bit && who.probe.is_none()).then_some(&frames.raw),
+                    Some(sio) => (sio.opened && who.probe.is_none()).then_some(&frames.socketio),
+                },
+            },
+            _ => return false,
+        };
+        let Some(frame) = shared else {
+            return self.deliver_to(conn, message, cap, now);
+        };
+        let Some(c) = self.conns.get_mut(token) else {
+            return false;
+        };
+        let Phase::Ws(w) = &mut c.phase else {
+            return false;
+        };
+        if !w.ws.is_open() || w.ws.output().len().saturating_add(frame.len()) > cap {
+            return false;
+        }
+        // Nothing queued ahead of it: straight from the shared bytes to the
+        // socket, no copy of ours. What the socket does not take (or all of
+        // it, behind other output or over TLS) is queued.
+        let mut rest: &[u8] = frame;
+        if c.tls.is_none() && w.ws.output().is_empty() && c.io.has(Io::WRITABLE) {
+            match super::sys::send(&c.sock, frame) {
+                Ok(n) => {
+                    self.env.stats.bytes_sent.add(n as u64);
+                    rest = &frame[n..];
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    c.io.set(Io::WRITABLE, false);
+                }
+                // The next write meets the error and closes it.
+                Err(_) => {}
+            }
+            if rest.is_empty() {
+                self.env.stats.messages_sent.inc();
+                return true;
+            }
+        }
+        w.ws.provide_output_buffer(|| self.bufs.take());
+        let limits = &self.env.shared.limits;
+        let queued =
+            w.ws.with_sender(now.stamp, limits, |tx| tx.send_encoded(rest).is_ok());
+        self.enqueue(token);
+        queued
     }
 
     /// Queues `message` for `conn` unless its queue would pass `cap`.
