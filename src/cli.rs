@@ -111,7 +111,7 @@ USAGE:
                                or PALISADE_API_KEY, never the command line; --cacert for https)
                                manage the API keys of POST /api/publish (api.keys_file): add
                                prints the new key once (the file keeps its SHA-256); a running
-                               server reads the file at start.
+                               server reads the file again on SIGHUP.
 
 Serves the demo page on http://127.0.0.1:8080/ and WebSocket connections on
 /ws. Settings come from defaults, then --config FILE, then these flags.

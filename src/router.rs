@@ -50,8 +50,8 @@ pub struct Shared {
     /// Who may subscribe and publish to which channels.
     pub channels: ChannelPolicy,
     /// The keys of `POST /api/publish` (read from `api.keys_file` when the
-    /// server is built).
-    pub api_keys: ApiKeys,
+    /// server is built, and again on `SIGHUP`).
+    pub api_keys: std::sync::RwLock<ApiKeys>,
     /// The names requests may carry in `Host` (SPEC.md §2).
     pub hosts: AllowedHosts,
     /// Where the redirect listener sends clients.
@@ -74,7 +74,7 @@ impl Shared {
             proxies: TrustedProxies::new(&config.trusted_proxies)?,
             metrics_allow: Networks::new("metrics.allow", &config.metrics.allow)?,
             channels: ChannelPolicy::new(&config.channels)?,
-            api_keys: ApiKeys::default(),
+            api_keys: std::sync::RwLock::default(),
             hosts: AllowedHosts::new(&config.allowed_hosts, listen)?,
             redirect_host: RedirectHost::new(config.tls.redirect_host.as_deref(), tls_name, listen),
             files,
@@ -530,7 +530,7 @@ impl Router<'_> {
             return self.session(req, peer, out);
         }
         if req.path() == PUBLISH_PATH {
-            return self.publish_head(req, peer, out);
+            return self.publish_head(req, peer, client, out);
         }
         if sio_path {
             return self.socketio(req, peer, out);
@@ -544,7 +544,13 @@ impl Router<'_> {
     /// `POST /api/publish` (SPEC.md §10): an API key (`401`), JSON
     /// (`415`) with a length (`411`) within the message cap (`413`); the
     /// body comes next.
-    fn publish_head(&mut self, req: &Request<'_, '_>, peer: &Peer, out: &mut Vec<u8>) -> Outcome {
+    fn publish_head(
+        &mut self,
+        req: &Request<'_, '_>,
+        peer: &Peer,
+        client: IpAddr,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         let hsts = self.hsts(peer);
         let mut refuse = |status: u16, error: &'static str, extra: &[(&str, &str)]| {
             self.refused = Some((status, error));
@@ -576,10 +582,23 @@ impl Router<'_> {
         let Some(key) = key else {
             return refuse(401, "missing", &bearer);
         };
-        let Some(name) = self.shared.api_keys.verify(key) else {
+        // Wrong keys count against the log-in rate; over it none is checked.
+        if !self.auth.key_attempt_allowed(client, self.now) {
+            self.stats.rate_limited.inc("login");
+            return refuse(429, "rate_limited", &[("Retry-After", "60")]);
+        }
+        let keys = self
+            .shared
+            .api_keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(name) = keys.verify(key).map(Box::<str>::from) else {
+            drop(keys);
+            let _ = self.auth.login_allowed(client, self.now);
             self.stats.auth_failures.inc("invalid_api_key");
             return refuse(401, "invalid_api_key", &bearer);
         };
+        drop(keys);
         let json = matches!(req.single_header("content-type"), handshake::Single::One(v)
             if v.split(|&b| b == b';').next().is_some_and(|m| m.trim_ascii().eq_ignore_ascii_case(b"application/json")));
         if !json {
@@ -593,7 +612,7 @@ impl Router<'_> {
         }
         Outcome::PublishBody {
             need: length as usize,
-            key: name.into(),
+            key: name,
         }
     }
 

@@ -156,8 +156,9 @@ impl Builder {
         let tls_name = acceptor.as_ref().and_then(|a| a.dns_name.clone());
         let mut shared = Shared::new(config, files, tls_name.as_deref()).map_err(Error::Config)?;
         if let Some(path) = &shared.config.api.keys_file {
-            shared.api_keys =
-                crate::security::apikeys::ApiKeys::load(path).map_err(Error::Config)?;
+            shared.api_keys = std::sync::RwLock::new(
+                crate::security::apikeys::ApiKeys::load(path).map_err(Error::Config)?,
+            );
         }
         let (auth, demo) = Auth::from_config(&shared.config).map_err(Error::Config)?;
         log::init(shared.config.log.level, shared.config.log.format);

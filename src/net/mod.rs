@@ -212,7 +212,7 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Handles signals from now on: SIGHUP reloads the users file and the
+    /// Handles signals from now on: SIGHUP reloads the users file, the API keys and the
     /// TLS certificate without dropping connections (a bad new file is
     /// logged and the old one kept); SIGINT and SIGTERM start a graceful
     /// shutdown (a second one exits at once).
@@ -226,8 +226,8 @@ impl<H: Handler> Server<H> {
         Ok(())
     }
 
-    /// Reloads what SIGHUP reloads: the users file, the TLS certificate
-    /// and key. A bad new file is kept out and the old one stays. One line
+    /// Reloads what SIGHUP reloads: the users file, the API keys, the TLS
+    /// certificate and key. A bad new file is kept out and the old one stays. One line
     /// says what was reloaded (`reloaded users=reloaded user_count=2
     /// revoked_users=0 tls=not_configured`), at warn level when a part
     /// failed (`reload failed in part ... tls=failed tls_error=...`).
@@ -250,6 +250,27 @@ impl<H: Handler> Server<H> {
                 fields.push(("users", Box::new("failed")));
                 fields.push(("users_error", Box::new(e)));
             }
+        }
+        match &self.env.shared.config.api.keys_file {
+            None => fields.push(("api_keys", Box::new("not_configured"))),
+            Some(path) => match crate::security::apikeys::ApiKeys::load(path) {
+                Ok(keys) => {
+                    fields.push(("api_keys", Box::new("reloaded")));
+                    fields.push(("api_key_count", Box::new(keys.names().count())));
+                    // Shared by every loop: one swap serves them all.
+                    *self
+                        .env
+                        .shared
+                        .api_keys
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+                }
+                Err(e) => {
+                    failed = true;
+                    fields.push(("api_keys", Box::new("failed")));
+                    fields.push(("api_keys_error", Box::new(e)));
+                }
+            },
         }
         let tls = &self.env.shared.config.tls;
         match (&tls.cert, &tls.key) {

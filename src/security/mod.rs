@@ -199,6 +199,13 @@ impl Auth {
         (min < max).then_some((min, max))
     }
 
+    /// Whether `ip` may try an API key now: wrong keys count against the
+    /// log-in rate (see [`Auth::login_allowed`]), and over it no key is
+    /// checked.
+    pub fn key_attempt_allowed(&self, ip: IpAddr, now: Instant) -> bool {
+        self.logins.lock().has_token(ip, now)
+    }
+
     /// Counts one login attempt (a `POST /login` or a Basic handshake).
     pub fn login_allowed(&mut self, ip: IpAddr, now: Instant) -> Result<(), Limited> {
         self.logins.lock().check(ip, now)

@@ -114,6 +114,17 @@ impl PerIp {
         }
     }
 
+    /// Whether `ip` has a token at `now`, without taking it.
+    pub fn has_token(&self, ip: IpAddr, now: Instant) -> bool {
+        match self.buckets.get(&rate_key(ip)) {
+            None => true,
+            Some(b) => {
+                let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+                (b.tokens + elapsed * self.rate).min(self.burst) >= 1.0
+            }
+        }
+    }
+
     /// Drops the buckets that have refilled completely.
     fn sweep(&mut self, now: Instant) {
         if self

@@ -331,6 +331,28 @@ fn the_publish_api_needs_a_key_the_rules_allow() {
     );
     expect_silence(&mut s, Duration::from_millis(300));
     assert!(server.wait_for_log("published peer=", Duration::from_secs(5)));
+    // The key removed, and the server told (SIGHUP): refused from now on.
+    let removed = std::process::Command::new(BIN)
+        .args([
+            "apikeys",
+            "remove",
+            "feed",
+            "--keys-file",
+            keys.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(removed.success());
+    hup(server.pid());
+    assert!(server.wait_for_log("api_keys=reloaded api_key_count=0", Duration::from_secs(5)));
+    let (status, answer) = publish(addr, Some(&key), json, body);
+    assert_eq!(
+        (status.as_str(), answer.as_str()),
+        (
+            "HTTP/1.1 401 Unauthorized",
+            r#"{"error":"invalid_api_key"}"#
+        )
+    );
     assert!(
         !server.logs().join("\n").contains(&key),
         "the key reached the log"
