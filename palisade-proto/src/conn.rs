@@ -246,10 +246,10 @@ impl Sender<'_> {
         Ok(())
     }
 
-    /// Queues bytes encoded already: whole data frames as
-    /// [`write_frame`](super::frame::write_frame) makes them, or the rest
-    /// of one whose start the caller wrote to the peer itself (a
-    /// publication encoded once for many connections). Counted as one
+    /// Queues bytes encoded already: whole data frames as [`write_frame`]
+    /// makes them, or the rest of one whose start the caller wrote to the
+    /// peer itself (a publication encoded once for many connections).
+    /// Counted as one
     /// message.
     pub fn send_encoded(&mut self, frames: &[u8]) -> Result<(), SendError> {
         self.check()?;
