@@ -628,6 +628,34 @@ pub fn engineio_payload(data: &[u8]) {
     assert_eq!(decode_payload(again).as_ref(), Ok(&packets), "{text:?}");
 }
 
+/// `resp`: arbitrary bytes as replies from a Redis server. Decoding takes
+/// whole replies until the bytes run out or are not RESP, never panics,
+/// and a reply encoded again as a command decodes back to bulk strings.
+pub fn resp(data: &[u8]) {
+    use crate::cluster::resp::{Limits, Reply, decode, encode};
+    let limits = Limits::default();
+    let mut rest = data;
+    while let Ok(Some((reply, used))) = decode(rest, &limits) {
+        assert!(used > 0 && used <= rest.len());
+        rest = &rest[used..];
+        if let Reply::Array(Some(items)) = &reply {
+            let args: Vec<&[u8]> = items
+                .iter()
+                .filter_map(|r| match r {
+                    Reply::Bulk(Some(b)) => Some(b.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            let mut out = Vec::new();
+            encode(&mut out, &args);
+            let (again, n) = decode(&out, &limits).unwrap().unwrap();
+            assert_eq!(n, out.len());
+            let want: Vec<Reply> = args.iter().map(|a| Reply::Bulk(Some(a.to_vec()))).collect();
+            assert_eq!(again, Reply::Array(Some(want)));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

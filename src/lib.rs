@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 mod app;
+mod cluster;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -17,6 +17,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("http_request", palisade::fuzzing::http_request),
     ("socketio_packet", palisade::fuzzing::socketio_packet),
     ("engineio_payload", palisade::fuzzing::engineio_payload),
+    ("resp", palisade::fuzzing::resp),
     ("socketio_session", palisade::fuzzing::socketio_session),
 ];
 

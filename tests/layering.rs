@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["config"],
     &["log"],
-    &["tls", "security", "socketio", "metrics"],
+    &["tls", "security", "socketio", "metrics", "cluster"],
     &["http"],
     &["router"],
     &["handler"],
