@@ -42,7 +42,7 @@
 //!
 //! Modules depend one way (each only on those below it; `tests/layering.rs`
 //! checks it): `proto` (its own crate) < `config` < `log` < `tls`,
-//! `security`, `socketio`, `metrics` < `http` < `router` < `handler` < `net` < `app` < `server`.
+//! `security`, `socketio`, `metrics`, `cluster` < `http` < `router` < `handler` < `net` < `app` < `server`.
 //! `docs/ARCHITECTURE.md` describes each and the path of one message.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
