@@ -554,16 +554,7 @@ impl Router<'_> {
         let hsts = self.hsts(peer);
         let mut refuse = |status: u16, error: &'static str, extra: &[(&str, &str)]| {
             self.refused = Some((status, error));
-            log::limited(
-                log::LogLevel::Info,
-                "publish refused",
-                ("reason", error),
-                &[
-                    ("peer", &peer.addr),
-                    ("status", &status),
-                    ("reason", &error),
-                ],
-            );
+            log_refused("publish refused", peer.addr, status, error);
             let body = format!(r#"{{"error":"{error}"}}"#);
             response::write_json(out, status, &body, extra, hsts);
             Outcome::Final
@@ -702,16 +693,7 @@ impl Router<'_> {
         let a = self.session_answer(req, peer, out);
         let keep_alive = a.keep_alive;
         let refused = |out: &mut Vec<u8>, status: u16, reason: &str| {
-            log::limited(
-                log::LogLevel::Info,
-                "logout refused",
-                ("reason", reason),
-                &[
-                    ("peer", &peer.addr),
-                    ("status", &status),
-                    ("reason", &reason),
-                ],
-            );
+            log_refused("logout refused", peer.addr, status, reason);
             session::write_logout_refused(out, status, reason, a);
             Outcome::answered(keep_alive)
         };
@@ -1326,16 +1308,7 @@ impl Router<'_> {
         refusal: login::Refusal,
         extra: &[(&str, &str)],
     ) -> Outcome {
-        log::limited(
-            log::LogLevel::Info,
-            "login refused",
-            ("reason", refusal.error),
-            &[
-                ("peer", &peer.addr),
-                ("status", &refusal.status),
-                ("reason", &refusal.error),
-            ],
-        );
+        log_refused("login refused", peer.addr, refusal.status, refusal.error);
         if refusal.status == 401 {
             self.stats.auth_failures.inc(refusal.error);
         }
@@ -1386,6 +1359,17 @@ impl Router<'_> {
     }
 }
 
+/// The (limited) log line of a refused request: `what` (`"login
+/// refused"`, ...), with the peer, the status and the reason.
+fn log_refused(what: &'static str, peer: SocketAddr, status: u16, reason: &str) {
+    log::limited(
+        log::LogLevel::Info,
+        what,
+        ("reason", reason),
+        &[("peer", &peer), ("status", &status), ("reason", &reason)],
+    );
+}
+
 /// Writes an error response and its (limited) log line: the one way a
 /// request or a connection is refused over HTTP.
 pub fn refuse(
@@ -1396,12 +1380,7 @@ pub fn refuse(
     extra: &[(&str, &str)],
     hsts: bool,
 ) {
-    log::limited(
-        log::LogLevel::Info,
-        "handshake refused",
-        ("reason", reason),
-        &[("peer", &peer), ("status", &status), ("reason", &reason)],
-    );
+    log_refused("handshake refused", peer, status, reason);
     response::write_error(out, status, reason, extra, hsts);
 }
 

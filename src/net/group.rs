@@ -236,7 +236,7 @@ impl<H: crate::handler::Handler> super::Server<H> {
 
     /// Takes in a connection another loop handed over and routes its head.
     fn adopt(&mut self, a: Adopted, now: super::clock::Now) {
-        let Adopted { mut conn, rest } = *Box::new(a);
+        let Adopted { mut conn, rest } = a;
         let counted = conn.slot == super::conn::Slot::Counted;
         // Its readiness comes with the registration (epoll reports a
         // ready socket when it is added).
