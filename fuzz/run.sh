@@ -15,7 +15,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECONDS_EACH=${1:-30}
 shift || true
-ALL=(handshake frame_decode connection utf8 jwt dispatch http_request socketio_packet engineio_payload socketio_session resp)
+ALL=(handshake frame_decode connection utf8 jwt dispatch http_request socketio_packet engineio_payload socketio_session resp adapter)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 

@@ -656,6 +656,27 @@ pub fn resp(data: &[u8]) {
     }
 }
 
+/// `adapter`: arbitrary bytes as a message of the Socket.IO Redis
+/// adapter from another instance. MessagePack decoding never panics and
+/// what it decodes encodes back to the same value; a message taken as a
+/// broadcast has a raw text that is `{"event":E,"data":D}` and a Socket.IO
+/// event that is an array starting with E.
+pub fn adapter(data: &[u8]) {
+    use crate::cluster::{adapter, msgpack};
+    if let Ok(value) = msgpack::decode(data) {
+        let mut out = Vec::new();
+        msgpack::encode(&mut out, &value);
+        assert_eq!(msgpack::decode(&out).as_ref(), Ok(&value));
+    }
+    if let Ok(b) = adapter::broadcast(data, "palisade-fuzz") {
+        let raw: serde_json::Value = serde_json::from_str(&b.raw).expect("the raw text is JSON");
+        let event: Vec<serde_json::Value> =
+            serde_json::from_str(&b.event).expect("the event is a JSON array");
+        assert_eq!(raw["event"], event[0]);
+        assert!(event[0].is_string());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

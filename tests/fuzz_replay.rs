@@ -18,6 +18,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("socketio_packet", palisade::fuzzing::socketio_packet),
     ("engineio_payload", palisade::fuzzing::engineio_payload),
     ("resp", palisade::fuzzing::resp),
+    ("adapter", palisade::fuzzing::adapter),
     ("socketio_session", palisade::fuzzing::socketio_session),
 ];
 

@@ -58,12 +58,23 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// Publications are capped by the message cap (64 KiB by default);
-    /// 1 MiB leaves room for anything the cluster carries, and replies
-    /// the loop asks for are never deep.
+    /// For the default message cap (64 KiB): see [`Limits::for_messages`].
     fn default() -> Self {
+        Limits::for_messages(64 * 1024)
+    }
+}
+
+impl Limits {
+    /// Bounds for a cluster whose publications are at most
+    /// `max_message_bytes` (`limits.max_message_bytes`): strings up to
+    /// twice that (the adapter's envelope, and MessagePack of JSON is never
+    /// much larger than the JSON), at least 1 MiB, at most 256 MiB; the
+    /// replies the loop asks for are never deep.
+    pub fn for_messages(max_message_bytes: usize) -> Limits {
         Limits {
-            max_bulk: 1 << 20,
+            max_bulk: max_message_bytes
+                .saturating_mul(2)
+                .clamp(1 << 20, 256 << 20),
             max_elements: 1024,
             max_depth: 4,
         }
