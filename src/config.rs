@@ -194,6 +194,31 @@ pub struct ApiConfig {
     pub keys_file: Option<PathBuf>,
 }
 
+/// Fan-out across instances (`cluster.*`, SPEC.md §10).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://[[user]:password@]host[:port]`, or `rediss://` for TLS:
+    /// publications go through this Redis to every instance, in the
+    /// protocol of the Socket.IO Redis adapter. Unset: one instance.
+    pub redis_url: Option<String>,
+    /// The CA certificates (PEM) a `rediss://` server's certificate must
+    /// chain to (default: the system's bundle).
+    pub redis_ca_file: Option<PathBuf>,
+    /// The channel prefix, the Socket.IO adapter's `key` option.
+    pub prefix: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: None,
+            redis_ca_file: None,
+            prefix: "socket.io".into(),
+        }
+    }
+}
+
 /// Metrics settings (`metrics.*`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -474,6 +499,8 @@ pub struct Config {
     pub channels: Vec<ChannelRule>,
     /// The publish API.
     pub api: ApiConfig,
+    /// Fan-out across instances through Redis.
+    pub cluster: ClusterConfig,
     /// Origins allowed to open WebSockets (`https://app.example.com`);
     /// empty means the server's own host only; `"*"` allows any (warned).
     pub allowed_origins: Vec<String>,
@@ -519,6 +546,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             channels: default_channels(),
             api: ApiConfig::default(),
+            cluster: ClusterConfig::default(),
             allowed_origins: Vec::new(),
             require_origin: false,
             allowed_hosts: Vec::new(),
@@ -627,6 +655,12 @@ impl Config {
             range("limits.max_pending_handshakes", p as u64, 1, max)?;
         }
         self.validate_tls()?;
+        let prefix = &self.cluster.prefix;
+        if prefix.is_empty() || prefix.len() > 64 || prefix.contains(['#', '*', '?', '[']) {
+            return Err(ConfigError(format!(
+                "cluster.prefix: {prefix:?} must be 1 to 64 bytes without # * ? ["
+            )));
+        }
         if !self.ws.path.starts_with('/') || self.ws.path.contains(['?', '#', ' ']) {
             return Err(ConfigError(format!(
                 "ws.path: {:?} must be an absolute path without query or spaces",

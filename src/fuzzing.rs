@@ -199,7 +199,7 @@ impl Driver {
             } else {
                 Box::new(Hero::default())
             },
-            handle: Handle::new(std::sync::Arc::new(|| {}), Default::default()).0,
+            handle: Handle::new(std::sync::Arc::new(|| {}), Default::default(), false).0,
             trace: Trace::default(),
             now,
             limits: limits(),
@@ -468,7 +468,7 @@ pub fn dispatch(data: &[u8]) {
     let limits = limits();
     let now = Stamp::from_millis(0);
     let mut app = Hero::default();
-    let handle = Handle::new(std::sync::Arc::new(|| {}), Default::default()).0;
+    let handle = Handle::new(std::sync::Arc::new(|| {}), Default::default(), false).0;
     let mut ws = WebSocket::new(now, Vec::new());
     ws.with_sender(now, &limits, |tx| {
         deliver(&mut app, &handle, Event::Text(text.into()), tx)

@@ -475,6 +475,13 @@ impl Publication {
             text: text.into(),
         }
     }
+
+    /// The published data (JSON text).
+    pub fn data(&self) -> &str {
+        let head = r#"{"event":"publication","data":{"channel":""#.len() + self.channel.len();
+        let head = head + r#"","data":"#.len();
+        &self.text[head..self.text.len() - 2]
+    }
 }
 
 /// Why a [`Handle`] could not pass a command on.
@@ -513,8 +520,11 @@ pub struct Handle {
     tx: SyncSender<Command>,
     wake: Arc<dyn Fn() + Send + Sync>,
     /// Subscriptions on every loop of the server: a publication nobody
-    /// could receive is not queued at all.
+    /// could receive is not queued at all (unless other instances may
+    /// have subscribers: `cluster`).
     subscriptions: Arc<AtomicUsize>,
+    /// Publications also go to other instances (`cluster.redis_url`).
+    cluster: bool,
 }
 
 impl fmt::Debug for Handle {
@@ -529,12 +539,14 @@ impl Handle {
     pub(crate) fn new(
         wake: Arc<dyn Fn() + Send + Sync>,
         subscriptions: Arc<AtomicUsize>,
+        cluster: bool,
     ) -> (Handle, Receiver<Command>) {
         let (tx, rx) = sync_channel(COMMAND_QUEUE);
         let handle = Handle {
             tx,
             wake,
             subscriptions,
+            cluster,
         };
         (handle, rx)
     }
@@ -542,8 +554,9 @@ impl Handle {
     /// Publishes `data` (a JSON value) on `channel`: every connection
     /// subscribed to it, on every event loop, gets `{"event":"publication",
     /// "data":{"channel","data"}}` (a Socket.IO client the event
-    /// `publication`). Encoded once here; nothing is queued when no
-    /// connection has a subscription.
+    /// `publication`), and with `cluster.redis_url` every other instance's.
+    /// Encoded once here; nothing is queued when no connection has a
+    /// subscription (and there is no cluster).
     pub fn publish(&self, channel: &str, data: &RawValue) -> Result<(), HandleError> {
         if !crate::security::channels::valid_name(channel) {
             return Err(HandleError::InvalidChannel);
@@ -555,9 +568,11 @@ impl Handle {
         self.submit(Command::Publish(Arc::new(publication)))
     }
 
-    /// Whether any connection of the server subscribes to any channel.
+    /// Whether a publication may reach anyone: a connection of the
+    /// server subscribes to some channel, or there are other instances
+    /// (`cluster.redis_url`), whose subscriptions this one does not know.
     pub fn has_subscribers(&self) -> bool {
-        self.subscriptions.load(Ordering::Relaxed) > 0
+        self.cluster || self.subscriptions.load(Ordering::Relaxed) > 0
     }
 
     /// Subscribes connection `conn` to `channel` (`on`), or unsubscribes
@@ -707,7 +722,7 @@ pub(crate) mod testing {
     /// Runs `f` with a context for connection 1 of `user`; returns what it sent.
     pub fn replies(user: Option<&str>, f: impl FnOnce(&mut Context<'_>)) -> Replies {
         let mut out = Replies::default();
-        let (handle, _rx) = Handle::new(Arc::new(|| {}), Default::default());
+        let (handle, _rx) = Handle::new(Arc::new(|| {}), Default::default(), false);
         let mut cx = Context {
             id: ConnId(1),
             user,

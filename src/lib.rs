@@ -73,6 +73,17 @@ pub use handler::{
 };
 pub use http::publish::publish;
 pub use log::demo_login_line;
+
+/// `cluster.redis_url` as palisade logs it: the password as `***` (the
+/// URL unchanged when it does not parse: it holds no password then, or
+/// the server refuses to start with it).
+pub fn redis_url_redacted(url: &str) -> String {
+    match cluster::Target::parse(url) {
+        Ok(t) => t.redacted(),
+        Err(_) if url.contains('@') => "<unparsable, hidden>".to_owned(),
+        Err(_) => url.to_owned(),
+    }
+}
 pub use server::{Builder, Error, Server, Workers, check_config};
 
 /// Users files and tokens: what `palisade users` and a login flow of your

@@ -13,7 +13,11 @@ use palisade::{Builder, Echo, Handler, Hero, Heroes, Server};
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(c)) => *c,
-        Ok(Command::PrintConfig(c)) => {
+        Ok(Command::PrintConfig(mut c)) => {
+            // The Redis password stays out of terminals and scripts' logs.
+            if let Some(url) = &c.cluster.redis_url {
+                c.cluster.redis_url = Some(palisade::redis_url_redacted(url));
+            }
             println!(
                 "{}",
                 serde_json::to_string_pretty(&*c).expect("config serializes")

@@ -184,6 +184,19 @@ pub struct Stats {
     pub handoffs: Counter,
     /// Publications not queued for a subscriber whose queue was full.
     pub publications_dropped: Counter,
+    /// Connections to Redis ready (a gauge: two per loop when all is well).
+    pub cluster_links_up: Counter,
+    /// Publications sent to Redis.
+    pub cluster_sent: Counter,
+    /// Broadcasts received from other instances through Redis.
+    pub cluster_received: Counter,
+    /// Publications that did not reach Redis (down, or its queue full, or
+    /// lost with a connection before Redis confirmed them).
+    pub cluster_unsent: Counter,
+    /// Connections to Redis set up.
+    pub cluster_connects: Counter,
+    /// Connections to Redis that failed or were lost.
+    pub cluster_failures: Counter,
     /// Handshakes refused, by reason ([`HANDSHAKE_REFUSALS`]).
     pub handshakes_refused: Labeled,
     /// WebSockets closed, by code ([`CLOSE_CODES`]).
@@ -212,6 +225,12 @@ impl Default for Stats {
             handshakes_accepted: Counter::default(),
             handoffs: Counter::default(),
             publications_dropped: Counter::default(),
+            cluster_links_up: Counter::default(),
+            cluster_sent: Counter::default(),
+            cluster_received: Counter::default(),
+            cluster_unsent: Counter::default(),
+            cluster_connects: Counter::default(),
+            cluster_failures: Counter::default(),
             handshakes_refused: Labeled::new(HANDSHAKE_REFUSALS),
             closes: Labeled::new(CLOSE_CODES),
             rate_limited: Labeled::new(RATE_KINDS),
@@ -323,10 +342,17 @@ impl Registry {
             &[("transport", "websocket")],
             ws,
         );
+        p.head(
+            "palisade_cluster_links_up",
+            "gauge",
+            "Connections to Redis (cluster.redis_url) ready: two per event loop when all is well, 0 without a cluster.",
+        );
+        let up = self.sum(|w| w.cluster_links_up.get());
+        p.line("palisade_cluster_links_up", &[], up);
     }
 
     fn counters(&self, p: &mut Page) {
-        let plain: [(&str, &str, CounterOf); 6] = [
+        let plain: [(&str, &str, CounterOf); 9] = [
             (
                 "palisade_messages_received_total",
                 "Data messages received (WebSocket messages, long-polling packets).",
@@ -357,11 +383,36 @@ impl Registry {
                 "Publications not queued for a subscriber whose queue was full (limits.max_outbound_bytes).",
                 |w| &w.publications_dropped,
             ),
+            (
+                "palisade_cluster_connects_total",
+                "Connections to Redis set up (reconnections included).",
+                |w| &w.cluster_connects,
+            ),
+            (
+                "palisade_cluster_failures_total",
+                "Connections to Redis that could not be set up or were lost.",
+                |w| &w.cluster_failures,
+            ),
+            (
+                "palisade_cluster_unsent_total",
+                "Publications that did not reach Redis (down, its queue full, or lost unconfirmed with a connection).",
+                |w| &w.cluster_unsent,
+            ),
         ];
         for (name, help, field) in plain {
             p.head(name, "counter", help);
             p.line(name, &[], self.sum(|w| field(w).get()));
         }
+        let name = "palisade_cluster_messages_total";
+        p.head(
+            name,
+            "counter",
+            "Broadcasts through Redis: publications sent, and broadcasts of other instances received.",
+        );
+        let sent = self.sum(|w| w.cluster_sent.get());
+        let received = self.sum(|w| w.cluster_received.get());
+        p.line(name, &[("direction", "received")], received);
+        p.line(name, &[("direction", "sent")], sent);
         let name = "palisade_handshakes_total";
         p.head(
             name,

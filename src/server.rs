@@ -170,8 +170,21 @@ impl Builder {
             Some(a) => format!("on serial={}", a.serial),
             None => "off".to_owned(),
         };
-        let mut servers =
-            Server::bind_group(shared, acceptor, auth, workers, make).map_err(Error::Io)?;
+        let max_message = shared.config.limits.max_message_bytes;
+        let cluster = crate::net::ClusterSetup::new(&shared.config.cluster, max_message)
+            .map_err(Error::Config)?;
+        if let Some(c) = &cluster {
+            log::info(
+                "cluster through redis",
+                &[
+                    ("redis", &c.target.redacted()),
+                    ("prefix", &c.prefix),
+                    ("uid", &c.uid),
+                ],
+            );
+        }
+        let mut servers = Server::bind_group(shared, acceptor, auth, cluster, workers, make)
+            .map_err(Error::Io)?;
         let first = &mut servers[0];
         if self.signals {
             first.handle_signals().map_err(Error::Io)?;

@@ -160,17 +160,33 @@ impl Channels {
 
 /// A publication's WebSocket frames, encoded once per loop for every
 /// subscriber: the raw protocol's text, and the Socket.IO event
-/// `42["publication",{"channel","data"}]`.
+/// (`42["publication",{"channel","data"}]`, or another instance's event).
 struct Frames {
     raw: Arc<[u8]>,
     socketio: Arc<[u8]>,
+    /// The Socket.IO event's JSON array (`["name",...args]`), for the
+    /// long-polling sessions.
+    event: Box<str>,
 }
 
 impl Frames {
-    fn of(p: &Publication) -> Frames {
+    /// The frames of `raw` (the raw protocol's text) and of `event` (the
+    /// Socket.IO event's JSON array).
+    fn new(raw: &str, event: &str) -> Frames {
         use crate::proto::frame::{opcode, write_frame};
-        let mut raw = Vec::with_capacity(p.text.len() + 10);
-        write_frame(&mut raw, opcode::TEXT, p.text.as_bytes());
+        let mut r = Vec::with_capacity(raw.len() + 10);
+        write_frame(&mut r, opcode::TEXT, raw.as_bytes());
+        let packet = format!("42{event}");
+        let mut s = Vec::with_capacity(packet.len() + 10);
+        write_frame(&mut s, opcode::TEXT, packet.as_bytes());
+        Frames {
+            raw: r.into(),
+            socketio: s.into(),
+            event: event.into(),
+        }
+    }
+
+    fn of(p: &Publication) -> Frames {
         // The raw text is {"event":"publication","data":DATA}: DATA is
         // the event's one argument.
         let data = p
@@ -178,13 +194,7 @@ impl Frames {
             .strip_prefix(r#"{"event":"publication","data":"#)
             .and_then(|t| t.strip_suffix('}'))
             .unwrap_or("null");
-        let packet = format!(r#"42["publication",{data}]"#);
-        let mut socketio = Vec::with_capacity(packet.len() + 10);
-        write_frame(&mut socketio, opcode::TEXT, packet.as_bytes());
-        Frames {
-            raw: raw.into(),
-            socketio: socketio.into(),
-        }
+        Frames::new(&p.text, &format!(r#"["publication",{data}]"#))
     }
 }
 
@@ -288,24 +298,89 @@ impl<H: Handler> Server<H> {
         };
         let subscribers: Vec<ConnId> = set.iter().copied().collect();
         let message = Outgoing::Text(Arc::clone(&publication.text));
-        let frames = Frames::of(publication);
+        self.deliver_frames(subscribers, &message, &Frames::of(publication), now)
+    }
+
+    /// A message read from the cluster's Redis: a broadcast of another
+    /// instance (palisade, or Node `socket.io` with the Redis adapter)
+    /// for this loop's subscribers of its rooms.
+    pub(super) fn deliver_remote(&mut self, channel: &[u8], payload: &[u8], now: Now) {
+        use crate::cluster::adapter::{self, Skip};
+        let Some(cluster) = &self.env.cluster else {
+            return;
+        };
+        let Some(room) = std::str::from_utf8(channel)
+            .ok()
+            .and_then(|c| adapter::room_of(cluster.prefix(), c))
+        else {
+            return;
+        };
+        // A broadcast to one room nobody here subscribes to is not even
+        // decoded.
+        if !room.is_empty() && !self.env.channels.by_channel.contains_key(room) {
+            return;
+        }
+        let b = match adapter::broadcast(payload, cluster.uid()) {
+            Ok(b) => b,
+            Err(Skip::Own) => return,
+            Err(why) => {
+                log::limited(
+                    log::LogLevel::Info,
+                    "cluster message skipped",
+                    ("reason", "cluster"),
+                    &[("channel", &log::Target(room)), ("reason", &why)],
+                );
+                return;
+            }
+        };
+        self.env.stats.cluster_received.inc();
+        let channels = &self.env.channels;
+        let mut subscribers: Vec<ConnId> = b
+            .rooms
+            .iter()
+            .filter_map(|r| channels.by_channel.get(r.as_str()))
+            .flatten()
+            .copied()
+            .filter(|c| {
+                b.except.is_empty()
+                    || !b.except.iter().any(|e| {
+                        channels
+                            .by_channel
+                            .get(e.as_str())
+                            .is_some_and(|s| s.contains(c))
+                    })
+            })
+            .collect();
+        if b.rooms.len() > 1 {
+            subscribers.sort_unstable_by_key(|c| c.0);
+            subscribers.dedup();
+        }
+        let message = Outgoing::Text(b.raw.as_str().into());
+        let frames = Frames::new(&b.raw, &b.event);
+        self.deliver_frames(subscribers, &message, &frames, now);
+    }
+
+    /// Delivers `message` (encoded once as `frames`) to `subscribers`;
+    /// returns how many got it.
+    fn deliver_frames(
+        &mut self,
+        subscribers: Vec<ConnId>,
+        message: &Outgoing,
+        frames: &Frames,
+        now: Now,
+    ) -> usize {
         let cap = self.env.shared.config.limits.max_outbound_bytes;
         let mut delivered = 0;
         for conn in subscribers {
             // A subscriber that lost publications hears it first, once it
-            // has room again.
-            if let Some(&lost) = self.env.channels.dropped.get(&conn) {
-                let data = serde_json::json!({
-                    "code": "dropped",
-                    "message": format!("{lost} publications were dropped: this connection reads too slowly"),
-                });
-                if self.deliver_to(conn, &reply("error", data, None), cap, now) {
-                    self.env.channels.dropped.remove(&conn);
-                }
+            // has room again (rarely any: no lookup while there is none).
+            let dropped = &self.env.channels.dropped;
+            if !dropped.is_empty() && !self.tell_dropped(conn, cap, now) {
+                self.env.stats.publications_dropped.inc();
+                *self.env.channels.dropped.entry(conn).or_default() += 1;
+                continue;
             }
-            if !self.env.channels.dropped.contains_key(&conn)
-                && self.deliver_publication(conn, &message, &frames, cap, now)
-            {
+            if self.deliver_publication(conn, message, frames, cap, now) {
                 delivered += 1;
             } else {
                 self.env.stats.publications_dropped.inc();
@@ -313,6 +388,24 @@ impl<H: Handler> Server<H> {
             }
         }
         delivered
+    }
+
+    /// Tells `conn` how many publications it lost, if it lost any: false
+    /// when it still has no room (it loses this one too).
+    #[cold]
+    fn tell_dropped(&mut self, conn: ConnId, cap: usize, now: Now) -> bool {
+        let Some(&lost) = self.env.channels.dropped.get(&conn) else {
+            return true;
+        };
+        let data = serde_json::json!({
+            "code": "dropped",
+            "message": format!("{lost} publications were dropped: this connection reads too slowly"),
+        });
+        if self.deliver_to(conn, &reply("error", data, None), cap, now) {
+            self.env.channels.dropped.remove(&conn);
+            return true;
+        }
+        false
     }
 
     /// A publication for `conn`: over a WebSocket the frame encoded once
@@ -326,14 +419,19 @@ impl<H: Handler> Server<H> {
         cap: usize,
         now: Now,
     ) -> bool {
-        if conn.0 as usize & super::poll::POLL_BIT != 0 {
-            return self.deliver_to(conn, message, cap, now);
-        }
-        let token = self
-            .env
-            .polls
-            .moved_to(conn)
-            .unwrap_or(mio::Token(conn.0 as usize));
+        // A raw WebSocket's id is its token; a Socket.IO session's that
+        // began on long-polling has the polling bit, and its WebSocket's
+        // token once it moved to one.
+        let token = if conn.0 as usize & super::poll::POLL_BIT == 0 {
+            mio::Token(conn.0 as usize)
+        } else if let Some(queued) = super::poll::push_event(&mut self.env, conn, &frames.event) {
+            return queued;
+        } else {
+            match self.env.polls.moved_to(conn) {
+                Some(token) => token,
+                None => return false,
+            }
+        };
         // A raw WebSocket, or a Socket.IO one whose session is open here;
         // anything else (a probe, say) the way every message goes.
         let shared = match self
@@ -417,11 +515,15 @@ impl<H: Handler> Server<H> {
         self.send_to(token, message, now)
     }
 
-    /// A publication made on this loop: its subscribers here, and every
-    /// other loop's.
+    /// A publication made on this loop: its subscribers here, every other
+    /// loop's, and (through Redis) every other instance's.
     pub(super) fn publish(&mut self, publication: Arc<Publication>, now: Now) {
         self.deliver(&publication, now);
         self.tell_others(|| super::group::Control::Publish(Arc::clone(&publication)));
+        if let Some(cluster) = &mut self.env.cluster {
+            let data = publication.data();
+            cluster.publish(&publication.channel, data, &self.env.stats);
+        }
     }
 
     /// A connection is gone: its subscriptions end.

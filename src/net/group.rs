@@ -81,6 +81,8 @@ pub(crate) struct Common {
     pub subscriptions: super::channels::Shared,
     /// Every loop, by index (set once all are built).
     pub peers: Arc<OnceLock<Vec<Peer>>>,
+    /// Where the cluster's Redis is (`cluster.redis_url`).
+    pub cluster: Option<Arc<super::ClusterSetup>>,
 }
 
 /// A loop's place in its group.
@@ -145,6 +147,7 @@ impl<H: crate::handler::Handler> super::Server<H> {
         shared: crate::router::Shared,
         acceptor: Option<Acceptor>,
         auth: Auth,
+        cluster: Option<Arc<super::ClusterSetup>>,
         size: usize,
         mut make: impl FnMut(usize) -> H,
     ) -> std::io::Result<Vec<super::Server<H>>> {
@@ -161,6 +164,7 @@ impl<H: crate::handler::Handler> super::Server<H> {
             capacity: Arc::default(),
             subscriptions: super::channels::Shared::default(),
             peers: Arc::new(OnceLock::new()),
+            cluster,
         };
         let quotas = Quotas::new(&shared.config);
         let shared = Arc::new(shared);

@@ -14,7 +14,8 @@
 //! routing and the WebSocket input of one connection), `io` (writing, and
 //! TLS pumping), `commands` (what a [`Handle`] asks for), `timers`, `pool`
 //! (reused buffers), `clock`, `slab`, `sys` (the `recv` and `send` of
-//! every message).
+//! every message), `channels` (subscriptions and fan-out), `redis` (the
+//! connections to the cluster's Redis), `group` (several loops).
 
 mod accept;
 mod capacity;
@@ -28,6 +29,7 @@ mod io;
 mod phases;
 mod poll;
 mod pool;
+mod redis;
 mod sio;
 mod slab;
 mod sys;
@@ -129,7 +131,11 @@ pub(crate) struct Env<H> {
     /// Connections to hand to another loop at the end of the turn: the
     /// connection, the loop, the bytes read after the request head.
     pub moving: Vec<(Token, usize, Vec<u8>)>,
+    /// The connections to the cluster's Redis (`cluster.redis_url`).
+    pub cluster: Option<Box<redis::Cluster>>,
 }
+
+pub(crate) use redis::Setup as ClusterSetup;
 
 impl<H: Handler> Server<H> {
     /// Binds the listeners and starts the hashing workers: loop `index`
@@ -161,6 +167,7 @@ impl<H: Handler> Server<H> {
                 let _ = wake.wake();
             }),
             Arc::clone(&group.shared.subscriptions.total),
+            group.shared.cluster.is_some(),
         );
         let g = &group.shared;
         let capacity = Arc::clone(&g.capacity);
@@ -188,6 +195,10 @@ impl<H: Handler> Server<H> {
                 stats: g.metrics.worker(group.index),
                 metrics: Arc::clone(&g.metrics),
                 moving: Vec::new(),
+                cluster: g
+                    .cluster
+                    .as_ref()
+                    .map(|s| Box::new(redis::Cluster::new(Arc::clone(s), Stamp::EPOCH))),
                 channels: channels::Channels::new(g.subscriptions.clone()),
                 group,
             },
@@ -435,6 +446,7 @@ impl<H: Handler> Server<H> {
             SIGNALS => return self.on_signals(now),
             token => {
                 let Some(conn) = self.conns.get_mut(token) else {
+                    self.on_other_event(token, event.readable || event.hup, event.writable);
                     return true;
                 };
                 if event.readable {
@@ -453,6 +465,18 @@ impl<H: Handler> Server<H> {
             }
         }
         true
+    }
+
+    /// An event for no connection: the connections to Redis (or a closed
+    /// connection's last).
+    #[cold]
+    #[inline(never)]
+    fn on_other_event(&mut self, token: Token, readable: bool, writable: bool) {
+        if let Some(c) = &mut self.env.cluster {
+            if matches!(token, redis::SUBSCRIBER | redis::PUBLISHER) {
+                c.on_event(token, readable, writable);
+            }
+        }
     }
 
     /// SIGHUP reloads; the first stop signal starts a graceful shutdown, a
@@ -490,6 +514,9 @@ impl<H: Handler> Server<H> {
         }
         self.driving = batch;
         self.fire_timers(now);
+        if self.env.cluster.as_ref().is_some_and(|c| c.due(now.stamp)) {
+            self.cluster_turn(now);
+        }
         // Rare work shares the long-polling sessions' one test per turn.
         if self.env.polls.has_work() {
             if !self.env.moving.is_empty() {
@@ -498,6 +525,21 @@ impl<H: Handler> Server<H> {
             poll::fire(&mut self.env, now.stamp);
             self.wake_polls(now);
             self.env.polls.recheck();
+        }
+    }
+
+    /// The connections to Redis: set up, read (the broadcasts of other
+    /// instances delivered here), written.
+    #[cold]
+    #[inline(never)]
+    fn cluster_turn(&mut self, now: Now) {
+        let Some(c) = &mut self.env.cluster else {
+            return;
+        };
+        c.drive(self.poll.registry(), now.stamp, &self.env.stats);
+        let inbox = std::mem::take(&mut c.inbox);
+        for (channel, payload) in &inbox {
+            self.deliver_remote(channel, payload, now);
         }
     }
 
@@ -596,12 +638,21 @@ impl<H: Handler> Server<H> {
             return Some(0);
         }
         let mut next = self.timers.next();
-        // Rarely any: a shutdown, an accept retry, long-polling sessions.
-        if self.stopping.is_some() | self.listeners.retry_at.is_some() | self.env.polls.has_work() {
+        // Rarely any: a shutdown, an accept retry, long-polling sessions,
+        // the connections to Redis.
+        if self.stopping.is_some()
+            | self.listeners.retry_at.is_some()
+            | self.env.polls.has_work()
+            | self.env.cluster.is_some()
+        {
+            if self.env.cluster.as_ref().is_some_and(|c| c.busy()) {
+                return Some(0);
+            }
             next = [
                 self.stopping,
                 self.listeners.retry_at,
                 self.env.polls.next(),
+                self.env.cluster.as_ref().and_then(|c| c.next()),
             ]
             .into_iter()
             .flatten()

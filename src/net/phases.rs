@@ -353,7 +353,10 @@ fn read_body<H: Handler>(
 
 /// A `POST /api/publish` body is in (SPEC.md §10): `{"channel","data"}`,
 /// checked against the key's `publish` rules, published; answered
-/// `{"delivered": n}` (the subscribers of the channel on every loop).
+/// `{"delivered": n}` (the subscribers of the channel on every loop of
+/// this instance), with `"cluster":"published"` or `"unavailable"` (this
+/// loop's connection to Redis is down: other instances miss it) when
+/// there is a cluster.
 fn publish_body<H: Handler>(conn: &mut Conn, key: &str, ctx: &mut Ctx<'_, H>) {
     #[derive(serde::Deserialize)]
     struct Request<'a> {
@@ -384,6 +387,11 @@ fn publish_body<H: Handler>(conn: &mut Conn, key: &str, ctx: &mut Ctx<'_, H>) {
         }
         Ok(r) => {
             let delivered = ctx.env.channels.shared().subscribers(&r.channel);
+            // This loop's publisher sends it to Redis on its next turn.
+            let cluster = ctx.env.cluster.as_ref().map(|c| match c.is_up() {
+                true => "published",
+                false => "unavailable",
+            });
             match ctx.env.handle.publish(&r.channel, r.data) {
                 Ok(()) => {
                     log::info(
@@ -393,9 +401,14 @@ fn publish_body<H: Handler>(conn: &mut Conn, key: &str, ctx: &mut Ctx<'_, H>) {
                             ("key", &key),
                             ("channel", &log::Target(&r.channel)),
                             ("delivered", &delivered),
+                            ("cluster", &cluster.unwrap_or("none")),
                         ],
                     );
-                    (200, format!(r#"{{"delivered":{delivered}}}"#))
+                    let answer = match cluster {
+                        Some(c) => format!(r#"{{"delivered":{delivered},"cluster":"{c}"}}"#),
+                        None => format!(r#"{{"delivered":{delivered}}}"#),
+                    };
+                    (200, answer)
                 }
                 Err(_) => (503, r#"{"error":"busy"}"#.to_owned()),
             }

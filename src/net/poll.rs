@@ -886,6 +886,30 @@ pub(super) fn push<H: Handler>(env: &mut Env<H>, id: ConnId, message: &Outgoing)
     true
 }
 
+/// Queues the Socket.IO event `event` (its JSON array, `["name",...args]`)
+/// for the polling session `id`: a publication, or another instance's
+/// broadcast, with its arguments as they are. `None`: `id` is no polling
+/// session here (a WebSocket, or a session that moved to one).
+pub(super) fn push_event<H: Handler>(env: &mut Env<H>, id: ConnId, event: &str) -> Option<bool> {
+    if id.0 as usize & POLL_BIT == 0 {
+        return None;
+    }
+    let token = Token(id.0 as usize & !POLL_BIT);
+    let p = env.polls.get(token)?;
+    if !p.sio.opened || p.sio.session.ended().is_some() {
+        return Some(true);
+    }
+    let Ok(mut args) = serde_json::from_str::<Vec<serde_json::Value>>(event) else {
+        return Some(false);
+    };
+    let Some(serde_json::Value::String(name)) = (!args.is_empty()).then(|| args.remove(0)) else {
+        return Some(false);
+    };
+    p.sio.session.emit("/", &name, &args, false);
+    settle(env, token);
+    Some(true)
+}
+
 /// The user of the polling session the handler knows as `id`
 /// (`Some(None)`: anonymous; `None`: no such session).
 pub(super) fn user_of<H>(env: &Env<H>, id: ConnId) -> Option<Option<String>> {

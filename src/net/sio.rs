@@ -332,6 +332,7 @@ pub(super) fn dispatch<H: Handler>(
                 wire,
                 nsp: &nsp,
                 ack: None,
+                later: false,
             };
             let mut cx = Context {
                 id: c.sio.id,
@@ -537,6 +538,7 @@ fn joined<H: Handler>(
         wire,
         nsp,
         ack: None,
+        later: false,
     };
     let mut cx = Context {
         id: sio.id,
@@ -566,6 +568,7 @@ fn deliver<H: Handler>(
         wire,
         nsp: event.namespace,
         ack: event.ack,
+        later: false,
     };
     let mut cx = Context {
         id: sio.id,
@@ -585,6 +588,7 @@ pub(super) fn push(session: &mut Session, message: &crate::handler::Outgoing, wi
         wire,
         nsp: "/",
         ack: None,
+        later: true,
     };
     let _ = match message {
         crate::handler::Outgoing::Text(text) => out.text(Text::from(&**text)),
@@ -600,6 +604,9 @@ struct Bridge<'s, 'w, 'n> {
     nsp: &'n str,
     /// The ack id of the event being answered (taken once answered).
     ack: Option<u64>,
+    /// A reply the loop sends later (a `subscribed`, say): its `id` is
+    /// the ack id it answers.
+    later: bool,
 }
 
 impl Bridge<'_, '_, '_> {
@@ -612,7 +619,8 @@ impl Bridge<'_, '_, '_> {
                 let args: Vec<Value> = m.remove("data").into_iter().collect();
                 self.session.emit(self.nsp, &event, &args, false);
                 let id = m.get("id").and_then(Value::as_u64);
-                if let (Some(asked), Some(id)) = (self.ack, id) {
+                let asked = if self.later { id } else { self.ack };
+                if let (Some(asked), Some(id)) = (asked, id) {
                     if asked == id {
                         self.session.ack(self.nsp, id, &args);
                         self.ack = None;

@@ -10,6 +10,6 @@ mod on;
 
 pub use crate::config::MinVersion;
 #[cfg(not(feature = "tls"))]
-pub use off::{Acceptor, Fed, ReadWrite, Session, client, load};
+pub use off::{Acceptor, Connector, Fed, ReadWrite, Session, client, load};
 #[cfg(feature = "tls")]
-pub use on::{Acceptor, Fed, ReadWrite, Session, client, load};
+pub use on::{Acceptor, Connector, Fed, ReadWrite, Session, client, load};

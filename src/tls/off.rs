@@ -72,9 +72,28 @@ impl Session {
 }
 
 /// A byte stream both ways.
-pub trait ReadWrite: std::io::Read + Write {}
+pub trait ReadWrite: std::io::Read + Write + Send {}
 
-impl<T: std::io::Read + Write> ReadWrite for T {}
+impl<T: std::io::Read + Write + Send> ReadWrite for T {}
+
+/// Never made: [`Connector::new`] always fails in a build without TLS.
+#[derive(Clone)]
+pub enum Connector {}
+
+impl Connector {
+    /// Refuses: this build has no TLS.
+    pub fn new(_host: &str, _ca: &Path) -> Result<Connector, String> {
+        Err("this palisade was built without TLS (cargo feature `tls`, on by default)".into())
+    }
+
+    /// Unreachable: there is no connector.
+    pub fn connect<S: std::io::Read + Write + Send + 'static>(
+        &self,
+        _sock: S,
+    ) -> Result<Box<dyn ReadWrite>, String> {
+        match *self {}
+    }
+}
 
 /// Refuses: this build has no TLS.
 pub fn client(

@@ -339,32 +339,64 @@ pub fn client(
     host: &str,
     ca: &Path,
 ) -> Result<Box<dyn ReadWrite>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("{}: {}", ca.display(), pem_error(&e)))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| format!("{}: {}", ca.display(), pem_error(&e)))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    Connector::new(host, ca)?.connect(tcp)
+}
+
+/// TLS client sessions to one server name, trusting only the
+/// certificates of one PEM file: made once, used for every connection
+/// (`palisade publish`, the event loops' connections to Redis).
+#[derive(Clone)]
+pub struct Connector {
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl Connector {
+    /// Reads `ca`; fails with a message naming the file or the name.
+    pub fn new(host: &str, ca: &Path) -> Result<Connector, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("{}: {}", ca.display(), pem_error(&e)))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("{}: {}", ca.display(), pem_error(&e)))?;
+            // A system bundle may hold certificates rustls cannot parse:
+            // those are skipped, as long as one is left.
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            return Err(format!("{}: no usable CA certificate", ca.display()));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|_| format!("{host:?} is not a server name"))?;
+        Ok(Connector {
+            config: Arc::new(config),
+            name,
+        })
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|_| format!("{host:?} is not a server name"))?;
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
+
+    /// A TLS stream over `sock` (blocking or not: on a non-blocking
+    /// socket reads and writes fail with `WouldBlock` when it would).
+    pub fn connect<S: Read + Write + Send + 'static>(
+        &self,
+        sock: S,
+    ) -> Result<Box<dyn ReadWrite>, String> {
+        let conn = rustls::ClientConnection::new(Arc::clone(&self.config), self.name.clone())
+            .map_err(|e| e.to_string())?;
+        Ok(Box::new(rustls::StreamOwned::new(conn, sock)))
+    }
 }
 
 /// A byte stream both ways.
-pub trait ReadWrite: Read + Write {}
+pub trait ReadWrite: Read + Write + Send {}
 
-impl<T: Read + Write> ReadWrite for T {}
+impl<T: Read + Write + Send> ReadWrite for T {}
 
 #[cfg(test)]
 mod tests {
