@@ -24,6 +24,7 @@ fc-list >/dev/null 2>&1 || need_apt+=(fontconfig)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -75,6 +75,8 @@ run workers node tests/clients/workers.mjs # --workers 2: 1,000 connections, max
 run prometheus_metrics "$PY" tests/clients/prometheus_metrics.py # /metrics scraped by a real Prometheus; promtool
 run socketio_client "$PY" tests/clients/socketio_client.py # polling and WebSocket (and over TLS below)
 run socketio_node node tests/clients/socketio_node.mjs # polling and WebSocket (and over TLS below)
+run cluster_redis "$PY" tests/clients/cluster_redis.py # three instances through a real redis-server, stopped and started mid-test
+run cluster_socketio node tests/clients/cluster_socketio.mjs # with Node socket.io + @socket.io/redis-adapter on one redis
 
 run "heroes_websockets (tls)" env PALISADE_TLS=1 "$PY" tests/clients/heroes_websockets.py
 run "heroes_ws (tls)" env PALISADE_TLS=1 node tests/clients/heroes_ws.mjs
@@ -82,6 +84,7 @@ run "http_curl (tls)" env PALISADE_TLS=1 bash tests/clients/http_curl.sh
 run "socketio_client (tls)" env PALISADE_TLS=1 "$PY" tests/clients/socketio_client.py
 run "socketio_node (tls)" env PALISADE_TLS=1 node tests/clients/socketio_node.mjs
 run "workers (tls)" env PALISADE_TLS=1 node tests/clients/workers.mjs
+run "cluster_redis (tls)" env PALISADE_TLS=1 "$PY" tests/clients/cluster_redis.py # rediss://
 run "browser_demo (tls)" env PALISADE_TLS=1 node tests/browser/demo.mjs
 run "tls_openssl (tls)" bash tests/clients/tls_openssl.sh
 run "testssl (tls)" bash tests/clients/testssl.sh

@@ -1,7 +1,7 @@
 //! Attacks on channels (SPEC.md §10): a subscription flood from one
-//! connection, channel names built to hurt, and publish requests without
-//! a key or with a wrong one. The well-behaved client keeps its round
-//! trips meanwhile.
+//! connection, channel names built to hurt, publish requests without a
+//! key or with a wrong one, and a hostile "Redis" on `cluster.redis_url`.
+//! The well-behaved client keeps its round trips meanwhile.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -150,6 +150,71 @@ fn publish_without_a_key_is_refused_401() {
     record(
         "publish without a key, with a guessed key, with Basic (500 requests)",
         "401; guessed keys 401 x 10 then 429 (the log-in rate)",
+        &v,
+        peak_rss_kib(server.pid()),
+        SMALL_RSS_KIB,
+    );
+}
+
+/// What a hostile "Redis" answers the n-th connection palisade makes to
+/// it: bytes that are not RESP, a length of 100 GB, arrays nested past
+/// the bound, a reply nothing asked for, or nothing at all.
+fn hostile_redis_reply(n: usize) -> Option<&'static [u8]> {
+    const REPLIES: [Option<&[u8]>; 5] = [
+        Some(b"?garbage\r\n"),
+        Some(b"$99999999999\r\n"),
+        Some(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"),
+        Some(b":42\r\n:43\r\n"),
+        None,
+    ];
+    REPLIES[n % REPLIES.len()]
+}
+
+#[test]
+fn a_hostile_redis_costs_a_reconnect_with_back_off_and_nothing_else() {
+    let _s = serial();
+    let redis = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", redis.local_addr().unwrap().port());
+    redis.set_nonblocking(true).unwrap();
+    let cluster = format!(r#""cluster":{{"redis_url":"{url}"}}"#);
+    let server = Server::start_with_config(&config(&format!("{OPEN},{cluster}")), &[]);
+    let victim = WellBehaved::start(server.addr());
+    let t = Instant::now();
+    let mut held = Vec::new();
+    let mut accepted = 0;
+    while t.elapsed() < Duration::from_secs(4) {
+        match redis.accept() {
+            Ok((mut s, _)) => {
+                if let Some(reply) = hostile_redis_reply(accepted) {
+                    let _ = s.write_all(reply);
+                }
+                accepted += 1;
+                held.push(s);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    // Two connections (subscriber, publisher), each retried after 100 ms
+    // doubling: about 5 attempts each in 4 s, never a tight loop.
+    assert!((4..=16).contains(&accepted), "{accepted} connections");
+    for why in [
+        "not RESP: an unknown reply type",
+        "a RESP reply over the limits",
+        "a reply nothing asked for",
+    ] {
+        assert!(
+            server.wait_for_log(why, Duration::from_secs(5)),
+            "no log line with {why:?}"
+        );
+    }
+    assert!(server.wait_for_log("retry_in_ms=", Duration::from_secs(1)));
+    expect_hero_answer(&mut open(server.addr()));
+    let v = victim.finish();
+    record(
+        "a hostile Redis on cluster.redis_url: garbage, a 100 GB length, deep arrays, stray replies, silence",
+        &format!(
+            "connection dropped and retried with back-off ({accepted} in 4 s), each reason logged"
+        ),
         &v,
         peak_rss_kib(server.pid()),
         SMALL_RSS_KIB,
