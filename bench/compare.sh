@@ -49,6 +49,13 @@ CASES:
     echo64_1x1_busy (palisade with --busy-poll-us 200)
     hero_100x16 flood tls_echo64_100x16 tls_echo16k_100x1 tls_connect tls_idle10k
     (palisade only)
+    fanout10k (one publication to 10,000 subscribers, 20 rounds: deliveries per
+    server-CPU-second, time until the last subscriber has it, RSS per subscribed
+    connection): palisade (raw subscribers, POST /api/publish), node-ws (looping
+    over its clients), python-websockets (websockets.broadcast), node-socketio
+    (io.to(room).emit)
+    sio_fanout10k (the same with Socket.IO subscribers: palisade's, which emit
+    subscribe, against node-socketio's room)
     sio_hero_100x1 sio_hero_100x16 (acked get_name round trips over Socket.IO's
     WebSocket transport; every ack compared byte for byte, so every server's
     answers are the same) sio_idle10k (RSS per idle joined Socket.IO connection):
@@ -62,7 +69,7 @@ EOF
 
 all_cases=(echo64_100x1 echo64_100x16 echo16k_100x1 echo16k_100x16 echo64_1x1 echo64_1x1_busy connect
     sporadic10k hero_100x16 idle10k flood tls_echo64_100x16 tls_echo16k_100x1 tls_connect tls_idle10k
-    sio_hero_100x1 sio_hero_100x16 sio_idle10k)
+    sio_hero_100x1 sio_hero_100x16 sio_idle10k fanout10k sio_fanout10k)
 all_servers=(palisade tokio-tungstenite fastwebsockets node-ws python-websockets
     socketioxide node-socketio python-socketio)
 sio_servers=" socketioxide node-socketio python-socketio "
@@ -244,7 +251,7 @@ start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
         palisade | palisade-base)
             exe=$srv_bin
             [[ $server == palisade-base ]] && exe=$baseline
-            cmd=("$exe" --listen "127.0.0.1:$port" --app "$app" --log-level warn --config bench/palisade-bench.json)
+            cmd=("$exe" --listen "127.0.0.1:$port" --app "$app" --log-level warn --config "$c_config")
             [[ $tls == 1 ]] && cmd+=(--tls-cert certs/localhost.pem --tls-key certs/localhost.key)
             [[ $workers -gt 1 ]] && cmd+=(--workers "$workers")
             cmd+=("$@") ;;
@@ -252,6 +259,9 @@ start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
         fastwebsockets) cmd=("$peer_dir/fastwebsockets-echo" "$port"); exe=${cmd[0]} ;;
         node-ws) cmd=(node "$node_dir/echo.mjs" "$port"); exe=$(command -v node) ;;
         python-websockets) cmd=("$venv/bin/python" bench/peers/python/echo.py "$port"); exe=$venv/bin/python ;;
+        node-ws-fanout) cmd=(node "$node_dir/fanout.mjs" "$port"); exe=$(command -v node) ;;
+        python-websockets-fanout) cmd=("$venv/bin/python" bench/peers/python/fanout.py "$port"); exe=$venv/bin/python ;;
+        node-socketio-fanout) cmd=(node "$node_dir/sio_fanout.mjs" "$port"); exe=$(command -v node) ;;
         socketioxide) cmd=("$peer_dir/socketioxide-hero" "$port"); exe=${cmd[0]} ;;
         node-socketio) cmd=(node "$node_dir/sio.mjs" "$port"); exe=$(command -v node) ;;
         python-socketio) cmd=("$venv/bin/python" bench/peers/python/sio.py "$port"); exe=$venv/bin/python ;;
@@ -284,7 +294,7 @@ start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
 # Sets c_args (generator arguments), c_app, c_tls and c_everyone (1 when every
 # server runs the case, 0 for palisade only, or the list of servers that do).
 case_spec() {
-    c_app=echo c_tls=0 c_everyone=1 c_srv=() c_sio=0
+    c_app=echo c_tls=0 c_everyone=1 c_srv=() c_sio=0 c_fanout=0 c_config=bench/palisade-bench.json
     local timed=1
     case $1 in
         echo64_100x1) c_args=(--mode echo --conns 100 --inflight 1 --size 64) ;;
@@ -308,8 +318,37 @@ case_spec() {
         sio_hero_100x16) c_args=(--mode hero --socketio --conns 100 --inflight 16); c_app=hero c_sio=1 ;;
         sio_idle10k) c_args=(--mode idle --socketio --conns "$idle_conns" --settle 2 --timeout 120)
                      c_app=hero c_sio=1 timed=0 ;;
+        fanout10k) c_args=(--mode fanout --conns "$idle_conns" --rounds "$fanout_rounds" --settle 2 --timeout 300)
+                   c_everyone="node-ws python-websockets node-socketio" c_fanout=1 c_app=hero timed=0
+                   fanout_setup; c_config=$fanout_dir/palisade.json ;;
+        sio_fanout10k) c_args=(--mode fanout --conns "$idle_conns" --rounds "$fanout_rounds" --settle 2 --timeout 300)
+                       c_everyone="node-socketio" c_fanout=1 c_sio=1 c_app=hero timed=0
+                       fanout_setup; c_config=$fanout_dir/palisade.json ;;
     esac
     if [[ $timed == 1 ]]; then c_args+=(--duration "$duration"); fi
+}
+
+# The fan-out case's palisade: a user its subscribers log in as, an API key
+# that publishes, the channel rule (made once per run).
+fanout_dir="" fanout_key="" fanout_password=fanout-bench-Vq8Lc2Xn5d fanout_rounds=20
+[[ $smoke == 1 ]] && fanout_rounds=2
+fanout_setup() {
+    [[ -n $fanout_dir ]] && return 0
+    fanout_dir=$out/fanout
+    mkdir -p "$fanout_dir"
+    printf '%s\n' "$fanout_password" | "$srv_bin" users add bench --users-file "$fanout_dir/users.json" \
+        --iterations 10000 >/dev/null 2>&1
+    fanout_key=$("$srv_bin" apikeys add bench --keys-file "$fanout_dir/keys.json" 2>/dev/null)
+    python3 - "$fanout_dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+c = json.load(open("bench/palisade-bench.json"))
+c["auth"] = {"mode": "required", "users_file": f"{d}/users.json"}
+c["api"] = {"keys_file": f"{d}/keys.json"}
+c["channels"] = [{"pattern": "bench", "subscribe": ["authenticated"], "publish": ["key:bench"]}]
+c["rate"]["logins_per_ip_per_min"] = 1000
+json.dump(c, open(f"{d}/palisade.json", "w"), indent=2)
+PY
 }
 
 failed=0 total=0
@@ -321,11 +360,11 @@ for case_id in "${cases[@]}"; do
         # The Socket.IO peers run the sio_* cases, and only they and palisade.
         is_sio_peer=0
         [[ $sio_servers == *" $s "* ]] && is_sio_peer=1
-        if [[ $c_sio == 1 ]]; then
+        if [[ $c_sio == 1 && $c_fanout == 0 ]]; then
             [[ $is_sio_peer == 1 || $s == palisade || $s == palisade-base ]] && case_servers+=("$s")
             continue
         fi
-        [[ $is_sio_peer == 1 ]] && continue
+        [[ $is_sio_peer == 1 && $c_fanout == 0 ]] && continue
         [[ $c_everyone == 1 || $s == palisade || $s == palisade-base || " $c_everyone " == *" $s "* ]] \
             && case_servers+=("$s")
     done
@@ -333,7 +372,21 @@ for case_id in "${cases[@]}"; do
     for ((round = 1; round <= runs; round++)); do
         for server in "${case_servers[@]}"; do
             port=$(free_port)
-            if [[ $c_tls == 1 ]]; then
+            run_as=$server fan=()
+            if [[ $c_fanout == 1 ]]; then
+                case $server in
+                    palisade | palisade-base)
+                        fan=(--fanout palisade --login "bench:$fanout_password" --key "$fanout_key")
+                        [[ $c_sio == 1 ]] && fan[1]=palisade-socketio ;;
+                    node-socketio) fan=(--fanout socketio); run_as=node-socketio-fanout ;;
+                    *) fan=(--fanout ws); run_as=$server-fanout ;;
+                esac
+            fi
+            if [[ $c_fanout == 1 && $server == node-socketio ]]; then
+                url=(--url "ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket")
+            elif [[ $c_fanout == 1 && $server != palisade* ]]; then
+                url=(--url "ws://127.0.0.1:$port/")
+            elif [[ $c_tls == 1 ]]; then
                 url=(--url "wss://localhost:$port/ws" --ca certs/ca.pem)
             elif [[ $c_sio == 1 ]]; then
                 url=(--url "ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket")
@@ -342,7 +395,7 @@ for case_id in "${cases[@]}"; do
             fi
             total=$((total + 1))
             prefix="case=$case_id server=$server round=$round"
-            if ! start_server "$server" "$c_app" "$c_tls" "$port" "${c_srv[@]}"; then
+            if ! start_server "$run_as" "$c_app" "$c_tls" "$port" "${c_srv[@]}"; then
                 stop_server
                 echo "$prefix exit=start" >>"$out/raw.txt"
                 echo "$prefix: FAILED to start" >&2
@@ -351,7 +404,7 @@ for case_id in "${cases[@]}"; do
             fi
             echo "== $(date -u +%T) $prefix" >>"$out/generator.log"
             rc=0
-            line=$("${pin_gen[@]}" "$gen_bin" "${url[@]}" "${c_args[@]}" --pid "$srv_pid" \
+            line=$("${pin_gen[@]}" "$gen_bin" "${url[@]}" "${c_args[@]}" "${fan[@]}" --pid "$srv_pid" \
                 2>>"$out/generator.log") || rc=$?
             stop_server
             line=$(printf '%s\n' "$line" | grep -v '^[[:space:]]*$' | tail -n 1 || true)
@@ -401,7 +454,13 @@ FIGURES = {
     "sio_hero_100x16": [("per_server_cpu_s", "acked round trips per server-CPU-s", "higher"),
                         ("rate", "acked round trips/s", "higher")],
     "sio_idle10k": [("rss_per_conn_bytes", "bytes per connection", "lower")],
+    "fanout10k": [("per_server_cpu_s", "deliveries per server-CPU-s", "higher"),
+                  ("per_server_user_cpu_s", "deliveries per server-CPU-s in user space", "higher"),
+                  ("rate", "deliveries/s", "higher"),
+                  ("last_p50_ms", "ms until the last subscriber has it (median round)", "lower"),
+                  ("rss_per_conn_bytes", "bytes per subscribed connection", "lower")],
 }
+FIGURES["sio_fanout10k"] = FIGURES["fanout10k"]
 
 runs = defaultdict(list)  # (case, server) -> [dict of one successful run]
 fails = defaultdict(int)  # (case, server) -> failed runs
@@ -426,7 +485,7 @@ def median(case, server, fig):
 def fmt(v, fig):
     if v is None:
         return "—"
-    if fig in ("rate", "per_server_cpu_s"):
+    if fig in ("rate", "per_server_cpu_s", "per_server_user_cpu_s"):
         return f"{v:,.0f}"
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
 
@@ -515,6 +574,11 @@ if not smoke:
         targets.append(vs(case, "socketioxide", "per_server_cpu_s", 3))
         targets.append(vs(case, "node-socketio", "per_server_cpu_s", 10))
     targets.append(absolute("sio_idle10k", "rss_per_conn_bytes", 1024, "bytes", strict=True))
+    best = [(median("fanout10k", p, "per_server_cpu_s") or 0, p) for p in ("node-ws", "python-websockets", "node-socketio")]
+    best = max(best) if best else (0, None)
+    if best[1] is not None and best[0] > 0:
+        targets.append(vs("fanout10k", best[1], "per_server_cpu_s", 3))
+    targets.append(vs("sio_fanout10k", "node-socketio", "per_server_cpu_s", 3))
 
     lines += ["", "| case | target | measured | result |", "|---|---|---:|---|"]
     for case, text, measured, ok in (t for t in targets if t[0] in order):

@@ -1233,7 +1233,7 @@ pub fn run(o: &Opts) -> Result<Report, String> {
             (SIO_REPLY.to_vec(), ctr, SIO_REQUEST.len())
         }
         Mode::Hero => (HERO_REPLY.to_vec(), hex(0, 0), HERO_REQUEST.len()),
-        Mode::Connect | Mode::Idle => (Vec::new(), hex(0, 0), 0),
+        Mode::Connect | Mode::Idle | Mode::Fanout => (Vec::new(), hex(0, 0), 0),
     };
     let message: &[u8] = match o.mode {
         Mode::Hero if o.sio => SIO_REQUEST,

@@ -12,11 +12,14 @@
 //!   close handshake and TCP close; reports cycles per second.
 //! - `idle`: opens `--conns` connections, lets them settle, reads the
 //!   server's RSS and proves every connection is still open with a ping.
+//! - `fanout`: `--conns` subscribers, then `--rounds` publications, each
+//!   until every subscriber has it (see `fanout.rs`).
 //!
 //! The generator is meant to run pinned to another CPU than the server
 //! (`taskset`), and is built to cost less per message than the server.
 
 mod engine;
+mod fanout;
 mod hist;
 mod probe;
 mod sys;
@@ -36,9 +39,10 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 const USAGE: &str = "\
 usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--origin ORIGIN]
-  --mode echo|hero|connect|idle  [--conns N] [--inflight W] [--size S]
+  --mode echo|hero|connect|idle|fanout  [--conns N] [--inflight W] [--size S]
   [--duration SECS] [--warmup SECS] [--count N] [--pid PID] [--probe] [--timeout SECS]
   [--settle SECS] [--interval-ms MS] [--socketio]
+  [--fanout palisade|palisade-socketio|ws|socketio] [--rounds N] [--login USER:PASSWORD] [--key KEY]
 
   --url URL        server to load; wss:// needs --ca
   --ca FILE        PEM file of the CA(s) that signed the server certificate; a
@@ -48,7 +52,9 @@ usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--origin ORIGIN]
                    in flight, every reply checked byte for byte;
                    hero: the same with {\"event\":\"get_name\",...} requests;
                    connect: N loops of connect, upgrade, close handshake;
-                   idle: open N connections, settle, read the server's RSS, ping all
+                   idle: open N connections, settle, read the server's RSS, ping all;
+                   fanout: N subscribers, then --rounds publications, each until
+                   every subscriber has it (--pid required)
   --conns N        connections (default 50; connect: concurrent loops, default 8;
                    idle: default 1000)
   --inflight W     messages in flight per connection (default 1)
@@ -76,6 +82,17 @@ usage: palisade-bench --url ws[s]://HOST:PORT/PATH [--ca FILE] [--origin ORIGIN]
                    waits for its reply; a send that comes due while the reply
                    is still awaited is skipped and counted (late=)
 
+  --fanout KIND    fanout: palisade (subscribers send the subscribe event, the
+                   publication is a POST /api/publish with --key after POST /login
+                   with --login), ws (a plain WebSocket server broadcasting what a
+                   control connection to /control sends) or socketio (the URL's
+                   Engine.IO path; subscribers join /, a control socket with
+                   &control=1 emits publish) or palisade-socketio (palisade's Engine.IO
+                   path: subscribers join / and emit subscribe; POST /api/publish)
+  --rounds N       fanout: publications (default 20)
+  --login U:P      fanout palisade: the user the subscribers log in as
+  --key KEY        fanout palisade: the API key that publishes on channel bench
+
 Prints one line of key=value pairs; exits 1 when there were errors or nothing
 was measured, 2 on bad arguments.";
 
@@ -85,6 +102,7 @@ pub enum Mode {
     Hero,
     Connect,
     Idle,
+    Fanout,
 }
 
 impl Mode {
@@ -94,6 +112,7 @@ impl Mode {
             Mode::Hero => "hero",
             Mode::Connect => "connect",
             Mode::Idle => "idle",
+            Mode::Fanout => "fanout",
         }
     }
 }
@@ -125,6 +144,13 @@ pub struct Opts {
     pub interval: Option<Duration>,
     /// `--socketio`.
     pub sio: bool,
+    /// `--fanout`.
+    pub fanout: Option<fanout::Kind>,
+    pub rounds: usize,
+    pub login: Option<String>,
+    pub key: Option<String>,
+    /// The channel (room) of the fan-out.
+    pub channel: String,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -156,6 +182,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
     let mut timeout = Duration::from_secs(60);
     let mut settle = Duration::from_secs(2);
     let mut interval = None;
+    let mut fanout_kind = None;
+    let mut rounds = 20usize;
+    let mut login = None;
+    let mut key = None;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -178,7 +208,12 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
                     "hero" => Mode::Hero,
                     "connect" => Mode::Connect,
                     "idle" => Mode::Idle,
-                    m => return Err(format!("--mode: {m:?} is not echo, hero, connect or idle")),
+                    "fanout" => Mode::Fanout,
+                    m => {
+                        return Err(format!(
+                            "--mode: {m:?} is not echo, hero, connect, idle or fanout"
+                        ));
+                    }
                 }
             }
             "--conns" => conns = Some(number(&flag, &val()?)?),
@@ -192,6 +227,22 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
             "--socketio" if inline.is_none() => sio = true,
             "--timeout" => timeout = seconds(&flag, &val()?)?,
             "--settle" => settle = seconds(&flag, &val()?)?,
+            "--fanout" => {
+                fanout_kind = Some(match val()?.as_str() {
+                    "palisade" => fanout::Kind::Palisade,
+                    "ws" => fanout::Kind::Ws,
+                    "socketio" => fanout::Kind::SocketIo,
+                    "palisade-socketio" => fanout::Kind::PalisadeSocketIo,
+                    k => {
+                        return Err(format!(
+                            "--fanout: {k:?} is not palisade, palisade-socketio, ws or socketio"
+                        ));
+                    }
+                })
+            }
+            "--rounds" => rounds = number(&flag, &val()?)?,
+            "--login" => login = Some(val()?),
+            "--key" => key = Some(val()?),
             "--interval-ms" => {
                 let ms: u64 = number(&flag, &val()?)?;
                 interval = Some(Duration::from_millis(ms));
@@ -304,6 +355,11 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
         timeout,
         settle,
         interval,
+        fanout: fanout_kind,
+        rounds: rounds.max(1),
+        login,
+        key,
+        channel: "bench".into(),
     }))
 }
 
@@ -458,6 +514,16 @@ fn main() {
             "palisade-bench: warning: the open file limit ({nofile}) is below the {want} this run needs"
         );
     }
+    if o.mode == Mode::Fanout {
+        match fanout::run(&o) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("palisade-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let probe = match o.probe.then(|| probe::start(&o)).transpose() {
         Ok(p) => p,
         Err(e) => {
@@ -509,6 +575,7 @@ fn report_line(o: &Opts, r: &engine::Report) -> String {
     let w = r.window_s;
     let per_s = |n: f64| if w > 0.0 { n / w } else { 0.0 };
     match o.mode {
+        Mode::Fanout => unreachable!("fanout::run reports itself"),
         Mode::Idle => {
             let before = r.rss_before_kib.unwrap_or(0);
             // 0 when the run ended before the connections settled.

@@ -48,12 +48,17 @@ fn clock_ticks() -> f64 {
 /// line. The command name (field 2) may hold spaces and parentheses, so the
 /// fields are counted from after the last `)`.
 pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    parse_stat_split(stat).map(|(u, s)| u + s)
+}
+
+/// utime and stime, apart.
+pub fn parse_stat_split(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     // `rest` starts at field 3 (state), so field 14 is index 11.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// The server's `/proc` files, opened once before the run so that reading
@@ -101,6 +106,16 @@ impl Server {
         let ticks =
             parse_stat_ticks(&s).ok_or_else(|| format!("{}: unexpected format", self.stat.0))?;
         Ok(ticks as f64 / clock_ticks())
+    }
+
+    /// CPU seconds the server has used in user space (the rest of
+    /// [`Server::cpu_s`] is the kernel's, on loopback much of it the
+    /// receiving side's TCP work).
+    pub fn user_cpu_s(&self) -> Result<f64, String> {
+        let s = read_whole(&self.stat)?;
+        let (user, _) =
+            parse_stat_split(&s).ok_or_else(|| format!("{}: unexpected format", self.stat.0))?;
+        Ok(user as f64 / clock_ticks())
     }
 
     /// The server's `VmRSS` in KiB.
