@@ -153,9 +153,12 @@ fn ask_hidden(prompt: &str) -> Result<Vec<u8>, String> {
     quiet.local_modes.insert(LocalModes::ECHONL);
     restore_on_signal();
     *SAVED.lock().unwrap_or_else(|p| p.into_inner()) = Some(saved.clone());
+    // Echo off (dropping what was typed before) first, the prompt after:
+    // the other way round, an answer typed as soon as the prompt shows
+    // could be flushed with the type-ahead and the read would wait on.
+    tcsetattr(&stdin, OptionalActions::Flush, &quiet).map_err(terminal)?;
     eprint!("{prompt}");
     let _ = io::stderr().flush();
-    tcsetattr(&stdin, OptionalActions::Flush, &quiet).map_err(terminal)?;
     let line = password_line(&mut stdin.lock());
     let restored = tcsetattr(&stdin, OptionalActions::Now, &saved);
     *SAVED.lock().unwrap_or_else(|p| p.into_inner()) = None;
