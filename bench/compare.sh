@@ -38,6 +38,18 @@ OPTIONS:
     --workers N       run palisade (and palisade-base) with --workers N; above 1
                       the servers run unpinned (on every CPU, as the generator's
                       CPU too), so compare per server-CPU-second figures
+    --rps             receive on the generator's CPU, as on two machines (root
+                      only): loopback's receive path (TCP input, the wake-up of
+                      the reader) runs on the CPU that sends unless receive
+                      packet steering says otherwise, so on one machine a
+                      server's CPU time counts its clients' receiving too. This
+                      writes CPU 1 into /sys/class/net/lo/queues/rx-0/rps_cpus
+                      and raises net.core.netdev_max_backlog to 65536 (the
+                      queue a remote CPU takes packets into: at the default
+                      1000, a fan-out to 10,000 sockets overflows it and TCP's
+                      200 ms retransmission shows up as latency) for the run,
+                      and puts the old values back after. Every server is
+                      measured alike; the summary's first line says so
     --out DIR         where raw.txt, summary.md and the logs go
                       [default: target/bench/<UTC timestamp>]
     -h, --help        print this help and exit
@@ -74,7 +86,7 @@ all_servers=(palisade tokio-tungstenite fastwebsockets node-ws python-websockets
     socketioxide node-socketio python-socketio)
 sio_servers=" socketioxide node-socketio python-socketio "
 
-runs=3 duration=5 smoke=0 build=1 out="" baseline="" workers=1
+runs=3 duration=5 smoke=0 build=1 out="" baseline="" workers=1 rps=0
 cases=("${all_cases[@]}") servers=("${all_servers[@]}")
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
@@ -103,6 +115,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) build=0; shift ;;
         --out) [[ -n ${2-} ]] || die "--out needs a directory"; out=$2; shift 2 ;;
         --workers) [[ ${2-} =~ ^[1-9][0-9]*$ ]] || die "--workers needs a positive integer"; workers=$2; shift 2 ;;
+        --rps) rps=1; shift ;;
         --baseline) [[ -x ${2-} ]] || die "--baseline needs an executable palisade binary"; baseline=$(readlink -f "$2"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
@@ -227,6 +240,15 @@ except ImportError:
 print(f"python {sys.version.split()[0]} websockets {websockets.__version__} ({loop})")')"
 fi
 [[ -n $baseline ]] && machine+=", palisade-base $baseline"
+rps_file=/sys/class/net/lo/queues/rx-0/rps_cpus rps_was=""
+backlog_file=/proc/sys/net/core/netdev_max_backlog backlog_was=""
+if [[ $rps == 1 ]]; then
+    [[ ${#pin_srv[@]} -gt 0 ]] || die "--rps needs the server and the generator pinned (2 CPUs or more, taskset, --workers 1)"
+    [[ -w $rps_file ]] || die "--rps needs to write $rps_file (root)"
+    [[ -w $backlog_file ]] || die "--rps needs to write $backlog_file (root)"
+    rps_was=$(cat "$rps_file") backlog_was=$(cat "$backlog_file")
+    machine+=", loopback receive on CPU 1 (--rps)"
+fi
 if [[ $workers -gt 1 ]]; then
     machine+=", palisade --workers $workers unpinned, generator on CPU 1"
 elif [[ ${#pin_srv[@]} -gt 0 ]]; then
@@ -242,6 +264,15 @@ echo "# $machine" >&2
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+if [[ $rps == 1 ]]; then
+    restore_rps() {
+        echo "$rps_was" >"$rps_file" 2>/dev/null || warn "could not restore $rps_file to $rps_was"
+        echo "$backlog_was" >"$backlog_file" 2>/dev/null || warn "could not restore $backlog_file to $backlog_was"
+    }
+    trap 'stop_server; restore_rps' EXIT
+    echo 65536 >"$backlog_file" || die "--rps: could not write $backlog_file"
+    echo 2 >"$rps_file" || die "--rps: could not write $rps_file"
+fi
 
 # Sets srv_pid. taskset execs the server, so $! is the server process itself.
 start_server() { # SERVER APP TLS PORT [PALISADE ARGS...]
