@@ -112,6 +112,10 @@ impl<'a> Packet<'a> {
     pub fn name(&self) -> Option<Cow<'a, str>> {
         let first: &'a str = self.items.first()?.get();
         match first.as_bytes().first()? {
+            // The item is a JSON string serde_json has checked, its quotes
+            // at both ends: without a backslash, what lies between them is
+            // the name itself (the usual case, decoded twice per event).
+            b'"' if !first.contains('\\') => first.get(1..first.len() - 1).map(Cow::Borrowed),
             b'"' => match serde_json::from_str::<&'a str>(first) {
                 Ok(s) => Some(Cow::Borrowed(s)),
                 // Escapes: the name is decoded into a string of its own.
@@ -426,6 +430,21 @@ mod tests {
         );
         assert_eq!(ok(r#"2[7,"x"]"#).kind, Kind::Event);
         assert_eq!(ok("0/,{}").nsp, "/");
+    }
+
+    #[test]
+    fn event_names_plain_escaped_and_spaced() {
+        let name = |text: &str| ok(text).name().map(Cow::into_owned);
+        assert_eq!(name(r#"2["get_name",{}]"#).as_deref(), Some("get_name"));
+        assert_eq!(name(r#"2[ "spaced" , 1 ]"#).as_deref(), Some("spaced"));
+        assert_eq!(name(r#"2["héros ✓"]"#).as_deref(), Some("héros ✓"));
+        assert_eq!(name(r#"2[""]"#).as_deref(), Some(""));
+        assert_eq!(name(r#"2["a\"b\\c\u00e9"]"#).as_deref(), Some("a\"b\\cé"));
+        assert_eq!(name(r#"2[12,"x"]"#).as_deref(), Some("12"));
+        assert!(matches!(
+            ok(r#"2["plain"]"#).name(),
+            Some(Cow::Borrowed("plain"))
+        ));
     }
 
     #[test]
