@@ -10,6 +10,9 @@
 #              many connections, each quiet most of the time; 2 s rather
 #              than the 100 ms of compare.sh's sporadic case because a server
 #              under callgrind runs some 50 times slower and must keep up)
+#   sio_hero   acked Socket.IO get_name events over the WebSocket transport,
+#              10 connections x 16 in flight, the hero application
+#              (palisade only: the fastwebsockets peer speaks no Socket.IO)
 #
 # Each server runs under callgrind twice per case, echoing a small and then a
 # large count of messages; the difference of the two totals divided by the
@@ -27,7 +30,7 @@ usage: bench/callgrind.sh [--no-build] [--bin PATH] [--out DIR] [--cases A,B] [-
     --bin PATH   the palisade binary to measure [default: target/release/palisade]
                  (another build, e.g. of the commit before a change)
     --out DIR    where the callgrind files go [default: target/bench/callgrind-<UTC timestamp>]
-    --cases A,B  only these of pipelined, lone, lone16k, sporadic [default: all]
+    --cases A,B  only these of pipelined, lone, lone16k, sporadic, sio_hero [default: all]
     --palisade-only
                  leave out the fastwebsockets peer
     -h, --help   print this help and exit
@@ -76,14 +79,16 @@ declare -A load=(
     [lone]="--conns 1 --inflight 1 --size 64"
     [lone16k]="--conns 1 --inflight 1 --size 16384"
     [sporadic]="--conns 10000 --inflight 1 --size 64 --interval-ms 2000"
+    [sio_hero]="--conns 10 --inflight 16"
 )
 declare -A counts=(
     [pipelined]="20000 120000"
     [lone]="5000 25000"
     [lone16k]="2000 12000"
     [sporadic]="10000 30000"
+    [sio_hero]="20000 120000"
 )
-case_order=(pipelined lone lone16k sporadic)
+case_order=(pipelined lone lone16k sporadic sio_hero)
 if [[ -n $only ]]; then
     IFS=, read -ra wanted <<<"$only"
     for c in "${wanted[@]}"; do
@@ -93,10 +98,13 @@ fi
 
 # Runs SERVER under callgrind for COUNT echoes of CASE and prints the total Ir.
 measure() { # SERVER CASE COUNT
-    local server=$1 case_id=$2 count=$3 port cmd file i
+    local server=$1 case_id=$2 count=$3 port cmd file i app=echo mode=(--mode echo) path=/ws
+    if [[ $case_id == sio_hero ]]; then
+        app=hero mode=(--mode hero --socketio) path="/socket.io/?EIO=4&transport=websocket"
+    fi
     port=$(free_port)
     case $server in
-        palisade) cmd=("$srv_bin" --listen "127.0.0.1:$port" --app echo --log-level warn
+        palisade) cmd=("$srv_bin" --listen "127.0.0.1:$port" --app "$app" --log-level warn
                        --config bench/palisade-bench.json) ;;
         fastwebsockets) cmd=(target/peers/release/fastwebsockets-echo "$port") ;;
     esac
@@ -112,7 +120,7 @@ measure() { # SERVER CASE COUNT
     done
     local line args
     read -ra args <<<"${load[$case_id]}"
-    line=$("${pin_gen[@]}" "$gen_bin" --url "ws://127.0.0.1:$port/ws" --mode echo "${args[@]}" \
+    line=$("${pin_gen[@]}" "$gen_bin" --url "ws://127.0.0.1:$port$path" "${mode[@]}" "${args[@]}" \
         --count "$count" --warmup 0 --duration 600 --timeout 600 --pid "$srv_pid" \
         2>>"$out/generator.log") || { echo "callgrind.sh: generator failed on $server ($case_id): $line" >&2; exit 1; }
     echo "$server $case_id $count: $line" >>"$out/raw.txt"
@@ -131,13 +139,14 @@ profile() { # CASE COUNT
 }
 
 echo "# $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(valgrind --version)"
-echo "# instructions per echoed message (callgrind Ir, user space)"
+echo "# instructions per echoed message, or per acked event for sio_hero (callgrind Ir, user space)"
 printf '%-10s %10s %15s %10s\n' case palisade fastwebsockets ratio
 for case_id in "${case_order[@]}"; do
     [[ -z $only || ,$only, == *",$case_id,"* ]] || continue
     read -r small large <<<"${counts[$case_id]}"
     declare -A per_msg=()
     for server in "${servers[@]}"; do
+        [[ $case_id == sio_hero && $server != palisade ]] && continue
         a=$(measure "$server" "$case_id" "$small")
         b=$(measure "$server" "$case_id" "$large")
         per_msg[$server]=$(( (b - a) / (large - small) ))
