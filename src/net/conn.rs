@@ -295,6 +295,16 @@ impl Conn {
         }
     }
 
+    /// Whether it is a Socket.IO WebSocket whose session holds packets
+    /// for a moment ([`crate::socketio::session::Session::hold`]).
+    #[inline]
+    pub fn sio_holding(&self) -> bool {
+        self.io.has(Io::SOCKETIO)
+            && matches!(&self.phase, Phase::Ws(w) if w.who.as_deref()
+                .and_then(|w| w.sio.as_deref())
+                .is_some_and(|s| s.session.holding()))
+    }
+
     /// When the connection has something to do next.
     pub fn deadline(&self, limits: &Limits) -> Stamp {
         match &self.phase {

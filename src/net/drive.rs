@@ -141,8 +141,10 @@ impl<H: Handler> Server<H> {
                 // the real deadline is armed instead. Working it out per
                 // message would cost more than that one spare wake-up per
                 // idle period. (The turn that opens it arms its deadline:
-                // the handshake's entry may be later.)
-                if !(was_ws && open && conn.timer_at.is_some()) {
+                // the handshake's entry may be later.) A Socket.IO
+                // session that holds packets after a CONNECT reply wants
+                // them out sooner.
+                if !(was_ws && open && conn.timer_at.is_some()) || conn.sio_holding() {
                     rearm(conn, token, &mut self.timers, &self.env.shared.limits, now);
                 }
             }

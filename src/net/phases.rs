@@ -187,6 +187,9 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
     // A Socket.IO WebSocket: a new session, or a probe to take over a
     // long-polling one (its session moves here on the client's `5`).
     let probe = up.probe;
+    let refused = probe
+        .as_deref()
+        .and_then(|sid| ctx.env.polls.refuse_probe(sid));
     let sio = match up.socketio {
         Some(credential) if probe.is_none() => {
             let sid = super::sio::session_id(ctx.env.group.sid_tag());
@@ -216,9 +219,18 @@ fn open_ws<H: Handler>(conn: &mut Conn, up: Upgraded, out: Vec<u8>, ctx: &mut Ct
     };
     if socketio {
         // Socket.IO: the open packet now; the handler sees the connection
-        // open when the client has joined `/`.
+        // open when the client has joined `/`. A probe for a session that
+        // cannot move here is closed at once.
         if let Some(sio) = w.who.as_deref_mut().and_then(|w| w.sio.as_deref_mut()) {
             super::sio::write_out(sio, &mut w.ws, ctx.stamp, limits);
+        } else if let Some(why) = refused {
+            log::debug(
+                "socket.io probe refused",
+                &[("peer", &conn.peer), ("reason", &why)],
+            );
+            w.ws.with_sender(ctx.stamp, limits, |tx| {
+                tx.close(code::POLICY_VIOLATION, why)
+            });
         }
         conn.io.set(Io::SOCKETIO, true);
         conn.phase = Phase::Ws(w);

@@ -21,7 +21,7 @@
 //! with it too.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -67,8 +67,11 @@ pub(crate) struct Polls {
     /// This loop, and how many there are (a session id names its loop).
     loop_index: usize,
     loops: usize,
-    /// Sessions that moved to a WebSocket: the handler's id → connection.
-    moved: HashMap<u64, Token>,
+    /// Sessions that moved to a WebSocket: the handler's id → connection
+    /// and session id.
+    moved: HashMap<u64, (Token, Box<str>)>,
+    /// The session ids of those: a second WebSocket for one is closed.
+    upgraded: HashSet<Box<str>>,
     /// Deadlines or woken `GET`s wait, or connections to hand to another
     /// loop (`Env::moving`): the loop's one test per turn.
     pub active: bool,
@@ -99,7 +102,7 @@ pub(crate) struct Polled {
 
 impl crate::router::Sessions for Polls {
     fn knows(&self, sid: &str) -> bool {
-        self.by_sid.contains_key(sid)
+        self.by_sid.contains_key(sid) || self.upgraded.contains(sid)
     }
 
     fn owner(&self, sid: &str) -> Option<usize> {
@@ -119,6 +122,7 @@ impl Polls {
             wake: Vec::new(),
             capacity,
             moved: HashMap::new(),
+            upgraded: HashSet::new(),
             active: false,
         }
     }
@@ -163,8 +167,10 @@ impl Polls {
     /// A WebSocket that probed, or carried a moved session, is gone.
     pub fn ws_gone(&mut self, conn: Token, sio_id: Option<ConnId>, probe: Option<&str>) {
         if let Some(id) = sio_id {
-            if self.moved.get(&id.0) == Some(&conn) {
-                self.moved.remove(&id.0);
+            if self.moved.get(&id.0).is_some_and(|(c, _)| *c == conn) {
+                if let Some((_, sid)) = self.moved.remove(&id.0) {
+                    self.upgraded.remove(&sid);
+                }
             }
         }
         if let Some(&t) = probe.and_then(|sid| self.by_sid.get(sid)) {
@@ -178,7 +184,23 @@ impl Polls {
 
     /// The connection a moved session's id is on now.
     pub fn moved_to(&self, id: ConnId) -> Option<Token> {
-        self.moved.get(&id.0).copied()
+        self.moved.get(&id.0).map(|(conn, _)| *conn)
+    }
+
+    /// Why a WebSocket that asks to take over session `sid` is closed as
+    /// soon as it opens, as the reference server does: the session moved
+    /// to another WebSocket already, or one is probing for it now.
+    pub fn refuse_probe(&mut self, sid: &str) -> Option<&'static str> {
+        if self.upgraded.contains(sid) {
+            return Some("session already upgraded");
+        }
+        let Some(&token) = self.by_sid.get(sid) else {
+            return Some("session unknown");
+        };
+        match self.get(token) {
+            Some(p) if p.probe.is_some() => Some("another WebSocket is upgrading the session"),
+            _ => None,
+        }
     }
 
     /// The handler's ids of every session that joined.
@@ -321,7 +343,14 @@ fn payload(p: &mut Polled, stats: &Stats) -> Vec<u8> {
             Out::Binary(b) => encode_payload(&mut out, [&EioOut::Binary(b)]),
         }
     }
-    if p.sio.session.ended().is_some() {
+    // The server's close is a `1` to the client; a client that closed
+    // itself (its `1` in a POST) gets what was queued, or the `6` below,
+    // as the reference server ends the poll it held.
+    if p.sio
+        .session
+        .ended()
+        .is_some_and(|e| e != Ended::ClientClosed)
+    {
         if !out.is_empty() {
             out.push(0x1e);
         }
@@ -527,6 +556,19 @@ fn lookup<H: Handler>(
         return None;
     };
     let p = ctx.env.polls.get(token)?;
+    // The session's clock first: a request that comes as the session's
+    // time runs out (its pong overdue, say) in the same turn finds it
+    // gone, as if its deadline had been seen first.
+    p.sio.session.poll(ctx.stamp);
+    if matches!(
+        p.sio.session.ended(),
+        Some(Ended::PingTimeout | Ended::ConnectTimeout)
+    ) {
+        settle(ctx.env, token);
+        write_error(&mut h.out, EioError::SessionIdUnknown, reply, &peer);
+        answered(conn, false, ctx);
+        return None;
+    }
     let Some(why) = busy(p) else {
         return Some(token);
     };
@@ -551,8 +593,9 @@ fn get<H: Handler>(conn: &mut Conn, sid: &str, reply: Reply, ctx: &mut Ctx<'_, H
     let Some(p) = ctx.env.polls.get(token) else {
         return;
     };
-    if p.probe.is_some() {
-        // Moving to a WebSocket: the client only waits for this to end.
+    if p.probe.is_some() && !p.sio.session.has_output() {
+        // Moving to a WebSocket: the client only waits for this to end
+        // (the probe's `6` may be queued already).
         p.sio.session.noop();
     }
     if p.sio.session.has_output() || p.sio.session.ended().is_some() {
@@ -1023,7 +1066,8 @@ pub(super) fn probe_input<H: Handler>(conn: &mut Conn, input: &mut [u8], ctx: &m
                 if p.counted_unjoined {
                     polls.capacity.give_back(Count::Unjoined);
                 }
-                polls.moved.insert(p.sio.id.0, me);
+                polls.upgraded.insert(p.sid.clone());
+                polls.moved.insert(p.sio.id.0, (me, p.sid.clone()));
                 if let Some(w) = p.waiting {
                     polls.wake.push(w);
                     polls.active = true;

@@ -125,11 +125,22 @@ pub(super) trait Wire {
     fn flush(&mut self, session: &mut Session);
     /// Ends the transport with `code` (a WebSocket's close) and `reason`.
     fn close(&mut self, session: &mut Session, code: u16, reason: &'static str);
+    /// The session just queued a CONNECT reply at `now`.
+    fn connected(&mut self, _: &mut Session, _: Stamp) {}
 }
+
+/// How long the packets that follow a CONNECT reply on a WebSocket wait
+/// ([`Session::hold`]): enough for the client to have read the reply
+/// alone, short beside any round trip a client makes to connect.
+const AFTER_CONNECT_MS: u64 = 1;
 
 impl Wire for Sender<'_> {
     fn flush(&mut self, session: &mut Session) {
         flush(session, self);
+    }
+
+    fn connected(&mut self, session: &mut Session, now: Stamp) {
+        session.hold(now.plus_millis(AFTER_CONNECT_MS));
     }
 
     fn close(&mut self, _: &mut Session, code: u16, reason: &'static str) {
@@ -305,12 +316,16 @@ pub(super) fn dispatch<H: Handler>(
                 }
             }
         }
-        // The client left its last namespace: the session has nothing
-        // more to carry.
-        Some(Event::Disconnect { .. }) if !c.sio.session.is_joined() => {
-            wire.close(&mut c.sio.session, code::NORMAL, "disconnected");
+        // The client left a namespace. The Engine.IO session stays open,
+        // even without a namespace, as the reference server keeps it; the
+        // channels it subscribed to through `/` (Socket.IO rooms of `/`)
+        // are left with `/`.
+        Some(Event::Disconnect { nsp }) => {
+            if nsp == "/" {
+                ctx.env.channels.gone(c.sio.id);
+            }
+            log::debug("socket.io left", &[("peer", c.peer), ("nsp", &nsp)]);
         }
-        Some(Event::Disconnect { .. }) => {}
         // The conformance echo of Engine.IO alone (`/engine.io/`).
         Some(Event::Message(text)) => c.sio.session.message(Some(&text), None),
         Some(Event::BinaryMessage(data)) => c.sio.session.message(None, Some(&data)),
@@ -524,6 +539,7 @@ fn joined<H: Handler>(
     ctx: &mut Ctx<'_, H>,
 ) {
     sio.session.accept(nsp, &random_id());
+    wire.connected(&mut sio.session, ctx.stamp);
     log::info(
         "socket.io connected",
         &[

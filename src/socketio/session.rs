@@ -155,6 +155,16 @@ pub enum Out {
     Binary(Vec<u8>),
 }
 
+impl Out {
+    /// Its bytes.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Out::Text(t) => t.len(),
+            Out::Binary(b) => b.len(),
+        }
+    }
+}
+
 /// Why the session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -220,6 +230,15 @@ pub struct Session {
     next_ack: u64,
     /// Engine.IO alone: messages are not Socket.IO packets.
     engine_only: bool,
+    /// Packets past the first `ready` of `out` wait until `until` (see
+    /// [`Session::hold`]).
+    hold: Option<Hold>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    until: Stamp,
+    ready: usize,
 }
 
 impl Session {
@@ -249,6 +268,7 @@ impl Session {
             ended: None,
             next_ack: 0,
             engine_only: false,
+            hold: None,
         }
     }
 
@@ -279,8 +299,44 @@ impl Session {
 
     /// The packets to send, in order.
     pub fn take_output(&mut self) -> impl Iterator<Item = Out> + '_ {
-        self.out_bytes = 0;
-        self.out.drain(..)
+        let n = self.releasable();
+        if n == self.out.len() {
+            self.out_bytes = 0;
+        } else {
+            let taken: usize = self.out.iter().take(n).map(Out::bytes).sum();
+            self.out_bytes -= taken;
+        }
+        if let Some(h) = &mut self.hold {
+            h.ready = 0;
+        }
+        self.out.drain(..n)
+    }
+
+    /// Whether packets are held (see [`Session::hold`]): its deadline may
+    /// have moved earlier.
+    pub fn holding(&self) -> bool {
+        self.hold.is_some()
+    }
+
+    /// How many of the queued packets may go now.
+    fn releasable(&self) -> usize {
+        self.hold
+            .map_or(self.out.len(), |h| h.ready.min(self.out.len()))
+    }
+
+    /// Packets queued from now on wait until `until`; those queued so far
+    /// may go at once. The WebSocket transport holds what follows a
+    /// CONNECT reply for a moment, so that the reply and the packets the
+    /// handler sends on joining (the test suite's `auth`, the hero's
+    /// `user_authorized`) reach the client in two reads: a client that
+    /// takes one message per listener and adds the next listener after
+    /// the first fired (Node `ws` before 8.17 delivers every message of a
+    /// read at once, before that) would miss the second otherwise.
+    pub fn hold(&mut self, until: Stamp) {
+        self.hold = Some(Hold {
+            until,
+            ready: self.out.len(),
+        });
     }
 
     /// Bytes of the packets waiting to be sent.
@@ -289,27 +345,28 @@ impl Session {
     }
 
     fn queue(&mut self, packet: Out) {
-        self.out_bytes += match &packet {
-            Out::Text(t) => t.len(),
-            Out::Binary(b) => b.len(),
-        };
+        self.out_bytes += packet.bytes();
         self.out.push_back(packet);
     }
 
     /// Whether packets wait to be sent.
     pub fn has_output(&self) -> bool {
-        !self.out.is_empty()
+        self.releasable() > 0
     }
 
     /// When [`Session::poll`] has something to do.
     pub fn next_deadline(&self) -> Stamp {
         let beat = self.heartbeat.next();
-        self.connect_by.map_or(beat, |c| c.min(beat))
+        let at = self.connect_by.map_or(beat, |c| c.min(beat));
+        self.hold.map_or(at, |h| h.until.min(at))
     }
 
     /// Runs the timers at `now`: a ping to send, or the end of a session
     /// whose client stopped answering or never joined a namespace.
     pub fn poll(&mut self, now: Stamp) {
+        if self.hold.is_some_and(|h| now >= h.until) {
+            self.hold = None;
+        }
         if self.ended.is_some() {
             return;
         }
@@ -749,6 +806,27 @@ mod tests {
         s.accept("/", "S1");
         texts(&mut s);
         s
+    }
+
+    #[test]
+    fn packets_after_a_connect_reply_wait_for_the_hold() {
+        let mut s = Session::new(t(0), SETTINGS, "SID", &[]);
+        texts(&mut s);
+        s.handle_text(t(1), "40");
+        s.accept("/", "S1");
+        s.hold(t(2));
+        s.emit("/", "auth", &[json!({})], false);
+        assert!(s.holding());
+        assert_eq!(s.next_deadline(), t(2));
+        assert_eq!(texts(&mut s), [r#"40{"sid":"S1"}"#]);
+        assert!(!s.has_output());
+        assert_eq!(s.queued_bytes(), r#"42["auth",{}]"#.len());
+        s.poll(t(1));
+        assert!(texts(&mut s).is_empty());
+        s.poll(t(2));
+        assert!(!s.holding());
+        assert_eq!(texts(&mut s), [r#"42["auth",{}]"#]);
+        assert_eq!(s.queued_bytes(), 0);
     }
 
     #[test]

@@ -80,12 +80,18 @@ fn socketio_behaves_as_the_test_suite_reference_server() {
         frame_text(&mut c),
         r#"44/random,{"message":"Invalid namespace"}"#
     );
-    // Leaving one namespace keeps the session; leaving the last ends it.
+    // Leaving a namespace keeps the session, as the reference server
+    // does, even when it was the last one: the pings go on, and `/` can
+    // be joined again.
     send(&mut c, "41/custom,");
     send(&mut c, r#"42["message","still"]"#);
     assert_eq!(frame_text(&mut c), r#"42["message-back","still"]"#);
     send(&mut c, "41");
-    super::expect_close_reason(&mut c, 1000, "disconnected");
+    assert_eq!(frame_text(&mut c), "2");
+    send(&mut c, "3");
+    send(&mut c, r#"40{"again":true}"#);
+    assert!(frame_text(&mut c).starts_with(r#"40{"sid":""#));
+    assert_eq!(frame_text(&mut c), r#"42["auth",{"again":true}]"#);
 }
 
 #[test]

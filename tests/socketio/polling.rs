@@ -88,6 +88,15 @@ fn poll(addr: SocketAddr, sid: &str) -> Resp {
 }
 
 /// Opens a session and joins `/`.
+/// A `GET` of `sid` on its own thread, held by the server by the time
+/// this returns.
+fn held_get(addr: SocketAddr, sid: &str) -> std::thread::JoinHandle<Resp> {
+    let sid = sid.to_owned();
+    let get = std::thread::spawn(move || poll(addr, &sid));
+    std::thread::sleep(Duration::from_millis(100));
+    get
+}
+
 fn joined(addr: SocketAddr) -> String {
     let sid = open_session(addr);
     let r = post(addr, &sid, "40");
@@ -160,11 +169,7 @@ fn a_second_pending_get_closes_the_session() {
     let server = Server::start_with_config(super::CONFIG, &[]);
     let addr = server.addr();
     let sid = joined(addr);
-    let first = {
-        let sid = sid.clone();
-        std::thread::spawn(move || poll(addr, &sid))
-    };
-    std::thread::sleep(Duration::from_millis(100));
+    let first = held_get(addr, &sid);
     let second = poll(addr, &sid);
     assert_eq!(second.status, "HTTP/1.1 400 Bad Request");
     assert_eq!(second.body, r#"{"code":3,"message":"Bad request"}"#);
@@ -286,11 +291,7 @@ fn the_session_moves_to_a_websocket_after_the_probe() {
     let server = Server::start_with_config(super::CONFIG, &[]);
     let addr = server.addr();
     let sid = joined(addr);
-    let held = {
-        let sid = sid.clone();
-        std::thread::spawn(move || poll(addr, &sid))
-    };
-    std::thread::sleep(Duration::from_millis(50));
+    let held = held_get(addr, &sid);
     let mut ws = open_with(
         addr,
         &format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"),
@@ -319,6 +320,20 @@ fn the_session_moves_to_a_websocket_after_the_probe() {
         poll(addr, &sid).body,
         r#"{"code":1,"message":"Session ID unknown"}"#
     );
+    // A second WebSocket for the upgraded session opens and is closed at
+    // once, as the reference server does; the first one carries on.
+    let mut second = open_with(
+        addr,
+        &format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"),
+        &[],
+    );
+    super::expect_close_reason(&mut second, 1008, "session already upgraded");
+    ws.write_all(&masked(op::TEXT, br#"422["get_name",{"hero":"batMan"}]"#))
+        .unwrap();
+    assert_eq!(
+        super::text_of(&mut ws),
+        r#"42["name",{"hero":"batMan","hero_name":"Bruce Wayne"}]"#
+    );
     // A probe for a session that does not exist is refused before the 101.
     let mut s = connect(addr);
     let (status, _, _) = handshake(
@@ -327,6 +342,24 @@ fn the_session_moves_to_a_websocket_after_the_probe() {
         &[],
     );
     assert_eq!(status, "HTTP/1.1 400 Bad Request");
+}
+
+#[test]
+fn a_client_that_closes_ends_its_held_get_with_a_noop() {
+    let server = Server::start_with_config(super::CONFIG, &[]);
+    let addr = server.addr();
+    let sid = joined(addr);
+    let held = held_get(addr, &sid);
+    assert_eq!(post(addr, &sid, "1").body, "ok");
+    // The client's own `1` is not echoed: its held GET just ends.
+    let r = held.join().unwrap();
+    assert_eq!(r.status, "HTTP/1.1 200 OK");
+    assert_eq!(r.body, "6");
+    assert_eq!(
+        poll(addr, &sid).body,
+        r#"{"code":1,"message":"Session ID unknown"}"#
+    );
+    assert!(server.wait_for_log("reason=\"closed by the client\"", Duration::from_secs(5)));
 }
 
 #[test]
