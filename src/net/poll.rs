@@ -96,6 +96,9 @@ pub(crate) struct Polled {
     posting: bool,
     /// The WebSocket that probed to take it over.
     probe: Option<Token>,
+    /// Closed by its client while no `GET` was held: until then, a `GET`
+    /// that was on its way gets its `6` (see [`post_complete`]).
+    linger: Option<Stamp>,
     armed: Option<Stamp>,
     counted_unjoined: bool,
 }
@@ -230,10 +233,13 @@ impl Polls {
         if let Some(e) = p.expiry {
             at = at.min(e);
         }
-        // An ended session waits only for its held GET to say `1`: no
-        // deadline (it would be in the past).
+        // An ended session waits only for its held GET to say `1` (no
+        // deadline: it would be in the past), or lingers.
+        if let (true, Some(until)) = (ended, p.linger) {
+            at = until;
+        }
         let arm = match p.armed {
-            _ if ended => false,
+            _ if ended && p.linger.is_none() => false,
             Some(armed) if armed <= at => false,
             _ => {
                 p.armed = Some(at);
@@ -511,6 +517,7 @@ fn open<H: Handler>(conn: &mut Conn, up: Upgraded, reply: Reply, ctx: &mut Ctx<'
         waiting: None,
         posting: false,
         probe: None,
+        linger: None,
         armed: None,
         // Engine.IO alone has no namespace to join.
         counted_unjoined: !engine_only,
@@ -599,6 +606,7 @@ fn get<H: Handler>(conn: &mut Conn, sid: &str, reply: Reply, ctx: &mut Ctx<'_, H
         p.sio.session.noop();
     }
     if p.sio.session.has_output() || p.sio.session.ended().is_some() {
+        p.linger = None;
         let body = payload(p, &ctx.env.stats);
         write(&mut h.out, 200, "text/plain; charset=UTF-8", &body, &reply);
         settle(ctx.env, token);
@@ -771,6 +779,13 @@ pub(super) fn post_complete<H: Handler>(conn: &mut Conn, ctx: &mut Ctx<'_, H>) {
                         | Ended::TooLarge
                 )
             ));
+    // The client closed with no GET held: a GET it sent before its `1`,
+    // on another connection, may still be on its way. It gets its `6`
+    // within the ping timeout, as if it had been held first.
+    if !was_ended && p.sio.session.ended() == Some(Ended::ClientClosed) && p.waiting.is_none() {
+        let ms = ctx.env.shared.config.socketio.ping_timeout_ms;
+        p.linger = Some(ctx.stamp.plus_millis(ms));
+    }
     ctx.env.polls.put(token, p);
     settle(ctx.env, token);
     if bad {
@@ -814,7 +829,7 @@ fn settle<H: Handler>(env: &mut Env<H>, token: Token) {
             .session
             .end_by_server("packets not collected (over limits.max_outbound_bytes)");
     }
-    if p.sio.session.ended().is_some() && p.waiting.is_none() {
+    if p.sio.session.ended().is_some() && p.waiting.is_none() && p.linger.is_none() {
         return finish(env, token);
     }
     env.polls.settle_one(token);
@@ -871,6 +886,9 @@ pub(super) fn fire<H: Handler>(env: &mut Env<H>, now: Stamp) {
             continue;
         }
         p.armed = None;
+        if p.linger.is_some_and(|until| now >= until) {
+            p.linger = None;
+        }
         p.sio.session.poll(now);
         if p.expiry.is_some_and(|e| e <= now) {
             p.sio.session.end_by_server("token expired");

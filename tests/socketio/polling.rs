@@ -133,8 +133,10 @@ fn a_polling_session_connects_and_the_hero_application_answers() {
         r.body,
         "42[\"name\",{\"hero\":\"ironMan\",\"hero_name\":\"Tony Stark\"}]\x1e42[\"name\",{\"hero\":\"batMan\",\"hero_name\":\"Bruce Wayne\"}]"
     );
-    // The client closes: `1`; the session is gone.
+    // The client closes: `1`; after the one GET that may have raced it,
+    // the session is gone.
     assert_eq!(post(addr, &sid, "1").body, "ok");
+    assert_eq!(poll(addr, &sid).body, "6");
     let r = poll(addr, &sid);
     assert_eq!(r.status, "HTTP/1.1 400 Bad Request");
     assert_eq!(r.body, r#"{"code":1,"message":"Session ID unknown"}"#);
@@ -360,6 +362,27 @@ fn a_client_that_closes_ends_its_held_get_with_a_noop() {
         r#"{"code":1,"message":"Session ID unknown"}"#
     );
     assert!(server.wait_for_log("reason=\"closed by the client\"", Duration::from_secs(5)));
+    // With no GET held, the one that raced the `1` (sent first, read
+    // second) still gets its `6`, once.
+    let sid = joined(addr);
+    assert_eq!(post(addr, &sid, "1").body, "ok");
+    let r = poll(addr, &sid);
+    assert_eq!(
+        (r.status.as_str(), r.body.as_str()),
+        ("HTTP/1.1 200 OK", "6")
+    );
+    assert_eq!(
+        poll(addr, &sid).body,
+        r#"{"code":1,"message":"Session ID unknown"}"#
+    );
+    // Unclaimed, it is gone after the ping timeout (200 ms here).
+    let sid = joined(addr);
+    assert_eq!(post(addr, &sid, "1").body, "ok");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        poll(addr, &sid).body,
+        r#"{"code":1,"message":"Session ID unknown"}"#
+    );
 }
 
 #[test]
